@@ -1,0 +1,191 @@
+//! Configuration from environment variables, validated at start-up. The defaults match
+//! the local stack (`scripts/stack up`); a bad value stops the process with a message
+//! that names the variable. Every variable is listed in the README.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A value that must never be printed (signing secrets). `Debug` shows `[redacted]`.
+#[derive(Clone)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a secret value.
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A configuration error, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {var}: {message}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Everything the process needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `FLASHSALE_BIND_ADDR`: where the HTTP server listens (port 0 picks a free one).
+    pub bind_addr: SocketAddr,
+    /// `DATABASE_URL`: Postgres.
+    pub database_url: Secret<String>,
+    /// `REDIS_URL`: Redis.
+    pub redis_url: Secret<String>,
+    /// `FLASHSALE_REDIS_PREFIX`: prefix of every Redis key (tests use a unique one).
+    pub redis_prefix: String,
+    /// `FLASHSALE_DB_POOL_SIZE`: connections for everything but checkout.
+    pub db_pool_size: u32,
+    /// `FLASHSALE_DATA_DIR`: where local keys are generated.
+    pub data_dir: PathBuf,
+    /// `FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE`: Ed25519 public key (PEM) that verifies
+    /// merchant and operator tokens.
+    pub admin_public_key_file: PathBuf,
+    /// `FLASHSALE_ADMIN_JWT_PRIVATE_KEY_FILE`: the matching private key, used only by
+    /// `flashsale token` (an external identity provider keeps its own).
+    pub admin_private_key_file: PathBuf,
+    /// `FLASHSALE_HMAC_SECRET`: secret for the tokens the service issues and checks
+    /// itself (guest shopper, admission); at least 32 bytes. When unset, one is
+    /// generated into the data folder on first run.
+    pub hmac_secret: Option<Secret<String>>,
+    /// `FLASHSALE_GENERATE_KEYS`: create missing local keys (true for development; set
+    /// false in production so a missing key is an error, not a new identity).
+    pub generate_keys: bool,
+    /// `FLASHSALE_JWT_ISSUER`: `iss` of every token.
+    pub jwt_issuer: String,
+    /// `FLASHSALE_JWT_AUDIENCE`: `aud` of shopper, merchant and operator tokens.
+    pub jwt_audience: String,
+    /// `FLASHSALE_SHOPPER_TOKEN_TTL_SECS`: lifetime of guest shopper tokens.
+    pub shopper_token_ttl: Duration,
+    /// `FLASHSALE_REQUEST_TIMEOUT_MS`: longest a request may take before a 503.
+    pub request_timeout: Duration,
+    /// `FLASHSALE_SHUTDOWN_GRACE_MS`: how long shutdown waits for requests to drain.
+    pub shutdown_grace: Duration,
+    /// `FLASHSALE_SWEEP_INTERVAL_MS`: how often expired holds are returned.
+    pub sweep_interval: Duration,
+    /// `FLASHSALE_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
+}
+
+/// Reads `name` from the environment, or `default` when unset.
+fn var<T: FromStr>(name: &'static str, default: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let raw = std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    raw.parse().map_err(|e: T::Err| ConfigError {
+        var: name,
+        message: format!("{e} (got {raw:?})"),
+    })
+}
+
+fn millis(
+    name: &'static str,
+    default: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    let ms: u64 = var(name, default)?;
+    if !range.contains(&ms) {
+        return Err(ConfigError {
+            var: name,
+            message: format!("must be between {} and {}", range.start(), range.end()),
+        });
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+impl Config {
+    /// Reads and validates the configuration.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let data_dir: PathBuf = var("FLASHSALE_DATA_DIR", ".data")?;
+        let keys = data_dir.join("keys");
+        let db_pool_size: u32 = var("FLASHSALE_DB_POOL_SIZE", "16")?;
+        if !(1..=500).contains(&db_pool_size) {
+            return Err(ConfigError {
+                var: "FLASHSALE_DB_POOL_SIZE",
+                message: "must be between 1 and 500".into(),
+            });
+        }
+        let hmac_secret = std::env::var("FLASHSALE_HMAC_SECRET").ok();
+        if let Some(secret) = &hmac_secret {
+            if secret.len() < 32 {
+                return Err(ConfigError {
+                    var: "FLASHSALE_HMAC_SECRET",
+                    message: "must be at least 32 bytes".into(),
+                });
+            }
+        }
+        let prefix: String = var("FLASHSALE_REDIS_PREFIX", "fs")?;
+        if prefix.is_empty() || prefix.contains(['{', '}', ' ']) {
+            return Err(ConfigError {
+                var: "FLASHSALE_REDIS_PREFIX",
+                message: "must be non-empty, without braces or spaces".into(),
+            });
+        }
+        let shopper_ttl_secs: u64 = var("FLASHSALE_SHOPPER_TOKEN_TTL_SECS", "86400")?;
+        Ok(Config {
+            bind_addr: var("FLASHSALE_BIND_ADDR", "127.0.0.1:8080")?,
+            database_url: Secret::new(var(
+                "DATABASE_URL",
+                "postgres://flashsale@127.0.0.1:55432/flashsale",
+            )?),
+            redis_url: Secret::new(var("REDIS_URL", "redis://127.0.0.1:56379")?),
+            redis_prefix: prefix,
+            db_pool_size,
+            admin_public_key_file: var(
+                "FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE",
+                &keys.join("admin-ed25519.pub.pem").to_string_lossy(),
+            )?,
+            admin_private_key_file: var(
+                "FLASHSALE_ADMIN_JWT_PRIVATE_KEY_FILE",
+                &keys.join("admin-ed25519.pem").to_string_lossy(),
+            )?,
+            data_dir,
+            hmac_secret: hmac_secret.map(Secret::new),
+            generate_keys: var("FLASHSALE_GENERATE_KEYS", "true")?,
+            jwt_issuer: var("FLASHSALE_JWT_ISSUER", "flashsale")?,
+            jwt_audience: var("FLASHSALE_JWT_AUDIENCE", "flashsale")?,
+            shopper_token_ttl: Duration::from_secs(shopper_ttl_secs.clamp(60, 30 * 86400)),
+            request_timeout: millis("FLASHSALE_REQUEST_TIMEOUT_MS", "10000", 100..=600_000)?,
+            shutdown_grace: millis("FLASHSALE_SHUTDOWN_GRACE_MS", "10000", 0..=600_000)?,
+            sweep_interval: millis("FLASHSALE_SWEEP_INTERVAL_MS", "250", 10..=60_000)?,
+            log_format: var("FLASHSALE_LOG_FORMAT", "text")?,
+        })
+    }
+}

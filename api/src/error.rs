@@ -1,0 +1,172 @@
+//! Every error the API answers, converted to `application/problem+json` (RFC 9457) in
+//! exactly one place. 4xx carry a stable `code` clients branch on; 5xx log the cause
+//! chain and answer a generic body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::AuthError;
+use reservations::Error as Domain;
+use waiting_room::NotAdmitted;
+
+/// The problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem (`/problems/<code>`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong this time, for a human.
+    pub detail: String,
+    /// Stable snake_case code for clients to branch on.
+    pub code: String,
+}
+
+/// An error answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A domain rule refused the request, or the domain failed.
+    #[error(transparent)]
+    Domain(#[from] Domain),
+    /// The bearer token was missing, invalid or of another role.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The admission token did not admit this shopper to this sale.
+    #[error(transparent)]
+    NotAdmitted(#[from] NotAdmitted),
+    /// A 4xx the HTTP layer decides (bad body, bad query, unknown route …).
+    #[error("{detail}")]
+    Client {
+        /// The status.
+        status: StatusCode,
+        /// The stable code.
+        code: &'static str,
+        /// The explanation.
+        detail: String,
+    },
+    /// Load was shed or a dependency is down: `503` with `Retry-After`.
+    #[error("{detail}")]
+    Unavailable {
+        /// The stable code.
+        code: &'static str,
+        /// The explanation.
+        detail: String,
+        /// Seconds to wait.
+        retry_after: u32,
+    },
+    /// Our fault.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 4xx with a code.
+    pub fn client(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::Client {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        use StatusCode as S;
+        let detail = self.to_string();
+        match self {
+            ApiError::Domain(e) => match e {
+                Domain::InvalidField(_) => (S::UNPROCESSABLE_ENTITY, "invalid_field", detail),
+                Domain::SaleNotFound => (S::NOT_FOUND, "sale_not_found", detail),
+                Domain::StaleVersion(_) => (S::PRECONDITION_FAILED, "precondition_failed", detail),
+                Domain::SaleLocked(_) => (S::CONFLICT, "sale_locked", detail),
+                Domain::InvalidTransition { .. } => (S::CONFLICT, "invalid_transition", detail),
+                Domain::InsufficientFreeStock { .. } => {
+                    (S::CONFLICT, "insufficient_free_stock", detail)
+                }
+                Domain::InvalidQuantity(_) => (S::UNPROCESSABLE_ENTITY, "invalid_quantity", detail),
+                Domain::SaleNotLive => (S::CONFLICT, "sale_not_live", detail),
+                Domain::SoldOut => (S::CONFLICT, "sold_out", detail),
+                Domain::PerUserLimitExceeded(_) => (S::CONFLICT, "per_user_limit_exceeded", detail),
+                Domain::IdempotencyKeyReused => {
+                    (S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
+                }
+                Domain::ReservationNotFound => (S::NOT_FOUND, "reservation_not_found", detail),
+                Domain::ReservationExpired => (S::GONE, "reservation_expired", detail),
+                Domain::ReservationNotHeld(_) => (S::CONFLICT, "reservation_not_held", detail),
+                Domain::Redis(_) | Domain::Database(_) => (
+                    S::SERVICE_UNAVAILABLE,
+                    "dependency_unavailable",
+                    String::new(),
+                ),
+                Domain::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", String::new()),
+            },
+            ApiError::Auth(AuthError::WrongRole) => (S::FORBIDDEN, "forbidden", detail),
+            ApiError::Auth(_) => (S::UNAUTHORIZED, "unauthorized", detail),
+            ApiError::NotAdmitted(_) => (S::FORBIDDEN, "not_admitted", detail),
+            ApiError::Client {
+                status,
+                code,
+                detail,
+            } => (*status, code, detail.clone()),
+            ApiError::Unavailable { code, detail, .. } => {
+                (S::SERVICE_UNAVAILABLE, code, detail.clone())
+            }
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", String::new()),
+        }
+    }
+}
+
+/// Builds a problem response; the one constructor every error path goes through.
+pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error").to_owned();
+    let body = Problem {
+        kind: format!("/problems/{code}"),
+        title,
+        status: status.as_u16(),
+        detail: detail.to_owned(),
+        code: code.to_owned(),
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, detail) = self.parts();
+        let retry_after = match &self {
+            ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
+        if status.is_server_error() {
+            // The cause chain goes to the log with the request's span; the client gets
+            // no internals.
+            tracing::error!(error = ?anyhow::Error::from(self), code, "request failed");
+        }
+        let detail = if detail.is_empty() {
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    "a dependency is unavailable; retry shortly".to_owned()
+                }
+                _ => "an internal error occurred".to_owned(),
+            }
+        } else {
+            detail
+        };
+        let mut response = problem(status, code, &detail);
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

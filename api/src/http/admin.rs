@@ -1,0 +1,399 @@
+//! The merchant admin API: every route under `/v1/admin`. A merchant sees and changes
+//! only its own sales; another merchant's sale answers 404 like a missing one.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+use crate::http::extract::{AppJson, AppQuery, IdPath, Merchant};
+use crate::http::AppState;
+use reservations::ids::SaleId;
+use reservations::sales::{
+    Admission, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter, StockView, Transition,
+};
+use reservations::store::ListCursor;
+
+/// The admin routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/sales", post(create_sale).get(list_sales))
+        .route("/v1/admin/sales/{sale_id}", get(get_sale).patch(patch_sale))
+        .route("/v1/admin/sales/{sale_id}/stock", post(change_stock))
+        .route("/v1/admin/sales/{sale_id}/pause", post(pause))
+        .route("/v1/admin/sales/{sale_id}/resume", post(resume))
+        .route("/v1/admin/sales/{sale_id}/end", post(end))
+        .route("/v1/admin/sales/{sale_id}/stats", get(stats))
+}
+
+/// A sale as the merchant sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SaleView {
+    id: SaleId,
+    name: String,
+    sku: String,
+    description: String,
+    price: Money,
+    stock: StockView,
+    per_user_limit: i32,
+    hold_ttl_seconds: i32,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    status: SaleStatus,
+    version: i32,
+    admission: Admission,
+}
+
+impl SaleView {
+    fn new(sale: Sale, stock: StockView, now: DateTime<Utc>) -> Self {
+        SaleView {
+            status: sale.status(now, &stock),
+            id: sale.id,
+            name: sale.name,
+            sku: sale.sku,
+            description: sale.description,
+            price: sale.price,
+            stock,
+            per_user_limit: sale.per_user_limit,
+            hold_ttl_seconds: sale.hold_ttl_seconds,
+            starts_at: sale.starts_at,
+            ends_at: sale.ends_at,
+            version: sale.version,
+            admission: sale.admission,
+        }
+    }
+}
+
+/// The sale with its `ETag` (the version), as every admin answer that returns one.
+fn sale_response(
+    state: &AppState,
+    status: StatusCode,
+    (sale, stock): (Sale, StockView),
+) -> Response {
+    let etag = format!("\"v{}\"", sale.version);
+    let view = SaleView::new(sale, stock, state.sales.now());
+    let mut response = (status, axum::Json(view)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// Create a sale.
+#[utoipa::path(post, path = "/v1/admin/sales", tag = "admin", request_body = SaleInput,
+    responses((status = 201, body = SaleView), (status = 422, body = crate::error::Problem)),
+    security(("merchant" = [])))]
+async fn create_sale(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    AppJson(input): AppJson<SaleInput>,
+) -> Result<Response, ApiError> {
+    let created = state.sales.create(merchant, input).await?;
+    Ok(sale_response(&state, StatusCode::CREATED, created))
+}
+
+/// Query of the sale listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Only sales in this status.
+    status: Option<StatusFilter>,
+    /// Page size, 1–100 (default 20).
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SalePage {
+    items: Vec<SaleView>,
+    next_cursor: Option<String>,
+}
+
+/// Validates a page size: 1–100, default 20.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(20) {
+        n @ 1..=100 => Ok(n),
+        _ => Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "limit: must be between 1 and 100",
+        )),
+    }
+}
+
+/// Encodes a keyset position as an opaque cursor.
+pub fn encode_cursor(created_at: DateTime<Utc>, id: uuid::Uuid) -> String {
+    let raw = format!("{}.{id}", created_at.timestamp_micros());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Decodes a cursor made by [`encode_cursor`].
+pub fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, uuid::Uuid), ApiError> {
+    let invalid = || {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "cursor: not a cursor from this API",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
+    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+    let (micros, id) = raw.split_once('.').ok_or_else(invalid)?;
+    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    let at = Utc.timestamp_micros(micros).single().ok_or_else(invalid)?;
+    Ok((at, id.parse().map_err(|_| invalid())?))
+}
+
+/// List the merchant's sales, newest first.
+#[utoipa::path(get, path = "/v1/admin/sales", tag = "admin", params(ListQuery),
+    responses((status = 200, body = SalePage)), security(("merchant" = [])))]
+async fn list_sales(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> Result<axum::Json<SalePage>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(decode_cursor)
+        .transpose()?
+        .map(|(created_at, id)| ListCursor { created_at, id });
+    let (rows, next) = state
+        .sales
+        .list(merchant, query.status, limit, after)
+        .await?;
+    let now = state.sales.now();
+    Ok(axum::Json(SalePage {
+        items: rows
+            .into_iter()
+            .map(|(s, st)| SaleView::new(s, st, now))
+            .collect(),
+        next_cursor: next.map(|c| encode_cursor(c.created_at, c.id)),
+    }))
+}
+
+/// One sale, with its `ETag`.
+#[utoipa::path(get, path = "/v1/admin/sales/{sale_id}", tag = "admin",
+    params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = SaleView), (status = 404, body = crate::error::Problem)),
+    security(("merchant" = [])))]
+async fn get_sale(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    let found = state.sales.get_owned(merchant, SaleId(id)).await?;
+    Ok(sale_response(&state, StatusCode::OK, found))
+}
+
+/// The version named by `If-Match`, when the header is present. `*` matches any.
+fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let stale = || {
+        ApiError::client(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "If-Match names no version of this sale",
+        )
+    };
+    let text = raw.to_str().map_err(|_| stale())?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .strip_prefix('v')
+        .and_then(|v| v.parse().ok())
+        .map(Some)
+        .ok_or_else(stale)
+}
+
+/// Edit a sale. `If-Match` makes the edit conditional on the version read.
+#[utoipa::path(patch, path = "/v1/admin/sales/{sale_id}", tag = "admin", request_body = SalePatch,
+    params(("sale_id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = SaleView), (status = 409, body = crate::error::Problem),
+        (status = 412, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("merchant" = [])))]
+async fn patch_sale(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+    AppJson(patch): AppJson<SalePatch>,
+) -> Result<Response, ApiError> {
+    let version = if_match(&headers)?;
+    let patched = state
+        .sales
+        .patch(merchant, SaleId(id), patch, version)
+        .await?;
+    Ok(sale_response(&state, StatusCode::OK, patched))
+}
+
+/// Body of a stock change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockDelta {
+    /// Units to add (positive) or retire from the free units (negative).
+    delta: i64,
+}
+
+/// Add or retire units.
+#[utoipa::path(post, path = "/v1/admin/sales/{sale_id}/stock", tag = "admin", request_body = StockDelta,
+    params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = SaleView), (status = 409, body = crate::error::Problem)),
+    security(("merchant" = [])))]
+async fn change_stock(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    IdPath(id): IdPath,
+    AppJson(body): AppJson<StockDelta>,
+) -> Result<Response, ApiError> {
+    let changed = state
+        .sales
+        .change_stock(merchant, SaleId(id), body.delta)
+        .await?;
+    Ok(sale_response(&state, StatusCode::OK, changed))
+}
+
+async fn transition(
+    state: AppState,
+    merchant: Merchant,
+    id: uuid::Uuid,
+    action: Transition,
+) -> Result<Response, ApiError> {
+    let changed = state
+        .sales
+        .transition(merchant.0, SaleId(id), action)
+        .await?;
+    Ok(sale_response(&state, StatusCode::OK, changed))
+}
+
+/// Pause a sale.
+#[utoipa::path(post, path = "/v1/admin/sales/{sale_id}/pause", tag = "admin", params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = SaleView), (status = 409, body = crate::error::Problem)), security(("merchant" = [])))]
+async fn pause(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    transition(state, merchant, id, Transition::Pause).await
+}
+
+/// Resume a paused sale.
+#[utoipa::path(post, path = "/v1/admin/sales/{sale_id}/resume", tag = "admin", params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = SaleView), (status = 409, body = crate::error::Problem)), security(("merchant" = [])))]
+async fn resume(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    transition(state, merchant, id, Transition::Resume).await
+}
+
+/// End a sale for good.
+#[utoipa::path(post, path = "/v1/admin/sales/{sale_id}/end", tag = "admin", params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = SaleView), (status = 409, body = crate::error::Problem)), security(("merchant" = [])))]
+async fn end(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    transition(state, merchant, id, Transition::End).await
+}
+
+/// The waiting room's counters (filled in by the waiting room).
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct QueueStats {
+    prequeue: i64,
+    waiting: i64,
+    serving_position: i64,
+    admitted_total: i64,
+}
+
+/// The admission controller's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdmissionStats {
+    mode: reservations::sales::AdmissionMode,
+    rate_per_second: f64,
+    active_shoppers: i64,
+    no_show_rate: f64,
+    last_change_reason: Option<String>,
+}
+
+/// The signals the controller reads.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct SignalStats {
+    checkout_p95_ms: f64,
+    reserve_p95_ms: f64,
+    pool_wait_ms: f64,
+    outbox_backlog: i64,
+    outbox_oldest_age_ms: i64,
+}
+
+/// Orders and revenue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderStats {
+    count: i64,
+    revenue: Money,
+}
+
+/// Live statistics of a sale.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    sale_id: SaleId,
+    at: DateTime<Utc>,
+    status: SaleStatus,
+    stock: StockView,
+    queue: QueueStats,
+    admission: AdmissionStats,
+    signals: SignalStats,
+    orders: OrderStats,
+}
+
+/// Live statistics: stock, line, admission, signals, orders.
+#[utoipa::path(get, path = "/v1/admin/sales/{sale_id}/stats", tag = "admin", params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Stats)), security(("merchant" = [])))]
+async fn stats(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    IdPath(id): IdPath,
+) -> Result<axum::Json<Stats>, ApiError> {
+    let (sale, stock) = state.sales.get_owned(merchant, SaleId(id)).await?;
+    let now = state.sales.now();
+    let (count, revenue_minor) = state.sales.store().order_totals(sale.id).await?;
+    Ok(axum::Json(Stats {
+        sale_id: sale.id,
+        at: now,
+        status: sale.status(now, &stock),
+        stock,
+        queue: QueueStats::default(),
+        admission: AdmissionStats {
+            mode: sale.admission.mode,
+            rate_per_second: 0.0,
+            active_shoppers: 0,
+            no_show_rate: 0.0,
+            last_change_reason: None,
+        },
+        signals: SignalStats::default(),
+        orders: OrderStats {
+            count,
+            revenue: Money {
+                amount_minor: revenue_minor,
+                currency: sale.price.currency.clone(),
+            },
+        },
+    }))
+}

@@ -1,0 +1,193 @@
+//! The HTTP surface: one router per area, merged here with the middleware every route
+//! shares (request ids, tracing, timeout, body limit, metrics, problem+json safety net).
+
+pub mod admin;
+pub mod extract;
+pub mod ops;
+pub mod public;
+pub mod reservations;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::auth::Auth;
+use crate::error::problem;
+use waiting_room::AdmissionCheck;
+
+/// Largest request body (API.md: bodies over 64 KiB are 413).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Sales and holds.
+    pub sales: ::reservations::Sales,
+    /// Token keys.
+    pub auth: Arc<Auth>,
+    /// The admission check of the reserve route.
+    pub admission: Arc<dyn AdmissionCheck>,
+    /// The general Postgres pool (readiness, listings).
+    pub db: PgPool,
+    /// The shared multiplexed Redis connection.
+    pub redis: ConnectionManager,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// How long a request may run.
+    pub request_timeout: Duration,
+}
+
+/// The OpenAPI document, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "flashsale", description = "Flash-sale reservation backend: HTTP contract v1"),
+    paths(
+        public::create_session, public::get_sale,
+        reservations::reserve, reservations::get_reservation, reservations::release,
+        admin::create_sale, admin::list_sales, admin::get_sale, admin::patch_sale, admin::change_stock,
+        admin::pause, admin::resume, admin::end, admin::stats,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["shopper", "merchant", "operator"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// Every route, with the shared middleware.
+pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
+    Router::new()
+        .merge(public::router())
+        .merge(reservations::router())
+        .merge(admin::router())
+        .merge(ops::router())
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+        })
+        .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn_with_state(timeout, enforce_timeout))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        // Path only: headers carry tokens and never reach the log.
+                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn(problem_safety_net))
+                .layer(CatchPanicLayer::custom(|_| {
+                    problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+                })),
+        )
+        .with_state(state)
+}
+
+/// Answers 503 `request_timeout` when a request runs longer than configured.
+async fn enforce_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                "the request took too long; retry shortly",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+            response
+        }
+    }
+}
+
+/// Records request latency by route and status.
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics::histogram!(
+        "flashsale_http_request_duration_seconds",
+        "route" => route,
+        "method" => method,
+        "status" => response.status().as_u16().to_string(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Any error answer that is not already problem+json (a framework rejection we did
+/// not anticipate) is rewritten as one, so clients never see plain text or HTML.
+async fn problem_safety_net(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if status.as_u16() < 400 || is_problem {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let mut rewritten = problem(status, code, status.canonical_reason().unwrap_or("error"));
+    if let Some(retry) = response.headers().get(header::RETRY_AFTER) {
+        rewritten
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
+    }
+    rewritten
+}

@@ -1,0 +1,95 @@
+//! Holds: reserve, read, release. Reserving needs the shopper's token and an admission
+//! token for this shopper and sale.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::http::extract::{AppJson, IdPath, IdempotencyKey, Shopper};
+use crate::http::AppState;
+use reservations::ids::{ReservationId, SaleId};
+use reservations::{Quantity, Reservation};
+
+/// The reservation routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sales/{sale_id}/reservations", post(reserve))
+        .route(
+            "/v1/reservations/{reservation_id}",
+            get(get_reservation).delete(release),
+        )
+}
+
+/// Body of a reserve call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveBody {
+    /// Units to hold, 1 up to the sale's per-shopper limit.
+    quantity: i64,
+}
+
+/// Hold units of a live sale.
+#[utoipa::path(post, path = "/v1/sales/{sale_id}/reservations", tag = "reservations", request_body = ReserveBody,
+    params(("sale_id" = uuid::Uuid, Path), ("X-Admission-Token" = String, Header), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = Reservation), (status = 200, body = Reservation, description = "replayed idempotent request"),
+        (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
+    security(("shopper" = [])))]
+async fn reserve(
+    State(state): State<AppState>,
+    Shopper(shopper): Shopper,
+    IdPath(sale): IdPath,
+    IdempotencyKey(key): IdempotencyKey,
+    headers: HeaderMap,
+    AppJson(body): AppJson<ReserveBody>,
+) -> Result<(StatusCode, axum::Json<Reservation>), ApiError> {
+    let token = headers
+        .get("x-admission-token")
+        .and_then(|v| v.to_str().ok());
+    state.admission.check(token, shopper.0, sale)?;
+    let quantity = Quantity::parse(body.quantity)?;
+    let reserved = state
+        .sales
+        .reserve(SaleId(sale), shopper, quantity, key.as_deref())
+        .await?;
+    let status = if reserved.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    metrics::counter!("flashsale_reservations_total", "outcome" => "held").increment(1);
+    Ok((status, axum::Json(reserved.reservation)))
+}
+
+/// One of the shopper's reservations.
+#[utoipa::path(get, path = "/v1/reservations/{reservation_id}", tag = "reservations",
+    params(("reservation_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Reservation), (status = 404, body = crate::error::Problem)),
+    security(("shopper" = [])))]
+async fn get_reservation(
+    State(state): State<AppState>,
+    Shopper(shopper): Shopper,
+    IdPath(id): IdPath,
+) -> Result<axum::Json<Reservation>, ApiError> {
+    Ok(axum::Json(
+        state.sales.reservation(shopper, ReservationId(id)).await?,
+    ))
+}
+
+/// Give the units back at once.
+#[utoipa::path(delete, path = "/v1/reservations/{reservation_id}", tag = "reservations",
+    params(("reservation_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("shopper" = [])))]
+async fn release(
+    State(state): State<AppState>,
+    Shopper(shopper): Shopper,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, ApiError> {
+    state.sales.release(shopper, ReservationId(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,23 @@
+//! The `flashsale` binary as a library: configuration, auth, HTTP and the process
+//! roles. It wires the domain crates (`reservations`, `waiting-room`, `outbox-relay`)
+//! to HTTP and holds no business rule of its own.
+//!
+//! # Layout
+//!
+//! - [`config`]: environment variables, validated at start-up.
+//! - [`auth`]: bearer tokens (EdDSA for merchants and operators, HS256 for shoppers).
+//! - [`error`]: the API's errors and their one problem+json conversion.
+//! - [`http`]: one router per area and the shared middleware.
+//! - [`startup`]: connections, background tasks and the server ([`Application`]).
+//! - [`cli`]: the subcommands.
+//! - [`telemetry`]: logging.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod startup;
+pub mod telemetry;
+
+pub use startup::Application;

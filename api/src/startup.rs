@@ -1,0 +1,179 @@
+//! Building and running the application: connections, background tasks and the HTTP
+//! server, all stopped by one shutdown token. Tests call [`Application::build`] with
+//! port 0 and talk to the real thing.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use reservations::clock::Clock;
+use reservations::projection::Projection;
+use reservations::store::SaleStore;
+use reservations::Sales;
+use waiting_room::AdmissionTokens;
+
+/// The embedded migrations (`migrations/` at the workspace root).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// The process-wide Prometheus recorder (one per process, however many apps a test
+/// binary starts).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets(&latency)
+                .expect("static buckets are valid")
+                .install_recorder()
+                .expect("the metrics recorder is installed once")
+        })
+        .clone()
+}
+
+/// Opens the general Postgres pool.
+pub async fn connect_postgres(config: &Config) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(config.database_url.expose())
+        .await
+        .context("DATABASE_URL: cannot connect to Postgres")
+}
+
+/// Opens the shared Redis connection (multiplexed, reconnects by itself).
+pub async fn connect_redis(config: &Config) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(config.redis_url.expose().as_str())
+        .context("REDIS_URL: not a Redis URL")?;
+    let settings = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2));
+    client
+        .get_connection_manager_with_config(settings)
+        .await
+        .context("REDIS_URL: cannot connect to Redis")
+}
+
+/// A running application.
+pub struct Application {
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Application {
+    /// Connects, binds and starts serving and sweeping. Returns once the port is bound.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let db = connect_postgres(&config).await?;
+        let redis = connect_redis(&config).await?;
+        let auth = Arc::new(Auth::from_config(&config)?);
+        let admission = Arc::new(AdmissionTokens::new(auth.hmac_secret(), auth.issuer()));
+        let sales = Sales::new(
+            SaleStore::new(db.clone()),
+            Projection::new(redis.clone(), config.redis_prefix.clone()),
+            clock,
+        );
+        let state = AppState {
+            sales,
+            auth,
+            admission,
+            db,
+            redis,
+            metrics: metrics_handle(),
+            request_timeout: config.request_timeout,
+        };
+        let shutdown = CancellationToken::new();
+        let tasks = vec![tokio::spawn(sweep_holds(
+            state.sales.clone(),
+            config.sweep_interval,
+            shutdown.clone(),
+        ))];
+
+        let listener = tokio::net::TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("FLASHSALE_BIND_ADDR: cannot bind {}", config.bind_addr))?;
+        let addr = listener.local_addr()?;
+        let app = http::router(state.clone());
+        let stop = shutdown.clone();
+        let grace = config.shutdown_grace;
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future();
+            tokio::pin!(serve);
+            tokio::select! {
+                result = &mut serve => result.context("HTTP server failed"),
+                // Keep-alive connections can hold a graceful drain open forever: bound it.
+                _ = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!(grace_ms = grace.as_millis() as u64, "drain timed out; closing remaining connections");
+                    Ok(())
+                }
+            }
+        });
+        tracing::info!(%addr, "listening");
+        Ok(Application {
+            addr,
+            state,
+            shutdown,
+            tasks,
+            server,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests reach the services directly through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The token that stops everything.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs until the shutdown token fires, then waits for the drain and the tasks.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = self.server.await.context("server task panicked")?;
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        result
+    }
+}
+
+/// Returns expired holds to the free units, every `interval`, until shutdown.
+async fn sweep_holds(sales: Sales, interval: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {
+                if let Err(e) = sales.sweep_once(500).await {
+                    tracing::warn!(error = %e, "hold sweep failed; retrying next tick");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Reservations: the sale catalogue, stock as numbered units, and holds.
+//!
+//! This crate owns every rule about units: which are free, held or sold, who holds
+//! them and until when. Redis is the fast path (atomic Lua scripts); Postgres is the
+//! record and the last line against overselling (`order_units` primary key). When a
+//! sale's Redis state is missing, it is rebuilt from Postgres.
+//!
+//! # Layout
+//!
+//! - [`ids`]: identifier newtypes.
+//! - [`sales`]: what a merchant writes (parsed at the edge) and the stored sale.
+//! - [`store`]: sales and units in Postgres.
+//! - [`projection`]: a sale's hot state in Redis and the scripts in `lua/`.
+//! - [`service`]: the operations the HTTP layer calls ([`Sales`]).
+//! - [`clock`]: the clock port.
+//! - [`error`]: the crate's error type.
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod projection;
+pub mod sales;
+pub mod service;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use service::{Quantity, Reservation, ReservationStatus, Reserved, Sales};

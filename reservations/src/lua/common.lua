@@ -1,0 +1,45 @@
+-- Shared by every hold script (prepended to each one at load time).
+--
+-- KEYS, the same seven for every script of a sale, all with the sale's hash tag:
+--   1 meta        hash: state starts_ms ends_ms limit ttl_ms total held sold unit_count version
+--   2 free        list of free unit numbers
+--   3 holds       hash: hold id -> JSON {o owner, q quantity, u units, d deadline ms,
+--                                        s status, c created ms, k idempotency key, r order id}
+--   4 deadlines   sorted set: hold id scored by its deadline (only holds in `held`)
+--   5 users       hash: shopper id -> units held + bought (the per-shopper limit)
+--   6 idem        hash: "<shopper>:<idempotency key>" -> hold id
+--   7 committing  sorted set: hold id scored by when checkout began (holds in `committing`)
+--
+-- Invariant kept by every script: LLEN(free) + meta.held + meta.sold = meta.total.
+-- A hold leaves `held` exactly once (released, expired, or checked out): each script
+-- checks the status before it moves units, and Redis runs one script at a time.
+
+local K_META, K_FREE, K_HOLDS, K_DEADLINES, K_USERS, K_IDEM, K_COMMITTING =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+
+local function load_hold(id)
+  local raw = redis.call('HGET', K_HOLDS, id)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+local function save_hold(id, hold)
+  redis.call('HSET', K_HOLDS, id, cjson.encode(hold))
+end
+
+-- Pushes `units` back on the free list, in batches small enough for unpack().
+local function push_free(units)
+  for i = 1, #units, 1000 do
+    redis.call('RPUSH', K_FREE, unpack(units, i, math.min(i + 999, #units)))
+  end
+end
+
+-- Returns a `held` hold's units to the free list and ends it with `status`.
+local function release_hold(id, hold, status)
+  push_free(hold.u)
+  redis.call('ZREM', K_DEADLINES, id)
+  redis.call('HINCRBY', K_USERS, hold.o, -hold.q)
+  redis.call('HINCRBY', K_META, 'held', -hold.q)
+  hold.s = status
+  save_hold(id, hold)
+end

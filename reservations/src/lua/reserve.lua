@@ -1,0 +1,45 @@
+-- reserve: takes `quantity` free units for one shopper, all or none.
+--
+-- KEYS: the seven sale keys (see common.lua).
+-- ARGV: 1 now_ms, 2 new hold id, 3 shopper id, 4 quantity,
+--       5 idempotency key ('' when none).
+-- Returns one of:
+--   {'ok', hold id, deadline_ms, replayed (0|1)}
+--   {'no_state'}            the sale's state is not in Redis (caller rebuilds, retries)
+--   {'idem_mismatch'}       the key was used with another quantity
+--   {'not_live'}            before start, after end, paused or ended
+--   {'limit', limit}        held + bought + requested would pass the per-shopper limit
+--   {'sold_out', free}      fewer free units than requested
+if redis.call('EXISTS', K_META) == 0 then return {'no_state'} end
+local now, id, shopper, qty, key =
+  tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+
+-- A retry with the same key answers the first result, whatever happened since.
+local idem_field = shopper .. ':' .. key
+if key ~= '' then
+  local previous = redis.call('HGET', K_IDEM, idem_field)
+  if previous then
+    local hold = load_hold(previous)
+    if hold == nil or hold.q ~= qty then return {'idem_mismatch'} end
+    return {'ok', previous, hold.d, 1}
+  end
+end
+
+local m = redis.call('HMGET', K_META, 'state', 'starts_ms', 'ends_ms', 'limit', 'ttl_ms')
+if m[1] ~= 'active' or now < tonumber(m[2]) or now >= tonumber(m[3]) then
+  return {'not_live'}
+end
+local limit = tonumber(m[4])
+local have = tonumber(redis.call('HGET', K_USERS, shopper)) or 0
+if have + qty > limit then return {'limit', limit} end
+local free = redis.call('LLEN', K_FREE)
+if free < qty then return {'sold_out', free} end
+
+local units = redis.call('LPOP', K_FREE, qty)
+local deadline = now + tonumber(m[5])
+save_hold(id, {o = shopper, q = qty, u = units, d = deadline, s = 'held', c = now, k = key})
+redis.call('ZADD', K_DEADLINES, deadline, id)
+redis.call('HINCRBY', K_USERS, shopper, qty)
+redis.call('HINCRBY', K_META, 'held', qty)
+if key ~= '' then redis.call('HSET', K_IDEM, idem_field, id) end
+return {'ok', id, deadline, 0}

@@ -1,0 +1,8 @@
+-- stock: the sale's counters in one atomic read.
+--
+-- KEYS: the seven sale keys (see common.lua).
+-- ARGV: none.
+-- Returns {total, free, held, sold}, or {} when the state is missing.
+if redis.call('EXISTS', K_META) == 0 then return {} end
+local m = redis.call('HMGET', K_META, 'total', 'held', 'sold')
+return {tonumber(m[1]), redis.call('LLEN', K_FREE), tonumber(m[2]), tonumber(m[3])}

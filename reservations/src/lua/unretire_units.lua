@@ -1,0 +1,10 @@
+-- unretire_units: puts units back after Postgres refused to record their retirement.
+--
+-- KEYS: the seven sale keys (see common.lua).
+-- ARGV: the unit numbers.
+-- Returns the number of units returned.
+local units = {}
+for i = 1, #ARGV do units[i] = tonumber(ARGV[i]) end
+push_free(units)
+redis.call('HINCRBY', K_META, 'total', #units)
+return #units
