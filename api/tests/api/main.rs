@@ -1,0 +1,8 @@
+//! Integration tests of the flashsale API: the real app on port 0 against the real
+//! Redis and Postgres of the local stack (`scripts/stack up`). One binary, one module
+//! per area.
+
+mod admin;
+mod helpers;
+mod ops;
+mod reservations;
