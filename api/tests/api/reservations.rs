@@ -21,7 +21,9 @@ async fn holds(app: &TestApp, sale: Uuid) -> HashMap<String, HoldRecord> {
         .query_async(&mut app.app_state.redis.clone())
         .await
         .unwrap();
-    raw.into_iter().map(|(id, json)| (id, serde_json::from_str(&json).unwrap())).collect()
+    raw.into_iter()
+        .map(|(id, json)| (id, serde_json::from_str(&json).unwrap()))
+        .collect()
 }
 
 /// The free unit numbers of a sale.
@@ -39,8 +41,19 @@ async fn free_units(app: &TestApp, sale: Uuid) -> Vec<i64> {
 /// Stock conservation in the Redis view: every unit is in exactly one place (free,
 /// held, sold) and the counters agree with the places. Returns the stock.
 async fn assert_stock_conserved(app: &TestApp, sale: Uuid) -> reservations::sales::StockView {
-    let stock = app.app_state.sales.projection().stock(SaleId(sale)).await.unwrap().expect("state present");
-    assert_eq!(stock.available + stock.held + stock.sold, stock.total, "available + held + sold = total: {stock:?}");
+    let stock = app
+        .app_state
+        .sales
+        .projection()
+        .stock(SaleId(sale))
+        .await
+        .unwrap()
+        .expect("state present");
+    assert_eq!(
+        stock.available + stock.held + stock.sold,
+        stock.total,
+        "available + held + sold = total: {stock:?}"
+    );
     let free = free_units(app, sale).await;
     let mut seen: HashSet<i64> = HashSet::new();
     for unit in &free {
@@ -51,7 +64,10 @@ async fn assert_stock_conserved(app: &TestApp, sale: Uuid) -> reservations::sale
         if matches!(hold.status.as_str(), "held" | "committing") {
             held += hold.quantity;
             for unit in &hold.units {
-                assert!(seen.insert(*unit), "unit {unit} of hold {id} is also free or in another hold");
+                assert!(
+                    seen.insert(*unit),
+                    "unit {unit} of hold {id} is also free or in another hold"
+                );
             }
         }
     }
@@ -73,13 +89,24 @@ async fn five_thousand_concurrent_reserves_hold_each_unit_once_and_respect_the_l
     let app = spawn_app().await;
     let sale = app.live_sale(1000, 2).await;
     let shoppers: Vec<TestShopper> = (0..2000).map(|_| direct_shopper(&app)).collect();
-    let calls: Vec<(TestShopper, i64)> = (0..5000).map(|i| (shoppers[i % 2000].clone(), 1 + (i as i64 % 2))).collect();
+    let calls: Vec<(TestShopper, i64)> = (0..5000)
+        .map(|i| (shoppers[i % 2000].clone(), 1 + (i as i64 % 2)))
+        .collect();
 
     // Act
     let results: Vec<(Uuid, i64, u16)> = futures::stream::iter(calls)
         .map(|(shopper, qty)| {
             let app = &app;
-            async move { (shopper.id, qty, app.reserve(&shopper, sale, qty, None).await.status().as_u16()) }
+            async move {
+                (
+                    shopper.id,
+                    qty,
+                    app.reserve(&shopper, sale, qty, None)
+                        .await
+                        .status()
+                        .as_u16(),
+                )
+            }
         })
         .buffer_unordered(200)
         .collect()
@@ -88,12 +115,18 @@ async fn five_thousand_concurrent_reserves_hold_each_unit_once_and_respect_the_l
     // Assert: exactly 1,000 units held, none twice, nobody above the limit.
     let held_by_responses: i64 = results.iter().filter(|r| r.2 == 201).map(|r| r.1).sum();
     assert_eq!(held_by_responses, 1000);
-    assert!(results.iter().all(|r| [201, 409].contains(&r.2)), "only 201 or 409");
+    assert!(
+        results.iter().all(|r| [201, 409].contains(&r.2)),
+        "only 201 or 409"
+    );
     let mut per_shopper: HashMap<String, i64> = HashMap::new();
     for hold in holds(&app, sale).await.values() {
         *per_shopper.entry(hold.owner.to_string()).or_default() += hold.quantity;
     }
-    assert!(per_shopper.values().all(|&n| n <= 2), "a shopper holds more than the limit");
+    assert!(
+        per_shopper.values().all(|&n| n <= 2),
+        "a shopper holds more than the limit"
+    );
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!((stock.available, stock.held, stock.sold), (0, 1000, 0));
 }
@@ -106,23 +139,44 @@ async fn release_and_expiry_racing_return_each_hold_exactly_once() {
     let mut held = Vec::new();
     for _ in 0..300 {
         let shopper = direct_shopper(&app);
-        let body: Value = app.reserve(&shopper, sale, 1, None).await.json().await.unwrap();
+        let body: Value = app
+            .reserve(&shopper, sale, 1, None)
+            .await
+            .json()
+            .await
+            .unwrap();
         held.push((shopper, body["reservation_id"].as_str().unwrap().to_owned()));
     }
     app.clock.advance(Duration::from_secs(601));
 
     // Act: every owner releases while several sweepers expire the same holds.
     let releases = futures::future::join_all(held.iter().map(|(shopper, id)| {
-        app.request(Method::DELETE, &format!("/v1/reservations/{id}"), Some(&shopper.token)).send()
+        app.request(
+            Method::DELETE,
+            &format!("/v1/reservations/{id}"),
+            Some(&shopper.token),
+        )
+        .send()
     }));
     let sweeps = futures::future::join_all((0..4).map(|_| app.app_state.sales.sweep_once(7)));
     let (releases, sweeps) = tokio::join!(releases, sweeps);
 
     // Assert: each hold ended once — released or expired — and every unit is free once.
-    let released = releases.iter().filter(|r| r.as_ref().unwrap().status() == 204).count() as i64;
+    let released = releases
+        .iter()
+        .filter(|r| r.as_ref().unwrap().status() == 204)
+        .count() as i64;
     let expired: i64 = sweeps.into_iter().map(|r| r.unwrap()).sum();
-    let background_expired = holds(&app, sale).await.values().filter(|h| h.status == "expired").count() as i64;
-    assert_eq!(released + background_expired, 300, "released {released}, expired {background_expired}");
+    let background_expired = holds(&app, sale)
+        .await
+        .values()
+        .filter(|h| h.status == "expired")
+        .count() as i64;
+    assert_eq!(
+        released + background_expired,
+        300,
+        "released {released}, expired {background_expired}"
+    );
     assert!(expired <= background_expired);
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!((stock.available, stock.held), (300, 0));
@@ -134,7 +188,12 @@ async fn redis_wiped_mid_run_rebuilds_once_from_postgres_and_keeps_every_unit_on
     let app = spawn_app().await;
     let sale = app.live_sale(100, 2).await;
     for _ in 0..10 {
-        assert_eq!(app.reserve(&direct_shopper(&app), sale, 2, None).await.status(), 201);
+        assert_eq!(
+            app.reserve(&direct_shopper(&app), sale, 2, None)
+                .await
+                .status(),
+            201
+        );
     }
     let buyer = Uuid::new_v4();
     insert_order(&app, sale, buyer, &[7]).await.unwrap();
@@ -152,14 +211,22 @@ async fn redis_wiped_mid_run_rebuilds_once_from_postgres_and_keeps_every_unit_on
     // sold unit is not free, and every new reservation succeeded.
     assert!(statuses.iter().all(|&s| s == 201), "{statuses:?}");
     let stock = assert_stock_conserved(&app, sale).await;
-    assert_eq!((stock.total, stock.sold, stock.held, stock.available), (100, 1, 60, 39));
+    assert_eq!(
+        (stock.total, stock.sold, stock.held, stock.available),
+        (100, 1, 60, 39)
+    );
     let free = free_units(&app, sale).await;
     assert!(!free.contains(&7), "a sold unit came back as free");
 }
 
 /// Inserts an order with its units, as checkout does; returns the database error if
 /// Postgres refuses it.
-async fn insert_order(app: &TestApp, sale: Uuid, shopper: Uuid, units: &[i32]) -> Result<Uuid, sqlx::Error> {
+async fn insert_order(
+    app: &TestApp,
+    sale: Uuid,
+    shopper: Uuid,
+    units: &[i32],
+) -> Result<Uuid, sqlx::Error> {
     let order = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     sqlx::query(
@@ -173,12 +240,14 @@ async fn insert_order(app: &TestApp, sale: Uuid, shopper: Uuid, units: &[i32]) -
     .bind(units.len() as i32)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("insert into order_units (sale_id, unit_no, order_id) select $1, unnest($2::int[]), $3")
-        .bind(sale)
-        .bind(units)
-        .bind(order)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "insert into order_units (sale_id, unit_no, order_id) select $1, unnest($2::int[]), $3",
+    )
+    .bind(sale)
+    .bind(units)
+    .bind(order)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(order)
 }
@@ -187,9 +256,13 @@ async fn insert_order(app: &TestApp, sale: Uuid, shopper: Uuid, units: &[i32]) -
 async fn postgres_refuses_to_sell_a_unit_twice_even_when_redis_hands_it_out_twice() {
     let app = spawn_app().await;
     let sale = app.live_sale(10, 2).await;
-    insert_order(&app, sale, Uuid::new_v4(), &[3]).await.unwrap();
+    insert_order(&app, sale, Uuid::new_v4(), &[3])
+        .await
+        .unwrap();
 
-    let second = insert_order(&app, sale, Uuid::new_v4(), &[3]).await.unwrap_err();
+    let second = insert_order(&app, sale, Uuid::new_v4(), &[3])
+        .await
+        .unwrap_err();
 
     let db_error = second.as_database_error().expect("a database error");
     assert_eq!(db_error.code().as_deref(), Some("23505"));
@@ -199,7 +272,10 @@ async fn postgres_refuses_to_sell_a_unit_twice_even_when_redis_hands_it_out_twic
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert_eq!(sold, 1, "confirmed order units ≤ total: the duplicate left nothing behind");
+    assert_eq!(
+        sold, 1,
+        "confirmed order units ≤ total: the duplicate left nothing behind"
+    );
 }
 
 #[tokio::test]
@@ -217,14 +293,42 @@ async fn reserving_returns_a_held_reservation_the_owner_can_read_and_release() {
     let id = body["reservation_id"].as_str().unwrap();
     let path = format!("/v1/reservations/{id}");
 
-    let read: Value = app.request(Method::GET, &path, Some(&shopper.token)).send().await.unwrap().json().await.unwrap();
+    let read: Value = app
+        .request(Method::GET, &path, Some(&shopper.token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(read, body);
-    let released = app.request(Method::DELETE, &path, Some(&shopper.token)).send().await.unwrap();
+    let released = app
+        .request(Method::DELETE, &path, Some(&shopper.token))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(released.status(), 204);
-    let read: Value = app.request(Method::GET, &path, Some(&shopper.token)).send().await.unwrap().json().await.unwrap();
+    let read: Value = app
+        .request(Method::GET, &path, Some(&shopper.token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(read["status"], "released");
-    let sale_view: Value = app.merchant(Method::GET, &format!("/v1/admin/sales/{sale}")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(sale_view["stock"], json!({ "total": 10, "available": 10, "held": 0, "sold": 0 }));
+    let sale_view: Value = app
+        .merchant(Method::GET, &format!("/v1/admin/sales/{sale}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        sale_view["stock"],
+        json!({ "total": 10, "available": 10, "held": 0, "sold": 0 })
+    );
 }
 
 #[tokio::test]
@@ -232,13 +336,28 @@ async fn an_expired_hold_reports_expired_and_its_units_return() {
     let app = spawn_app().await;
     let sale = app.live_sale(5, 1).await;
     let shopper = app.shopper().await;
-    let body: Value = app.reserve(&shopper, sale, 1, None).await.json().await.unwrap();
-    let path = format!("/v1/reservations/{}", body["reservation_id"].as_str().unwrap());
+    let body: Value = app
+        .reserve(&shopper, sale, 1, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!(
+        "/v1/reservations/{}",
+        body["reservation_id"].as_str().unwrap()
+    );
 
     app.clock.advance(Duration::from_secs(601));
     app.app_state.sales.sweep_once(100).await.unwrap();
 
-    let read: Value = app.request(Method::GET, &path, Some(&shopper.token)).send().await.unwrap().json().await.unwrap();
+    let read: Value = app
+        .request(Method::GET, &path, Some(&shopper.token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(read["status"], "expired");
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!(stock.available, 5);
@@ -258,7 +377,12 @@ async fn the_same_idempotency_key_returns_the_same_hold_and_another_body_is_422(
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["reservation_id"], first["reservation_id"]);
 
-    assert_problem(app.reserve(&shopper, sale, 2, Some("k-1")).await, 422, "idempotency_key_reused").await;
+    assert_problem(
+        app.reserve(&shopper, sale, 2, Some("k-1")).await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!(stock.held, 1);
 }
@@ -271,9 +395,17 @@ async fn reserving_without_a_valid_admission_token_is_403_not_admitted() {
     let shopper = app.shopper().await;
     let someone_else = app.shopper().await;
     let path = format!("/v1/sales/{sale}/reservations");
-    let expired = waiting_room::AdmissionTokens::new(app.app_state.auth.hmac_secret(), app.app_state.auth.issuer())
-        .issue(shopper.id, sale, chrono::Utc::now() - chrono::Duration::hours(1), Duration::from_secs(60))
-        .0;
+    let expired = waiting_room::AdmissionTokens::new(
+        app.app_state.auth.hmac_secret(),
+        app.app_state.auth.issuer(),
+    )
+    .issue(
+        shopper.id,
+        sale,
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        Duration::from_secs(60),
+    )
+    .0;
     let cases = [
         None,
         Some("not-a-token".to_owned()),
@@ -283,7 +415,9 @@ async fn reserving_without_a_valid_admission_token_is_403_not_admitted() {
     ];
 
     for token in cases {
-        let mut request = app.request(Method::POST, &path, Some(&shopper.token)).json(&json!({ "quantity": 1 }));
+        let mut request = app
+            .request(Method::POST, &path, Some(&shopper.token))
+            .json(&json!({ "quantity": 1 }));
         if let Some(token) = token {
             request = request.header("x-admission-token", token);
         }
@@ -299,16 +433,36 @@ async fn reserve_error_codes_follow_the_contract() {
     let shopper = app.shopper().await;
 
     for quantity in [0, -1, 101] {
-        assert_problem(app.reserve(&shopper, sale, quantity, None).await, 422, "invalid_quantity").await;
+        assert_problem(
+            app.reserve(&shopper, sale, quantity, None).await,
+            422,
+            "invalid_quantity",
+        )
+        .await;
     }
     assert_eq!(app.reserve(&shopper, sale, 2, None).await.status(), 201);
-    assert_problem(app.reserve(&shopper, sale, 1, None).await, 409, "per_user_limit_exceeded").await;
+    assert_problem(
+        app.reserve(&shopper, sale, 1, None).await,
+        409,
+        "per_user_limit_exceeded",
+    )
+    .await;
     let second = app.shopper().await;
     assert_problem(app.reserve(&second, sale, 2, None).await, 409, "sold_out").await;
     assert_eq!(app.reserve(&second, sale, 1, None).await.status(), 201);
-    assert_problem(app.reserve(&app.shopper().await, sale, 1, None).await, 409, "sold_out").await;
+    assert_problem(
+        app.reserve(&app.shopper().await, sale, 1, None).await,
+        409,
+        "sold_out",
+    )
+    .await;
     let unknown = Uuid::new_v4();
-    assert_problem(app.reserve(&shopper, unknown, 1, None).await, 404, "sale_not_found").await;
+    assert_problem(
+        app.reserve(&shopper, unknown, 1, None).await,
+        404,
+        "sale_not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -317,12 +471,26 @@ async fn reserving_in_a_scheduled_or_paused_sale_is_409_sale_not_live() {
     let scheduled: Value = app.create_sale(sale_body_with(json!({}))).await;
     let scheduled: Uuid = scheduled["id"].as_str().unwrap().parse().unwrap();
     let paused = app.live_sale(5, 1).await;
-    let response = app.merchant(Method::POST, &format!("/v1/admin/sales/{paused}/pause")).send().await.unwrap();
+    let response = app
+        .merchant(Method::POST, &format!("/v1/admin/sales/{paused}/pause"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let shopper = app.shopper().await;
 
-    assert_problem(app.reserve(&shopper, scheduled, 1, None).await, 409, "sale_not_live").await;
-    assert_problem(app.reserve(&shopper, paused, 1, None).await, 409, "sale_not_live").await;
+    assert_problem(
+        app.reserve(&shopper, scheduled, 1, None).await,
+        409,
+        "sale_not_live",
+    )
+    .await;
+    assert_problem(
+        app.reserve(&shopper, paused, 1, None).await,
+        409,
+        "sale_not_live",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -331,20 +499,52 @@ async fn another_shoppers_reservation_is_404_and_a_double_release_is_409() {
     let sale = app.live_sale(5, 1).await;
     let owner = app.shopper().await;
     let stranger = app.shopper().await;
-    let body: Value = app.reserve(&owner, sale, 1, None).await.json().await.unwrap();
-    let path = format!("/v1/reservations/{}", body["reservation_id"].as_str().unwrap());
+    let body: Value = app
+        .reserve(&owner, sale, 1, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!(
+        "/v1/reservations/{}",
+        body["reservation_id"].as_str().unwrap()
+    );
 
     for method in [Method::GET, Method::DELETE] {
-        let response = app.request(method, &path, Some(&stranger.token)).send().await.unwrap();
+        let response = app
+            .request(method, &path, Some(&stranger.token))
+            .send()
+            .await
+            .unwrap();
         assert_problem(response, 404, "reservation_not_found").await;
     }
-    let unknown = app.request(Method::GET, &format!("/v1/reservations/{}", Uuid::new_v4()), Some(&owner.token));
+    let unknown = app.request(
+        Method::GET,
+        &format!("/v1/reservations/{}", Uuid::new_v4()),
+        Some(&owner.token),
+    );
     assert_problem(unknown.send().await.unwrap(), 404, "reservation_not_found").await;
     let malformed = app.request(Method::GET, "/v1/reservations/nope", Some(&owner.token));
-    assert_problem(malformed.send().await.unwrap(), 404, "reservation_not_found").await;
+    assert_problem(
+        malformed.send().await.unwrap(),
+        404,
+        "reservation_not_found",
+    )
+    .await;
 
-    assert_eq!(app.request(Method::DELETE, &path, Some(&owner.token)).send().await.unwrap().status(), 204);
-    let again = app.request(Method::DELETE, &path, Some(&owner.token)).send().await.unwrap();
+    assert_eq!(
+        app.request(Method::DELETE, &path, Some(&owner.token))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let again = app
+        .request(Method::DELETE, &path, Some(&owner.token))
+        .send()
+        .await
+        .unwrap();
     assert_problem(again, 409, "reservation_not_held").await;
     assert_eq!(assert_stock_conserved(&app, sale).await.available, 5);
 }
