@@ -540,12 +540,28 @@ impl Transition {
 pub enum StatusFilter {
     /// Not started.
     Scheduled,
-    /// Started, not ended, not paused (sold-out sales included).
+    /// Started, not ended, not paused, units left.
     Live,
+    /// Started, not ended, not paused, nothing left to sell.
+    SoldOut,
     /// Paused.
     Paused,
     /// Ended.
     Ended,
+}
+
+impl StatusFilter {
+    /// Whether a sale in `status` belongs to this filter.
+    pub fn matches(self, status: SaleStatus) -> bool {
+        matches!(
+            (self, status),
+            (StatusFilter::Scheduled, SaleStatus::Scheduled)
+                | (StatusFilter::Live, SaleStatus::Live)
+                | (StatusFilter::SoldOut, SaleStatus::SoldOut)
+                | (StatusFilter::Paused, SaleStatus::Paused)
+                | (StatusFilter::Ended, SaleStatus::Ended)
+        )
+    }
 }
 
 #[cfg(test)]

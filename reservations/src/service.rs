@@ -159,34 +159,52 @@ impl Sales {
     }
 
     /// One page of the merchant's sales with their stock, and the cursor of the next.
+    /// The status filter is applied in SQL where the stored state decides it, and to
+    /// the derived status (which needs the stock, e.g. `sold_out`) here, reading on
+    /// until the page is full so pages are never short while more rows match.
     pub async fn list(
         &self,
         merchant: MerchantId,
         filter: Option<StatusFilter>,
         limit: i64,
-        after: Option<ListCursor>,
+        mut after: Option<ListCursor>,
     ) -> Result<(Vec<(Sale, StockView)>, Option<ListCursor>)> {
-        let sales = self
-            .store
-            .list(merchant, filter, limit + 1, after, self.now())
-            .await?;
-        let more = sales.len() as i64 > limit;
-        let mut page = Vec::with_capacity(sales.len());
-        for sale in sales.into_iter().take(limit as usize) {
-            let stock = self.stock(&sale).await?;
-            page.push((sale, stock));
-        }
-        let next = more.then(|| {
-            let (last, _) = page.last().expect("a full page has a last row");
-            ListCursor {
-                created_at: last.created_at,
-                id: last.id.0,
+        let now = self.now();
+        let mut page = Vec::new();
+        loop {
+            let batch = self
+                .store
+                .list(merchant, filter, limit + 1, after, now)
+                .await?;
+            let exhausted = (batch.len() as i64) <= limit;
+            for sale in batch {
+                after = Some(ListCursor {
+                    created_at: sale.created_at,
+                    id: sale.id.0,
+                });
+                let stock = self.stock(&sale).await?;
+                if filter.is_none_or(|f| f.matches(sale.status(now, &stock))) {
+                    if page.len() as i64 == limit {
+                        // One more match exists: the page is full and has a successor.
+                        let (last, _): &(Sale, StockView) = page.last().expect("limit ≥ 1");
+                        let next = ListCursor {
+                            created_at: last.created_at,
+                            id: last.id.0,
+                        };
+                        return Ok((page, Some(next)));
+                    }
+                    page.push((sale, stock));
+                }
             }
-        });
-        Ok((page, next))
+            if exhausted {
+                return Ok((page, None));
+            }
+        }
     }
 
-    /// Applies a merchant's edit; with `if_match`, only to that version.
+    /// Applies a merchant's edit; with `if_match`, only to that version. Without it the
+    /// edit is applied to whatever version is current: a concurrent write makes it
+    /// re-read and re-apply, never overwrite the other write with stale fields.
     pub async fn patch(
         &self,
         merchant: MerchantId,
@@ -194,14 +212,11 @@ impl Sales {
         patch: SalePatch,
         if_match: Option<i32>,
     ) -> Result<(Sale, StockView)> {
-        let mut sale = self.store.get_owned(merchant, id).await?;
-        if let Some(version) = if_match {
-            if version != sale.version {
-                return Err(Error::StaleVersion(version));
-            }
-        }
-        patch.apply(&mut sale, self.now())?;
-        let saved = self.store.update(&sale, Some(sale.version)).await?;
+        let saved = self
+            .update_with(merchant, id, if_match, |sale, now| {
+                patch.clone().apply(sale, now)
+            })
+            .await?;
         self.publish_meta(&saved).await
     }
 
@@ -212,10 +227,37 @@ impl Sales {
         id: SaleId,
         action: Transition,
     ) -> Result<(Sale, StockView)> {
-        let mut sale = self.store.get_owned(merchant, id).await?;
-        sale.state = sale.transition(action, self.now())?;
-        let saved = self.store.update(&sale, Some(sale.version)).await?;
+        let saved = self
+            .update_with(merchant, id, None, |sale, now| {
+                sale.state = sale.transition(action, now)?;
+                Ok(())
+            })
+            .await?;
         self.publish_meta(&saved).await
+    }
+
+    /// Read, change, write conditionally on the version read; on a lost race, retry
+    /// from a fresh read unless the client pinned the version with `If-Match`.
+    async fn update_with(
+        &self,
+        merchant: MerchantId,
+        id: SaleId,
+        if_match: Option<i32>,
+        change: impl Fn(&mut Sale, DateTime<Utc>) -> Result<()>,
+    ) -> Result<Sale> {
+        loop {
+            let mut sale = self.store.get_owned(merchant, id).await?;
+            if let Some(version) = if_match {
+                if version != sale.version {
+                    return Err(Error::StaleVersion(version));
+                }
+            }
+            change(&mut sale, self.now())?;
+            match self.store.update(&sale, Some(sale.version)).await {
+                Err(Error::StaleVersion(_)) if if_match.is_none() => continue,
+                saved => return saved,
+            }
+        }
     }
 
     async fn publish_meta(&self, sale: &Sale) -> Result<(Sale, StockView)> {

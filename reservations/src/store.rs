@@ -139,7 +139,9 @@ impl SaleStore {
         let status_clause = match filter {
             None => "true",
             Some(StatusFilter::Scheduled) => "state = 'active' and $2 < starts_at",
-            Some(StatusFilter::Live) => "state = 'active' and $2 >= starts_at and $2 < ends_at",
+            Some(StatusFilter::Live | StatusFilter::SoldOut) => {
+                "state = 'active' and $2 >= starts_at and $2 < ends_at"
+            }
             Some(StatusFilter::Paused) => "state = 'paused' and $2 < ends_at",
             Some(StatusFilter::Ended) => "(state = 'ended' or $2 >= ends_at)",
         };

@@ -1,1 +1,276 @@
-//! placeholder
+//! Operations and edge behaviour: health and readiness, metrics, the OpenAPI document,
+//! the public sale page, guest sessions, unknown routes and methods, request ids.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{assert_keys, assert_problem, etag, spawn_app, spawn_app_behind_redis_proxy};
+
+// ---- health and readiness -------------------------------------------------------------
+
+#[tokio::test]
+async fn healthz_returns_200() {
+    let app = spawn_app().await;
+
+    let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn readyz_returns_200_while_redis_and_postgres_answer() {
+    let app = spawn_app().await;
+
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn readyz_returns_503_when_redis_is_unreachable() {
+    let (app, redis) = spawn_app_behind_redis_proxy().await;
+    let before = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(before.status(), 200, "ready through the proxy");
+
+    redis.cut();
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+
+    assert!(response.headers().contains_key("retry-after"));
+    let body = assert_problem(response, 503, "not_ready").await;
+    assert_eq!(body["detail"], "not answering: redis");
+}
+
+#[tokio::test]
+async fn readyz_returns_503_when_postgres_is_unreachable() {
+    let app = spawn_app().await;
+
+    // Closing the app's own pool makes Postgres unreachable for this app only.
+    app.app_state.db.close().await;
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+
+    assert!(response.headers().contains_key("retry-after"));
+    let body = assert_problem(response, 503, "not_ready").await;
+    assert_eq!(body["detail"], "not answering: postgres");
+}
+
+// ---- metrics and OpenAPI --------------------------------------------------------------
+
+#[tokio::test]
+async fn metrics_exposes_request_latency_after_a_request() {
+    let app = spawn_app().await;
+    let _ = app.client.get(app.url("/healthz")).send().await.unwrap();
+
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("flashsale_http_request_duration_seconds"),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="/healthz""#), "{text}");
+}
+
+/// Every route of the routers in `api/src/http/*.rs`, as OpenAPI names them.
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/sessions"),
+    ("get", "/v1/sales/{sale_id}"),
+    ("post", "/v1/sales/{sale_id}/reservations"),
+    ("get", "/v1/reservations/{reservation_id}"),
+    ("delete", "/v1/reservations/{reservation_id}"),
+    ("post", "/v1/admin/sales"),
+    ("get", "/v1/admin/sales"),
+    ("get", "/v1/admin/sales/{sale_id}"),
+    ("patch", "/v1/admin/sales/{sale_id}"),
+    ("post", "/v1/admin/sales/{sale_id}/stock"),
+    ("post", "/v1/admin/sales/{sale_id}/pause"),
+    ("post", "/v1/admin/sales/{sale_id}/resume"),
+    ("post", "/v1/admin/sales/{sale_id}/end"),
+    ("get", "/v1/admin/sales/{sale_id}/stats"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+#[tokio::test]
+async fn openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.unwrap();
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3."), "openapi version {version:?}");
+    assert!(doc["info"]["title"].is_string());
+    for (method, path) in ROUTES {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is missing from the OpenAPI paths"
+        );
+    }
+}
+
+// ---- public sale page -----------------------------------------------------------------
+
+#[tokio::test]
+async fn public_sale_returns_only_public_fields_with_cache_headers() {
+    let app = spawn_app().await;
+    let sale = app.scheduled_sale().await;
+
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/sales/{sale}")))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("cache-control"));
+    assert!(response.headers().contains_key("etag"));
+    let body: Value = response.json().await.unwrap();
+    assert_keys(
+        &body,
+        &[
+            "id",
+            "name",
+            "description",
+            "price",
+            "starts_at",
+            "ends_at",
+            "status",
+            "per_user_limit",
+            "stock",
+        ],
+    );
+    assert_eq!(body["id"], sale.to_string());
+    assert_eq!(body["status"], "scheduled");
+    assert_eq!(body["stock"], json!({ "total": 500, "available": 500 }));
+}
+
+#[tokio::test]
+async fn public_sale_with_matching_if_none_match_returns_304() {
+    let app = spawn_app().await;
+    let sale = app.scheduled_sale().await;
+    let url = app.url(&format!("/v1/sales/{sale}"));
+    let first = app.client.get(&url).send().await.unwrap();
+
+    let response = app
+        .client
+        .get(&url)
+        .header("if-none-match", etag(&first))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 304);
+    assert_eq!(etag(&response), etag(&first));
+}
+
+#[tokio::test]
+async fn public_sale_with_unknown_id_returns_404() {
+    let app = spawn_app().await;
+
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/sales/{}", Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(response, 404, "sale_not_found").await;
+}
+
+// ---- sessions -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_session_returns_201_with_a_shopper_token() {
+    let app = spawn_app().await;
+
+    let response = app
+        .client
+        .post(app.url("/v1/sessions"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    assert_keys(&body, &["token", "shopper_id", "expires_at"]);
+    assert!(!body["token"].as_str().unwrap().is_empty());
+    assert!(body["shopper_id"].as_str().unwrap().parse::<Uuid>().is_ok());
+    let expires_at = body["expires_at"].as_str().unwrap();
+    let expires_at = chrono::DateTime::parse_from_rfc3339(expires_at).unwrap();
+    assert!(expires_at > chrono::Utc::now(), "expires in the future");
+}
+
+// ---- routing edges and request ids ----------------------------------------------------
+
+#[tokio::test]
+async fn unknown_route_returns_404_problem() {
+    let app = spawn_app().await;
+
+    let response = app.client.get(app.url("/v1/nope")).send().await.unwrap();
+
+    assert_problem(response, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn wrong_method_returns_405_problem() {
+    let app = spawn_app().await;
+
+    let response = app
+        .merchant(Method::DELETE, "/v1/admin/sales")
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(response, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let requests = [
+        app.request(Method::GET, "/healthz", None),
+        app.request(Method::GET, "/v1/nope", None),
+        app.request(Method::DELETE, "/v1/admin/sales", None),
+        app.request(Method::GET, "/v1/admin/sales", None),
+        app.merchant(Method::GET, "/v1/admin/sales"),
+    ];
+
+    for request in requests {
+        let response = request.send().await.unwrap();
+
+        let id = response.headers().get("x-request-id");
+        assert!(
+            id.is_some_and(|v| !v.is_empty()),
+            "{} {} has no x-request-id",
+            response.status(),
+            response.url()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_supplied_request_id_is_echoed_back() {
+    let app = spawn_app().await;
+
+    let response = app
+        .request(Method::GET, "/healthz", None)
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.headers()["x-request-id"], "client-chosen-42");
+}
