@@ -3,13 +3,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::Write;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::auth::{Auth, Role};
 use crate::config::Config;
-use crate::startup::{connect_postgres, Application, MIGRATOR};
+use crate::startup::{connect_postgres, guarded_payments, Application, MIGRATOR};
+use outbox_relay::mailer::SimulatedMailer;
+use outbox_relay::{relay, worker};
 use reservations::clock::SystemClock;
+use reservations::payment::PaymentGateway;
+use tokio_util::sync::CancellationToken;
+use waiting_room::AdmissionTokens;
 
 /// Flash-sale reservation backend.
 #[derive(Debug, Parser)]
@@ -57,6 +64,18 @@ pub enum TokenKind {
         /// The shopper id (default: a new one).
         shopper_id: Option<uuid::Uuid>,
     },
+    /// Fresh shoppers admitted to a sale, one per line: `<shopper token> <admission
+    /// token>` (rehearsals and benchmarks that skip the waiting room).
+    Admission {
+        /// The sale.
+        sale_id: uuid::Uuid,
+        /// How many shoppers.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        count: u32,
+        /// How long the admission lasts, e.g. 10m, 1h.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
     /// An operator token (EdDSA), for the operations endpoints.
     Operator {
         /// Lifetime, e.g. 30m, 24h.
@@ -89,13 +108,48 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::All) {
         Command::All => {
             migrate(&config).await?;
-            serve(config).await
-        }
-        Command::Serve => serve(config).await,
-        Command::Relay | Command::Worker => {
-            anyhow::bail!(
-                "this role is not available yet: run `flashsale serve` or `flashsale all`"
+            serve(
+                config,
+                Roles {
+                    http: true,
+                    relay: true,
+                    workers: true,
+                },
             )
+            .await
+        }
+        Command::Serve => {
+            serve(
+                config,
+                Roles {
+                    http: true,
+                    relay: false,
+                    workers: false,
+                },
+            )
+            .await
+        }
+        Command::Relay => {
+            serve(
+                config,
+                Roles {
+                    http: false,
+                    relay: true,
+                    workers: false,
+                },
+            )
+            .await
+        }
+        Command::Worker => {
+            serve(
+                config,
+                Roles {
+                    http: false,
+                    relay: false,
+                    workers: true,
+                },
+            )
+            .await
         }
         Command::Migrate => migrate(&config).await,
         Command::Token { kind } => {
@@ -111,6 +165,21 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     let id = shopper_id.unwrap_or_else(uuid::Uuid::new_v4);
                     auth.issue_shopper(id, chrono::Utc::now()).0
                 }
+                TokenKind::Admission {
+                    sale_id,
+                    count,
+                    ttl,
+                } => {
+                    let admission = AdmissionTokens::new(auth.hmac_secret(), auth.issuer());
+                    let now = chrono::Utc::now();
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    for _ in 0..count {
+                        let shopper = uuid::Uuid::new_v4();
+                        let (pass, _) = admission.issue(shopper, sale_id, now, ttl);
+                        writeln!(out, "{} {pass}", auth.issue_shopper(shopper, now).0)?;
+                    }
+                    return Ok(out.flush()?);
+                }
             };
             println!("{token}");
             Ok(())
@@ -119,21 +188,85 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let pool = connect_postgres(config).await?;
+    let pool = connect_postgres(config, 2).await?;
     MIGRATOR.run(&pool).await.context("migrations failed")?;
     tracing::info!("migrations applied");
     Ok(())
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = Application::build(config, Arc::new(SystemClock)).await?;
-    let stop = app.shutdown_token();
+/// Which roles one process runs.
+#[derive(Debug, Clone, Copy)]
+struct Roles {
+    /// The HTTP API, the hold sweeper and the checkout reconciler.
+    http: bool,
+    /// The outbox relay.
+    relay: bool,
+    /// The event workers.
+    workers: bool,
+}
+
+/// Runs `roles` until SIGTERM or Ctrl-C, then drains them all.
+async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut payments: Option<Arc<dyn PaymentGateway>> = None;
+    let app = if roles.http {
+        let app = Application::build(config.clone(), Arc::new(SystemClock), stop.clone()).await?;
+        // In one process the workers capture through the same simulator and breaker as
+        // checkout, so the operator's simulator settings apply to both.
+        payments = Some(app.state().checkout.payments());
+        Some(app)
+    } else {
+        None
+    };
+    if roles.relay || roles.workers {
+        let pool = connect_postgres(&config, config.db_pool_size).await?;
+        let redis = redis::Client::open(config.redis_url.expose().as_str())
+            .context("REDIS_URL: not a Redis URL")?;
+        let prefix = config.redis_prefix.clone();
+        if roles.relay {
+            let settings = relay::RelayConfig::new(prefix.clone());
+            tasks.push(tokio::spawn(relay::run(
+                pool.clone(),
+                redis.clone(),
+                settings,
+                stop.clone(),
+            )));
+        }
+        if roles.workers {
+            let payments = match payments {
+                Some(payments) => payments,
+                None => guarded_payments(&config, pool.clone()),
+            };
+            let mailer = Arc::new(SimulatedMailer::new());
+            let settings = worker::WorkerConfig::new(prefix);
+            tasks.push(tokio::spawn(worker::run(
+                pool,
+                redis,
+                payments,
+                mailer,
+                settings,
+                stop.clone(),
+            )));
+        }
+    }
+    let signal = stop.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested; draining");
-        stop.cancel();
+        signal.cancel();
     });
-    app.run_until_stopped().await
+    let served = match app {
+        Some(app) => app.run_until_stopped().await,
+        None => {
+            stop.cancelled().await;
+            Ok(())
+        }
+    };
+    for task in tasks {
+        task.await.context("a background role panicked")?;
+    }
+    served
 }
 
 async fn shutdown_signal() {

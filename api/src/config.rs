@@ -52,6 +52,17 @@ pub struct Config {
     pub redis_prefix: String,
     /// `FLASHSALE_DB_POOL_SIZE`: connections for everything but checkout.
     pub db_pool_size: u32,
+    /// `FLASHSALE_CHECKOUT_POOL_SIZE`: connections reserved for checkout (a bulkhead:
+    /// listings and admin traffic cannot take them).
+    pub checkout_pool_size: u32,
+    /// `FLASHSALE_PAYMENT_TIMEOUT_MS`: longest a payment call may take.
+    pub payment_timeout: Duration,
+    /// `FLASHSALE_PAYMENT_LATENCY_P50_MS` / `_P99_MS` / `FLASHSALE_PAYMENT_FAILURE_RATE`:
+    /// the simulated provider's behaviour at start (changeable at run time).
+    pub payment_simulator: reservations::payment::SimulatorSettings,
+    /// `FLASHSALE_RECONCILE_AFTER_MS`: a checkout still committing after this long is
+    /// presumed dead and finished by the reconciler (well above request + payment timeouts).
+    pub reconcile_after: Duration,
     /// `FLASHSALE_DATA_DIR`: where local keys are generated.
     pub data_dir: PathBuf,
     /// `FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE`: Ed25519 public key (PEM) that verifies
@@ -142,6 +153,24 @@ impl Config {
                 message: "must be between 1 and 500".into(),
             });
         }
+        let checkout_pool_size: u32 = var("FLASHSALE_CHECKOUT_POOL_SIZE", "16")?;
+        if !(1..=500).contains(&checkout_pool_size) {
+            return Err(ConfigError {
+                var: "FLASHSALE_CHECKOUT_POOL_SIZE",
+                message: "must be between 1 and 500".into(),
+            });
+        }
+        let payment_simulator = reservations::payment::SimulatorSettings {
+            latency_ms: reservations::payment::Latency {
+                p50: var("FLASHSALE_PAYMENT_LATENCY_P50_MS", "5")?,
+                p99: var("FLASHSALE_PAYMENT_LATENCY_P99_MS", "20")?,
+            },
+            failure_rate: var("FLASHSALE_PAYMENT_FAILURE_RATE", "0")?,
+        };
+        payment_simulator.validate().map_err(|e| ConfigError {
+            var: "FLASHSALE_PAYMENT_LATENCY_P50_MS / _P99_MS / FLASHSALE_PAYMENT_FAILURE_RATE",
+            message: e.to_string(),
+        })?;
         let hmac_secret = std::env::var("FLASHSALE_HMAC_SECRET").ok();
         if let Some(secret) = &hmac_secret {
             if secret.len() < 32 {
@@ -168,6 +197,10 @@ impl Config {
             redis_url: Secret::new(var("REDIS_URL", "redis://127.0.0.1:56379")?),
             redis_prefix: prefix,
             db_pool_size,
+            checkout_pool_size,
+            payment_timeout: millis("FLASHSALE_PAYMENT_TIMEOUT_MS", "3000", 10..=60_000)?,
+            payment_simulator,
+            reconcile_after: millis("FLASHSALE_RECONCILE_AFTER_MS", "30000", 100..=3_600_000)?,
             admin_public_key_file: var(
                 "FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE",
                 &keys.join("admin-ed25519.pub.pem").to_string_lossy(),

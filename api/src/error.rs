@@ -97,6 +97,13 @@ impl ApiError {
                 Domain::ReservationNotFound => (S::NOT_FOUND, "reservation_not_found", detail),
                 Domain::ReservationExpired => (S::GONE, "reservation_expired", detail),
                 Domain::ReservationNotHeld(_) => (S::CONFLICT, "reservation_not_held", detail),
+                Domain::PaymentDeclined => (S::PAYMENT_REQUIRED, "payment_declined", detail),
+                Domain::PaymentUnavailable => {
+                    (S::SERVICE_UNAVAILABLE, "payment_unavailable", detail)
+                }
+                Domain::UnitUnavailable => (S::CONFLICT, "unit_unavailable", detail),
+                Domain::CheckoutInProgress => (S::CONFLICT, "request_in_progress", detail),
+                Domain::OrderNotFound => (S::NOT_FOUND, "order_not_found", detail),
                 Domain::Redis(_) | Domain::Database(_) => (
                     S::SERVICE_UNAVAILABLE,
                     "dependency_unavailable",
@@ -143,6 +150,7 @@ impl IntoResponse for ApiError {
         let (status, code, detail) = self.parts();
         let retry_after = match &self {
             ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+            ApiError::Domain(Domain::PaymentUnavailable) => Some(2),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         };

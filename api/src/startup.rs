@@ -18,11 +18,18 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use reservations::checkout::Checkout;
 use reservations::clock::Clock;
+use reservations::payment::{GuardedGateway, PaymentGateway, SimulatedPayments};
 use reservations::projection::Projection;
 use reservations::store::SaleStore;
 use reservations::Sales;
 use waiting_room::AdmissionTokens;
+
+/// Consecutive payment failures that open the circuit breaker.
+const PAYMENT_BREAKER_FAILURES: u32 = 5;
+/// How long an open breaker refuses calls before a trial.
+const PAYMENT_BREAKER_OPEN_FOR: Duration = Duration::from_secs(5);
 
 /// The embedded migrations (`migrations/` at the workspace root).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -45,10 +52,28 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Opens the general Postgres pool.
-pub async fn connect_postgres(config: &Config) -> anyhow::Result<PgPool> {
+fn guard(config: &Config, provider: Arc<dyn PaymentGateway>) -> Arc<dyn PaymentGateway> {
+    Arc::new(GuardedGateway::new(
+        provider,
+        config.payment_timeout,
+        PAYMENT_BREAKER_FAILURES,
+        PAYMENT_BREAKER_OPEN_FOR,
+    ))
+}
+
+/// The payment gateway of a process without the HTTP role (a worker): the simulator
+/// behind the same timeout and circuit breaker as checkout's.
+pub fn guarded_payments(config: &Config, ledger: PgPool) -> Arc<dyn PaymentGateway> {
+    guard(
+        config,
+        Arc::new(SimulatedPayments::new(config.payment_simulator, ledger)),
+    )
+}
+
+/// Opens a Postgres pool of `size` connections.
+pub async fn connect_postgres(config: &Config, size: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
-        .max_connections(config.db_pool_size)
+        .max_connections(size)
         .acquire_timeout(Duration::from_secs(2))
         .connect(config.database_url.expose())
         .await
@@ -79,8 +104,13 @@ pub struct Application {
 
 impl Application {
     /// Connects, binds and starts serving and sweeping. Returns once the port is bound.
-    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
-        let db = connect_postgres(&config).await?;
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Application> {
+        let db = connect_postgres(&config, config.db_pool_size).await?;
+        let checkout_pool = connect_postgres(&config, config.checkout_pool_size).await?;
         let redis = connect_redis(&config).await?;
         let auth = Arc::new(Auth::from_config(&config)?);
         let admission = Arc::new(AdmissionTokens::new(auth.hmac_secret(), auth.issuer()));
@@ -89,7 +119,12 @@ impl Application {
             Projection::new(redis.clone(), config.redis_prefix.clone()),
             clock,
         );
+        let simulator = Arc::new(SimulatedPayments::new(config.payment_simulator, db.clone()));
+        let payments = guard(&config, simulator.clone());
+        let checkout = Checkout::new(sales.clone(), checkout_pool, db.clone(), payments);
         let state = AppState {
+            checkout,
+            simulator: Some(simulator),
             sales,
             auth,
             admission,
@@ -98,12 +133,18 @@ impl Application {
             metrics: metrics_handle(),
             request_timeout: config.request_timeout,
         };
-        let shutdown = CancellationToken::new();
-        let tasks = vec![tokio::spawn(sweep_holds(
-            state.sales.clone(),
-            config.sweep_interval,
-            shutdown.clone(),
-        ))];
+        let tasks = vec![
+            tokio::spawn(sweep_holds(
+                state.sales.clone(),
+                config.sweep_interval,
+                shutdown.clone(),
+            )),
+            tokio::spawn(reconcile_checkouts(
+                state.checkout.clone(),
+                config.reconcile_after,
+                shutdown.clone(),
+            )),
+        ];
 
         let listener = tokio::net::TcpListener::bind(config.bind_addr)
             .await
@@ -159,6 +200,27 @@ impl Application {
             let _ = task.await;
         }
         result
+    }
+}
+
+/// Finishes checkouts left in `committing` by dead processes, every few seconds.
+async fn reconcile_checkouts(
+    checkout: Checkout,
+    stale_after: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(
+        (stale_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)),
+    );
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {
+                if let Err(e) = checkout.reconcile_once(stale_after).await {
+                    tracing::warn!(error = %e, "checkout reconciliation failed; retrying next tick");
+                }
+            }
+        }
     }
 }
 

@@ -1,1 +1,42 @@
-//! placeholder
+//! Delivery of committed events: from the Postgres outbox to Redis Streams, and from
+//! the streams to the workers that act on them.
+//!
+//! This crate owns the guarantee "every committed order has its events published and
+//! consumed". Checkout writes an order and its `outbox` row in one transaction; from
+//! there on:
+//!
+//! - the **relay** claims unpublished rows with `FOR UPDATE SKIP LOCKED`, appends them
+//!   to one stream per aggregate type and marks them published in the same
+//!   transaction. A relay that dies between the append and the commit publishes the
+//!   batch again: delivery is at-least-once, and duplicates in a stream are expected;
+//! - the **workers** read the streams through consumer groups and make every effect
+//!   idempotent by event id: the effect and a `processed_events` row commit in one
+//!   transaction, so a duplicate or a redelivery changes nothing. Entries left pending
+//!   by a dead worker are claimed by a live one; an entry that keeps failing goes to a
+//!   dead-letter stream after a bounded number of deliveries, so one poison event never
+//!   holds up the events behind it.
+//!
+//! # Layout
+//!
+//! - [`event`]: the event as it travels (stream fields), the `OrderPlaced` payload and
+//!   the stream key names.
+//! - [`relay`]: the outbox relay ([`relay::run`]) and the backlog figures for `/stats`.
+//! - [`worker`]: the consumer groups `order-confirmation`, `payment-capture` and
+//!   `sales-ledger` ([`worker::run`]).
+//! - [`mailer`]: the mailer port the confirmation worker sends through, and its
+//!   simulated implementation.
+//! - [`error`]: the crate's error type.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod event;
+pub mod mailer;
+pub mod relay;
+pub mod worker;
+
+mod backoff;
+mod effects;
+
+pub use error::{Error, Result};
+pub use event::{dead_letter_key, stream_key};

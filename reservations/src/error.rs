@@ -58,6 +58,21 @@ pub enum Error {
     /// Released, or checked out under another key.
     #[error("the reservation is {0}")]
     ReservationNotHeld(String),
+    /// The card was declined; the hold stays until its deadline.
+    #[error("the card was declined; the reservation is kept until it expires, so you may try another card")]
+    PaymentDeclined,
+    /// The payment provider failed, timed out, or its circuit is open.
+    #[error("payments are unavailable right now; the reservation is kept, retry shortly")]
+    PaymentUnavailable,
+    /// Postgres refused a unit already sold to another order (after Redis lost state).
+    #[error("a unit of this reservation was already sold; nothing was charged")]
+    UnitUnavailable,
+    /// A request with this idempotency key is still being processed.
+    #[error("a checkout with this Idempotency-Key is still in progress; retry shortly")]
+    CheckoutInProgress,
+    /// No such order, or another shopper's.
+    #[error("order not found")]
+    OrderNotFound,
     /// Redis failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

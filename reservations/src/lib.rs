@@ -12,12 +12,16 @@
 //! - [`store`]: sales and units in Postgres.
 //! - [`projection`]: a sale's hot state in Redis and the scripts in `lua/`.
 //! - [`service`]: the operations the HTTP layer calls ([`Sales`]).
+//! - [`checkout`]: hold → order in one transaction with its outbox event; order reads.
+//! - [`payment`]: the payment port, the simulated provider, timeout and breaker.
 //! - [`clock`]: the clock port.
 //! - [`error`]: the crate's error type.
 
+pub mod checkout;
 pub mod clock;
 pub mod error;
 pub mod ids;
+pub mod payment;
 pub mod projection;
 pub mod sales;
 pub mod service;

@@ -5,7 +5,7 @@
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use crate::ids::{ReservationId, SaleId, ShopperId};
+use crate::ids::{OrderId, ReservationId, SaleId, ShopperId};
 use crate::sales::{Sale, StockView};
 use crate::{Error, Result};
 
@@ -24,6 +24,8 @@ struct Scripts {
     unretire_units: Script,
     reserve: Script,
     release: Script,
+    begin_checkout: Script,
+    finish_checkout: Script,
     expire: Script,
     stock: Script,
 }
@@ -38,6 +40,8 @@ impl Scripts {
             unretire_units: hold_script!("lua/unretire_units.lua"),
             reserve: hold_script!("lua/reserve.lua"),
             release: hold_script!("lua/release.lua"),
+            begin_checkout: hold_script!("lua/begin_checkout.lua"),
+            finish_checkout: hold_script!("lua/finish_checkout.lua"),
             expire: hold_script!("lua/expire.lua"),
             stock: hold_script!("lua/stock.lua"),
         }
@@ -129,15 +133,61 @@ pub struct HoldRecord {
     /// `held`, `committing`, `checked_out`, `released` or `expired`.
     #[serde(rename = "s")]
     pub status: String,
+    /// The order of the checkout attempt that is (or was) committing it.
+    #[serde(rename = "r", default)]
+    pub order: Option<OrderId>,
 }
 
-/// cjson encodes an empty Lua table as `{}`, not `[]`.
+/// What `begin_checkout` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BeginCheckout {
+    /// The hold is now `committing` for this attempt.
+    Committing {
+        /// Units held.
+        quantity: i64,
+        /// The hold's deadline, ms.
+        deadline_ms: i64,
+        /// The unit numbers.
+        units: Vec<i32>,
+    },
+    /// No such hold in Redis.
+    Missing,
+    /// Another shopper's hold.
+    NotFound,
+    /// Another checkout of this hold is in flight.
+    AlreadyCommitting,
+    /// Ended: the status it ended in.
+    NotHeld(String),
+    /// Past its deadline.
+    Expired,
+}
+
+/// How a checkout ended, for `finish_checkout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish<'a> {
+    /// The order committed with these units.
+    Sold(&'a [i32]),
+    /// Nothing committed; the hold returns to `held`.
+    Abort,
+    /// These units were sold to another order; the hold ends.
+    Conflict(&'a [i32]),
+}
+
+/// cjson encodes an empty Lua table as `{}`, not `[]`; anything but unit numbers is a
+/// corrupt record and an error, never silently dropped.
 fn units_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
-    let value = serde_json::Value::deserialize(d)?;
-    Ok(match value {
-        serde_json::Value::Array(items) => items.iter().filter_map(|v| v.as_i64()).collect(),
-        _ => Vec::new(),
-    })
+    use serde::de::Error as _;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|v| {
+                v.as_i64()
+                    .ok_or_else(|| D::Error::custom(format!("unit {v} is not a number")))
+            })
+            .collect(),
+        serde_json::Value::Object(map) if map.is_empty() => Ok(Vec::new()),
+        other => Err(D::Error::custom(format!("units: {other}"))),
+    }
 }
 
 use serde::Deserialize;
@@ -337,6 +387,88 @@ impl Projection {
             "not_held" => Err(Some(text(&reply, 1))),
             _ => Err(None),
         })
+    }
+
+    /// Moves a hold to `committing` for the checkout attempt of `order`.
+    pub async fn begin_checkout(
+        &self,
+        sale: SaleId,
+        id: ReservationId,
+        shopper: ShopperId,
+        now_ms: i64,
+        order: OrderId,
+    ) -> Result<BeginCheckout> {
+        let reply: Vec<redis::Value> = self
+            .keys(sale)
+            .invoke(&self.scripts.begin_checkout)
+            .arg(id.to_string())
+            .arg(shopper.to_string())
+            .arg(now_ms)
+            .arg(order.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match text(&reply, 0).as_str() {
+            "ok" => BeginCheckout::Committing {
+                quantity: int(&reply, 1),
+                deadline_ms: int(&reply, 2),
+                units: (3..reply.len()).map(|i| int(&reply, i) as i32).collect(),
+            },
+            "not_found" => BeginCheckout::NotFound,
+            "committing" => BeginCheckout::AlreadyCommitting,
+            "not_held" => BeginCheckout::NotHeld(text(&reply, 1)),
+            "expired" => BeginCheckout::Expired,
+            _ => BeginCheckout::Missing,
+        })
+    }
+
+    /// Ends a committing hold by what Postgres did.
+    pub async fn finish_checkout(
+        &self,
+        sale: SaleId,
+        id: ReservationId,
+        order: OrderId,
+        finish: Finish<'_>,
+    ) -> Result<()> {
+        let (outcome, units): (&str, &[i32]) = match finish {
+            Finish::Sold(units) => ("sold", units),
+            Finish::Abort => ("abort", &[]),
+            Finish::Conflict(units) => ("conflict", units),
+        };
+        let mut call = self.keys(sale).invoke(&self.scripts.finish_checkout);
+        call.arg(id.to_string()).arg(outcome).arg(order.to_string());
+        for unit in units {
+            call.arg(unit);
+        }
+        let _: Vec<redis::Value> = call.invoke_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Holds of a sale that began checkout before `before_ms` and are still committing.
+    pub async fn stale_commits(
+        &self,
+        sale: SaleId,
+        before_ms: i64,
+    ) -> Result<Vec<(ReservationId, HoldRecord)>> {
+        let keys = self.keys(sale);
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&keys.keys[6])
+            .arg("-inf")
+            .arg(before_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(100)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut stale = Vec::with_capacity(ids.len());
+        for raw in ids {
+            let Ok(id) = raw.parse::<ReservationId>() else {
+                continue;
+            };
+            if let Some(hold) = self.hold(sale, id).await? {
+                stale.push((id, hold));
+            }
+        }
+        Ok(stale)
     }
 
     /// Expires up to `batch` due holds of a sale; returns how many.

@@ -11,5 +11,6 @@
 //! - [`admission`]: admission tokens and the check the reservation endpoint calls.
 
 pub mod admission;
+pub mod controller;
 
 pub use admission::{AdmissionCheck, AdmissionTokens, NotAdmitted};

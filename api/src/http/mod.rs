@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod extract;
 pub mod ops;
+pub mod orders;
 pub mod public;
 pub mod reservations;
 
@@ -36,6 +37,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     /// Sales and holds.
     pub sales: ::reservations::Sales,
+    /// Checkout and orders.
+    pub checkout: ::reservations::checkout::Checkout,
+    /// The payment simulator, when no real provider is configured.
+    pub simulator: Option<Arc<::reservations::payment::SimulatedPayments>>,
     /// Token keys.
     pub auth: Arc<Auth>,
     /// The admission check of the reserve route.
@@ -57,9 +62,10 @@ pub struct AppState {
     paths(
         public::create_session, public::get_sale,
         reservations::reserve, reservations::get_reservation, reservations::release,
+        orders::checkout, orders::get_order, orders::list_orders, orders::sale_orders,
         admin::create_sale, admin::list_sales, admin::get_sale, admin::patch_sale, admin::change_stock,
         admin::pause, admin::resume, admin::end, admin::stats,
-        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::get_simulator, ops::put_simulator,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -92,6 +98,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(public::router())
         .merge(reservations::router())
+        .merge(orders::router())
         .merge(admin::router())
         .merge(ops::router())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not_found", "no such route") })

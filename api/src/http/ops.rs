@@ -9,8 +9,10 @@ use axum::routing::get;
 use axum::Router;
 use utoipa::OpenApi;
 
-use crate::error::problem;
+use crate::error::{problem, ApiError};
+use crate::http::extract::{AppJson, Operator};
 use crate::http::AppState;
+use reservations::payment::{SimulatedPayments, SimulatorSettings};
 
 /// The operations routes.
 pub fn router() -> Router<AppState> {
@@ -19,6 +21,46 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route(
+            "/v1/ops/payment-simulator",
+            get(get_simulator).put(put_simulator),
+        )
+}
+
+fn simulator(state: &AppState) -> Result<&std::sync::Arc<SimulatedPayments>, ApiError> {
+    state.simulator.as_ref().ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "a real payment provider is configured",
+        )
+    })
+}
+
+/// The payment simulator's settings in force.
+#[utoipa::path(get, path = "/v1/ops/payment-simulator", tag = "ops",
+    responses((status = 200, body = SimulatorSettings), (status = 404, body = crate::error::Problem)), security(("operator" = [])))]
+async fn get_simulator(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<axum::Json<SimulatorSettings>, ApiError> {
+    Ok(axum::Json(simulator(&state)?.settings()))
+}
+
+/// Change the simulator's latency and failure rate (rehearsals slow payments mid-sale).
+#[utoipa::path(put, path = "/v1/ops/payment-simulator", tag = "ops", request_body = SimulatorSettings,
+    responses((status = 200, body = SimulatorSettings), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)), security(("operator" = [])))]
+async fn put_simulator(
+    State(state): State<AppState>,
+    _: Operator,
+    AppJson(settings): AppJson<SimulatorSettings>,
+) -> Result<axum::Json<SimulatorSettings>, ApiError> {
+    let simulator = simulator(&state)?;
+    settings.validate().map_err(reservations::Error::from)?;
+    simulator.set_settings(settings);
+    tracing::info!(?settings, "payment simulator settings changed");
+    Ok(axum::Json(simulator.settings()))
 }
 
 /// 200 while the process runs.

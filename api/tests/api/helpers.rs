@@ -81,9 +81,13 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     let prefix = config.redis_prefix.clone();
     let db = PgPool::connect(config.database_url.expose()).await.unwrap();
     let clock = ManualClock::new();
-    let app = Application::build(config, Arc::new(clock.clone()))
-        .await
-        .expect("app starts");
+    let app = Application::build(
+        config,
+        Arc::new(clock.clone()),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("app starts");
     let base = format!("http://{}", app.addr());
     let app_state = app.state().clone();
     let shutdown = app.shutdown_token();

@@ -3,6 +3,8 @@
 //! per area.
 
 mod admin;
+mod checkout;
+mod events;
 mod helpers;
 mod ops;
 mod reservations;

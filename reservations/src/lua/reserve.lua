@@ -36,6 +36,7 @@ local free = redis.call('LLEN', K_FREE)
 if free < qty then return {'sold_out', free} end
 
 local units = redis.call('LPOP', K_FREE, qty)
+for i, unit in ipairs(units) do units[i] = tonumber(unit) end
 local deadline = now + tonumber(m[5])
 save_hold(id, {o = shopper, q = qty, u = units, d = deadline, s = 'held', c = now, k = key})
 redis.call('ZADD', K_DEADLINES, deadline, id)

@@ -1,0 +1,162 @@
+//! Checkout and orders: the shopper's checkout and order history, the merchant's
+//! order listing of a sale.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+use crate::http::admin::{decode_cursor, encode_cursor, page_limit};
+use crate::http::extract::{AppJson, AppQuery, IdPath, IdempotencyKey, Merchant, Shopper};
+use crate::http::AppState;
+use reservations::checkout::{CheckoutRequest, Order};
+use reservations::ids::{OrderId, ReservationId, SaleId};
+
+/// The checkout and order routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/reservations/{reservation_id}/checkout", post(checkout))
+        .route("/v1/orders/{order_id}", get(get_order))
+        .route("/v1/orders", get(list_orders))
+        .route("/v1/admin/sales/{sale_id}/orders", get(sale_orders))
+}
+
+/// Body of a checkout.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBody {
+    /// A card token; the simulator understands `tok_ok`, `tok_declined`, `tok_slow`, `tok_error`.
+    payment_token: String,
+}
+
+/// Pay for a held reservation. `Idempotency-Key` is required: a retry with the same key
+/// and body returns the first answer and never charges twice.
+#[utoipa::path(post, path = "/v1/reservations/{reservation_id}/checkout", tag = "checkout", request_body = CheckoutBody,
+    params(("reservation_id" = uuid::Uuid, Path), ("Idempotency-Key" = String, Header)),
+    responses((status = 201, body = Order), (status = 400, body = crate::error::Problem),
+        (status = 402, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+        (status = 410, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem)),
+    security(("shopper" = [])))]
+async fn checkout(
+    State(state): State<AppState>,
+    Shopper(shopper): Shopper,
+    IdPath(reservation): IdPath,
+    IdempotencyKey(key): IdempotencyKey,
+    headers: HeaderMap,
+    AppJson(body): AppJson<CheckoutBody>,
+) -> Result<Response, ApiError> {
+    let key = key.ok_or_else(|| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+            "checkout requires an Idempotency-Key header",
+        )
+    })?;
+    let token_len = body.payment_token.chars().count();
+    if token_len == 0 || token_len > 255 {
+        return Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "payment_token: must be 1–255 characters",
+        ));
+    }
+    let correlation_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let answer = state
+        .checkout
+        .checkout(CheckoutRequest {
+            shopper,
+            reservation: ReservationId(reservation),
+            idempotency_key: key,
+            payment_token: body.payment_token,
+            correlation_id,
+        })
+        .await?;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::CREATED);
+    Ok((status, axum::Json(answer.body)).into_response())
+}
+
+/// One of the shopper's orders.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "checkout", params(("order_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Order), (status = 404, body = crate::error::Problem)), security(("shopper" = [])))]
+async fn get_order(
+    State(state): State<AppState>,
+    Shopper(shopper): Shopper,
+    IdPath(id): IdPath,
+) -> Result<axum::Json<Order>, ApiError> {
+    Ok(axum::Json(
+        state.checkout.order(shopper, OrderId(id)).await?,
+    ))
+}
+
+/// Paging query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    /// Page size, 1–100 (default 20).
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of orders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    items: Vec<Order>,
+    next_cursor: Option<String>,
+}
+
+/// Fetches one more row than asked to know whether a next page exists.
+async fn paged<F, Fut>(query: PageQuery, fetch: F) -> Result<axum::Json<OrderPage>, ApiError>
+where
+    F: FnOnce(i64, Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>) -> Fut,
+    Fut: std::future::Future<Output = reservations::Result<Vec<Order>>>,
+{
+    let limit = page_limit(query.limit)?;
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut items = fetch(limit + 1, after).await?;
+    let next_cursor = (items.len() as i64 > limit).then(|| {
+        items.truncate(limit as usize);
+        let last = items.last().expect("a full page has a last row");
+        encode_cursor(last.created_at, last.order_id.0)
+    });
+    Ok(axum::Json(OrderPage { items, next_cursor }))
+}
+
+/// The shopper's orders, newest first.
+#[utoipa::path(get, path = "/v1/orders", tag = "checkout", params(PageQuery),
+    responses((status = 200, body = OrderPage)), security(("shopper" = [])))]
+async fn list_orders(
+    State(state): State<AppState>,
+    Shopper(shopper): Shopper,
+    AppQuery(query): AppQuery<PageQuery>,
+) -> Result<axum::Json<OrderPage>, ApiError> {
+    paged(query, |limit, after| {
+        state.checkout.shopper_orders(shopper, limit, after)
+    })
+    .await
+}
+
+/// A sale's orders, newest first.
+#[utoipa::path(get, path = "/v1/admin/sales/{sale_id}/orders", tag = "admin", params(("sale_id" = uuid::Uuid, Path), PageQuery),
+    responses((status = 200, body = OrderPage), (status = 404, body = crate::error::Problem)), security(("merchant" = [])))]
+async fn sale_orders(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    IdPath(id): IdPath,
+    AppQuery(query): AppQuery<PageQuery>,
+) -> Result<axum::Json<OrderPage>, ApiError> {
+    let sale = state.sales.store().get_owned(merchant, SaleId(id)).await?;
+    paged(query, |limit, after| {
+        state.checkout.sale_orders(sale.id, limit, after)
+    })
+    .await
+}

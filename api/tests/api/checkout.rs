@@ -1,0 +1,530 @@
+//! Checkout: a hold becomes an order exactly once, money is taken only for orders that
+//! exist, and every error code of API.md's checkout section.
+
+use std::time::Duration;
+
+use reqwest::{Method, Response};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{assert_problem, spawn_app, TestApp, TestShopper};
+use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
+
+/// Reserves `quantity` units and returns the reservation id.
+async fn hold(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
+    let response = app.reserve(shopper, sale, quantity, None).await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    body["reservation_id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn checkout(
+    app: &TestApp,
+    shopper: &TestShopper,
+    reservation: Uuid,
+    key: Option<&str>,
+    token: &str,
+) -> Response {
+    let mut request = app
+        .request(
+            Method::POST,
+            &format!("/v1/reservations/{reservation}/checkout"),
+            Some(&shopper.token),
+        )
+        .json(&json!({ "payment_token": token }));
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request.send().await.unwrap()
+}
+
+async fn count(app: &TestApp, sql: &str, id: Uuid) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+/// Payments of the simulated provider by status, for one sale's orders and attempts.
+async fn payments(app: &TestApp, status: &str) -> i64 {
+    sqlx::query_scalar("select count(*) from sim_payments where status = $1")
+        .bind(status)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+async fn stock(app: &TestApp, sale: Uuid) -> reservations::sales::StockView {
+    app.app_state
+        .sales
+        .projection()
+        .stock(SaleId(sale))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn checkout_turns_a_hold_into_a_confirmed_order() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = hold(&app, &shopper, sale, 2).await;
+
+    let response = checkout(&app, &shopper, reservation, Some("pay-1"), "tok_ok").await;
+
+    assert_eq!(response.status(), 201);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(order["quantity"], 2);
+    assert_eq!(
+        order["amount"],
+        json!({ "amount_minor": 25800, "currency": "EUR" })
+    );
+    assert_eq!(order["reservation_id"], reservation.to_string());
+    assert_eq!(order["confirmation"]["status"], "pending");
+    let id = order["order_id"].as_str().unwrap();
+    let read: Value = app
+        .request(
+            Method::GET,
+            &format!("/v1/orders/{id}"),
+            Some(&shopper.token),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["order_id"], order["order_id"]);
+    let mine: Value = app
+        .request(Method::GET, "/v1/orders", Some(&shopper.token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    let merchants: Value = app
+        .merchant(Method::GET, &format!("/v1/admin/sales/{sale}/orders"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(merchants["items"][0]["order_id"], order["order_id"]);
+    let reservation_view: Value = app
+        .request(
+            Method::GET,
+            &format!("/v1/reservations/{reservation}"),
+            Some(&shopper.token),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reservation_view["status"], "checked_out");
+    let stock = stock(&app, sale).await;
+    assert_eq!((stock.available, stock.held, stock.sold), (8, 0, 2));
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) from outbox where aggregate_id = $1 and event_type = 'OrderPlaced'",
+            id.parse().unwrap()
+        )
+        .await,
+        1
+    );
+    assert_eq!(payments(&app, "authorized").await, 1);
+}
+
+#[tokio::test]
+async fn checkout_error_codes_follow_the_contract() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 5).await;
+    let shopper = app.shopper().await;
+    let stranger = app.shopper().await;
+    let reservation = hold(&app, &shopper, sale, 1).await;
+
+    assert_problem(
+        checkout(&app, &shopper, reservation, None, "tok_ok").await,
+        400,
+        "idempotency_key_required",
+    )
+    .await;
+    assert_problem(
+        checkout(&app, &stranger, reservation, Some("k"), "tok_ok").await,
+        404,
+        "reservation_not_found",
+    )
+    .await;
+    assert_problem(
+        checkout(&app, &shopper, Uuid::new_v4(), Some("k"), "tok_ok").await,
+        404,
+        "reservation_not_found",
+    )
+    .await;
+    let unavailable = checkout(&app, &shopper, reservation, Some("k-err"), "tok_error").await;
+    assert!(unavailable.headers().contains_key("retry-after"));
+    assert_problem(unavailable, 503, "payment_unavailable").await;
+    assert_problem(
+        checkout(&app, &shopper, reservation, Some("k-dec"), "tok_declined").await,
+        402,
+        "payment_declined",
+    )
+    .await;
+
+    // Declined and failed attempts keep the hold: an approved card still succeeds.
+    assert_eq!(
+        checkout(&app, &shopper, reservation, Some("k-ok"), "tok_ok")
+            .await
+            .status(),
+        201
+    );
+    assert_problem(
+        checkout(&app, &shopper, reservation, Some("k-ok"), "tok_other").await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert_problem(
+        checkout(&app, &shopper, reservation, Some("k-2"), "tok_ok").await,
+        409,
+        "reservation_not_held",
+    )
+    .await;
+
+    let released = hold(&app, &shopper, sale, 1).await;
+    app.request(
+        Method::DELETE,
+        &format!("/v1/reservations/{released}"),
+        Some(&shopper.token),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_problem(
+        checkout(&app, &shopper, released, Some("k-3"), "tok_ok").await,
+        409,
+        "reservation_not_held",
+    )
+    .await;
+
+    let expiring = hold(&app, &shopper, sale, 1).await;
+    app.clock.advance(Duration::from_secs(601));
+    assert_problem(
+        checkout(&app, &shopper, expiring, Some("k-4"), "tok_ok").await,
+        410,
+        "reservation_expired",
+    )
+    .await;
+    assert_eq!(
+        payments(&app, "authorized").await,
+        1,
+        "only the approved checkout holds money"
+    );
+}
+
+#[tokio::test]
+async fn a_hold_lost_with_redis_state_answers_410_at_checkout() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = hold(&app, &shopper, sale, 1).await;
+    let index: Option<String> = redis::cmd("GET")
+        .arg(format!("{}:resv:{{{reservation}}}", app.prefix))
+        .query_async(&mut app.app_state.redis.clone())
+        .await
+        .unwrap();
+    // Redis loses the sale's state but (like a partial loss) not the index entry.
+    app.wipe_redis().await;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:resv:{{{reservation}}}", app.prefix))
+        .arg(index.unwrap())
+        .query_async(&mut app.app_state.redis.clone())
+        .await
+        .unwrap();
+    app.app_state.sales.rebuild(SaleId(sale)).await.unwrap(); // another request rebuilt the sale
+
+    assert_problem(
+        checkout(&app, &shopper, reservation, Some("k"), "tok_ok").await,
+        410,
+        "reservation_expired",
+    )
+    .await;
+    assert_eq!(payments(&app, "authorized").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_retries_with_one_key_place_one_order_and_authorize_once() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = hold(&app, &shopper, sale, 1).await;
+
+    let responses = futures::future::join_all(
+        (0..20).map(|_| checkout(&app, &shopper, reservation, Some("same-key"), "tok_ok")),
+    )
+    .await;
+
+    let mut orders = std::collections::HashSet::new();
+    for response in responses {
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        orders.insert(body["order_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(orders.len(), 1, "every retry answers the same order");
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) from orders where reservation_id = $1",
+            reservation
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        payments(&app, "authorized").await + payments(&app, "captured").await,
+        1,
+        "one authorization"
+    );
+    assert_eq!(stock(&app, sale).await.sold, 1);
+}
+
+#[tokio::test]
+async fn a_transaction_that_fails_after_authorization_leaves_no_order_and_voids_the_payment() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = hold(&app, &shopper, sale, 1).await;
+    // Postgres refuses the order (as a failing disk or a constraint would).
+    sqlx::raw_sql(
+        "create function refuse_orders() returns trigger language plpgsql as $$ begin raise exception 'refused'; end $$; \
+         create trigger refuse_orders before insert on orders for each row execute function refuse_orders();",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let response = checkout(&app, &shopper, reservation, Some("k"), "tok_ok").await;
+
+    assert_problem(response, 503, "dependency_unavailable").await;
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) from orders where reservation_id = $1",
+            reservation
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        payments(&app, "voided").await,
+        1,
+        "the authorization was voided"
+    );
+    assert_eq!(payments(&app, "authorized").await, 0);
+    let view: Value = app
+        .request(
+            Method::GET,
+            &format!("/v1/reservations/{reservation}"),
+            Some(&shopper.token),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "held", "the hold stays until its deadline");
+}
+
+#[tokio::test]
+async fn a_unit_redis_handed_out_twice_is_sold_once_and_the_second_checkout_is_409() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(1, 1).await;
+    let shopper = app.shopper().await;
+    let reservation = hold(&app, &shopper, sale, 1).await;
+    // Another order already owns unit 1 (Redis lost that sale and handed it out again).
+    let other = Uuid::new_v4();
+    sqlx::query("insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) values ($1, $2, $3, $4, 1, 0, 'EUR', 'x')")
+        .bind(other).bind(sale).bind(Uuid::new_v4()).bind(Uuid::new_v4()).execute(&app.db).await.unwrap();
+    sqlx::query("insert into order_units (sale_id, unit_no, order_id) values ($1, 1, $2)")
+        .bind(sale)
+        .bind(other)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let response = checkout(&app, &shopper, reservation, Some("k"), "tok_ok").await;
+
+    assert_problem(response, 409, "unit_unavailable").await;
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) from order_units where sale_id = $1",
+            sale
+        )
+        .await,
+        1
+    );
+    assert_eq!(payments(&app, "voided").await, 1);
+    let stock = stock(&app, sale).await;
+    assert_eq!(
+        (stock.available, stock.held),
+        (0, 0),
+        "the sold unit is not handed out a third time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkout_racing_expiry_sells_or_frees_each_hold_never_both_never_neither() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(60, 1).await;
+    let mut holds = Vec::new();
+    for _ in 0..60 {
+        let shopper = app.shopper().await;
+        let id = hold(&app, &shopper, sale, 1).await;
+        holds.push((shopper, id));
+    }
+    // The deadline passes while the checkouts are in flight.
+    app.clock.advance(Duration::from_millis(600_000 - 30));
+    let checkouts = futures::future::join_all(
+        holds
+            .iter()
+            .map(|(shopper, id)| checkout(&app, shopper, *id, Some("k"), "tok_ok")),
+    );
+    let expiry = async {
+        for _ in 0..20 {
+            app.clock.advance(Duration::from_millis(5));
+            app.app_state.sales.sweep_once(10).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    };
+    let (responses, ()) = tokio::join!(checkouts, expiry);
+    app.clock.advance(Duration::from_secs(1));
+    app.app_state.sales.sweep_once(100).await.unwrap();
+
+    let mut sold = 0;
+    for ((shopper, id), response) in holds.iter().zip(responses) {
+        let status = response.status().as_u16();
+        assert!(status == 201 || status == 410, "status {status}");
+        let orders = count(
+            &app,
+            "select count(*) from orders where reservation_id = $1",
+            *id,
+        )
+        .await;
+        let view: Value = app
+            .request(
+                Method::GET,
+                &format!("/v1/reservations/{id}"),
+                Some(&shopper.token),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match status {
+            201 => assert_eq!(
+                (orders, view["status"].as_str().unwrap()),
+                (1, "checked_out")
+            ),
+            _ => assert_eq!((orders, view["status"].as_str().unwrap()), (0, "expired")),
+        }
+        sold += orders;
+    }
+    let stock = stock(&app, sale).await;
+    assert_eq!(stock.sold, sold);
+    assert_eq!(
+        (stock.available + stock.held + stock.sold, stock.held),
+        (60, 0)
+    );
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) from order_units where sale_id = $1",
+            sale
+        )
+        .await,
+        sold
+    );
+}
+
+#[tokio::test]
+async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 2).await;
+    let projection = app.app_state.sales.projection();
+    let now = app.clock_now().timestamp_millis();
+    // Two shoppers whose checkout process died after begin_checkout: one before its
+    // transaction (payment authorized, no order), one after it (order committed).
+    let (a, b) = (app.shopper().await, app.shopper().await);
+    let (hold_a, hold_b) = (hold(&app, &a, sale, 1).await, hold(&app, &b, sale, 1).await);
+    let (order_a, order_b) = (OrderId::new(), OrderId::new());
+    for (shopper, id, order) in [(&a, hold_a, order_a), (&b, hold_b, order_b)] {
+        projection
+            .begin_checkout(
+                SaleId(sale),
+                ReservationId(id),
+                ShopperId(shopper.id),
+                now,
+                order,
+            )
+            .await
+            .unwrap();
+    }
+    sqlx::query("insert into sim_payments (order_id, amount_minor, currency, status) values ($1, 12900, 'EUR', 'authorized')")
+        .bind(order_a.0).execute(&app.db).await.unwrap();
+    let units: Vec<i64> = app
+        .app_state
+        .sales
+        .projection()
+        .hold(SaleId(sale), ReservationId(hold_b))
+        .await
+        .unwrap()
+        .unwrap()
+        .units;
+    sqlx::query("insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) values ($1, $2, $3, $4, 1, 12900, 'EUR', 'x')")
+        .bind(order_b.0).bind(sale).bind(b.id).bind(hold_b).execute(&app.db).await.unwrap();
+    sqlx::query("insert into order_units (sale_id, unit_no, order_id) values ($1, $2, $3)")
+        .bind(sale)
+        .bind(units[0] as i32)
+        .bind(order_b.0)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let finished = app
+        .app_state
+        .checkout
+        .reconcile_once(Duration::ZERO)
+        .await
+        .unwrap();
+
+    assert_eq!(finished, 2);
+    let status = |shopper: &TestShopper, id: Uuid| {
+        let request = app.request(
+            Method::GET,
+            &format!("/v1/reservations/{id}"),
+            Some(&shopper.token),
+        );
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap()["status"].clone() }
+    };
+    assert_eq!(
+        status(&a, hold_a).await,
+        "held",
+        "no order: back to held, to expire or be paid again"
+    );
+    assert_eq!(status(&b, hold_b).await, "checked_out");
+    assert_eq!(payments(&app, "voided").await, 1);
+    let stock = stock(&app, sale).await;
+    assert_eq!((stock.available, stock.held, stock.sold), (8, 1, 1));
+}

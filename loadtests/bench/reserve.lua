@@ -1,0 +1,31 @@
+-- wrk script: POST /v1/sales/<sale>/reservations, each request as the next admitted
+-- shopper from the file named by env SHOPPERS ("<shopper token> <admission token>"
+-- per line), so every request is a real hold, not a per-shopper-limit refusal.
+local shoppers = {}
+local next_shopper = 0
+
+function init(args)
+  for line in io.lines(os.getenv("SHOPPERS")) do
+    local shopper, admission = line:match("^(%S+) (%S+)$")
+    shoppers[#shoppers + 1] = { shopper, admission }
+  end
+  -- Each wrk thread starts at a different offset.
+  next_shopper = math.random(#shoppers)
+end
+
+function request()
+  next_shopper = next_shopper % #shoppers + 1
+  local s = shoppers[next_shopper]
+  return wrk.format("POST", "/v1/sales/" .. os.getenv("SALE") .. "/reservations", {
+    ["Authorization"] = "Bearer " .. s[1],
+    ["X-Admission-Token"] = s[2],
+    ["Content-Type"] = "application/json",
+  }, '{"quantity":1}')
+end
+
+function done(summary, latency, requests)
+  local non2xx = summary.errors.status
+  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, non2xx))
+end
