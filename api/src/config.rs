@@ -63,6 +63,12 @@ pub struct Config {
     /// `FLASHSALE_RECONCILE_AFTER_MS`: a checkout still committing after this long is
     /// presumed dead and finished by the reconciler (well above request + payment timeouts).
     pub reconcile_after: Duration,
+    /// `FLASHSALE_ADMISSION_WINDOW_SECS`: how long an admitted shopper may take to reserve.
+    pub admission_window: Duration,
+    /// `FLASHSALE_QUEUE_CAP`: most shoppers waiting in one sale's line (then 503 queue_full).
+    pub queue_cap: i64,
+    /// `FLASHSALE_CONTROLLER_TICK_MS`: how often the admission controller decides.
+    pub controller_tick: Duration,
     /// `FLASHSALE_DATA_DIR`: where local keys are generated.
     pub data_dir: PathBuf,
     /// `FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE`: Ed25519 public key (PEM) that verifies
@@ -200,6 +206,11 @@ impl Config {
             checkout_pool_size,
             payment_timeout: millis("FLASHSALE_PAYMENT_TIMEOUT_MS", "3000", 10..=60_000)?,
             payment_simulator,
+            admission_window: Duration::from_secs(
+                var::<u64>("FLASHSALE_ADMISSION_WINDOW_SECS", "300")?.clamp(10, 86_400),
+            ),
+            queue_cap: var::<i64>("FLASHSALE_QUEUE_CAP", "1000000")?.clamp(1, 100_000_000),
+            controller_tick: millis("FLASHSALE_CONTROLLER_TICK_MS", "500", 50..=1_000)?,
             reconcile_after: millis("FLASHSALE_RECONCILE_AFTER_MS", "30000", 100..=3_600_000)?,
             admin_public_key_file: var(
                 "FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE",

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The bearer token was missing, invalid or of another role.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The waiting room refused.
+    #[error(transparent)]
+    Queue(#[from] waiting_room::Error),
     /// The admission token did not admit this shopper to this sale.
     #[error(transparent)]
     NotAdmitted(#[from] NotAdmitted),
@@ -111,6 +114,22 @@ impl ApiError {
                 ),
                 Domain::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", String::new()),
             },
+            ApiError::Queue(e) => match e {
+                waiting_room::Error::SaleClosed => (S::CONFLICT, "sale_closed", detail),
+                waiting_room::Error::QueueFull => (S::SERVICE_UNAVAILABLE, "queue_full", detail),
+                waiting_room::Error::NotInQueue => (S::NOT_FOUND, "not_in_queue", detail),
+                waiting_room::Error::Sale(Domain::SaleNotFound) => {
+                    (S::NOT_FOUND, "sale_not_found", detail)
+                }
+                waiting_room::Error::Sale(_) | waiting_room::Error::Redis(_) => (
+                    S::SERVICE_UNAVAILABLE,
+                    "dependency_unavailable",
+                    String::new(),
+                ),
+                waiting_room::Error::Internal(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal", String::new())
+                }
+            },
             ApiError::Auth(AuthError::WrongRole) => (S::FORBIDDEN, "forbidden", detail),
             ApiError::Auth(_) => (S::UNAUTHORIZED, "unauthorized", detail),
             ApiError::NotAdmitted(_) => (S::FORBIDDEN, "not_admitted", detail),
@@ -151,6 +170,7 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
             ApiError::Domain(Domain::PaymentUnavailable) => Some(2),
+            ApiError::Queue(waiting_room::Error::QueueFull) => Some(5),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         };

@@ -8,6 +8,7 @@
 //! - [`auth`]: bearer tokens (EdDSA for merchants and operators, HS256 for shoppers).
 //! - [`error`]: the API's errors and their one problem+json conversion.
 //! - [`http`]: one router per area and the shared middleware.
+//! - [`signals`]: latency windows and the signals the admission controller reads.
 //! - [`startup`]: connections, background tasks and the server ([`Application`]).
 //! - [`cli`]: the subcommands.
 //! - [`telemetry`]: logging.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod signals;
 pub mod startup;
 pub mod telemetry;
 

@@ -18,18 +18,23 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::signals::{self, ProcessSignals, RedisSignals};
 use reservations::checkout::Checkout;
 use reservations::clock::Clock;
 use reservations::payment::{GuardedGateway, PaymentGateway, SimulatedPayments};
 use reservations::projection::Projection;
 use reservations::store::SaleStore;
 use reservations::Sales;
-use waiting_room::AdmissionTokens;
+use waiting_room::runner::{self, ControllerConfig};
+use waiting_room::{AdmissionTokens, Queue};
 
 /// Consecutive payment failures that open the circuit breaker.
 const PAYMENT_BREAKER_FAILURES: u32 = 5;
 /// How long an open breaker refuses calls before a trial.
 const PAYMENT_BREAKER_OPEN_FOR: Duration = Duration::from_secs(5);
+
+/// How long a controller lease lasts unrenewed: a dead holder is replaced after this.
+const CONTROLLER_LEASE: Duration = Duration::from_secs(3);
 
 /// The embedded migrations (`migrations/` at the workspace root).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -121,15 +126,31 @@ impl Application {
         );
         let simulator = Arc::new(SimulatedPayments::new(config.payment_simulator, db.clone()));
         let payments = guard(&config, simulator.clone());
-        let checkout = Checkout::new(sales.clone(), checkout_pool, db.clone(), payments);
+        let checkout = Checkout::new(sales.clone(), checkout_pool.clone(), db.clone(), payments);
+        let process = format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let tokens = AdmissionTokens::new(auth.hmac_secret(), auth.issuer());
+        let queue = Queue::new(
+            redis.clone(),
+            config.redis_prefix.clone(),
+            sales.clone(),
+            tokens,
+            config.admission_window,
+            config.queue_cap,
+        );
         let state = AppState {
+            queue,
+            signals: Arc::new(ProcessSignals::default()),
             checkout,
             simulator: Some(simulator),
             sales,
             auth,
             admission,
             db,
-            redis,
+            redis: redis.clone(),
             metrics: metrics_handle(),
             request_timeout: config.request_timeout,
         };
@@ -142,6 +163,28 @@ impl Application {
             tokio::spawn(reconcile_checkouts(
                 state.checkout.clone(),
                 config.reconcile_after,
+                shutdown.clone(),
+            )),
+            tokio::spawn(signals::publish(
+                state.signals.clone(),
+                redis.clone(),
+                checkout_pool,
+                config.redis_prefix.clone(),
+                process.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(runner::run(
+                state.queue.clone(),
+                Arc::new(RedisSignals::new(
+                    redis.clone(),
+                    state.db.clone(),
+                    config.redis_prefix.clone(),
+                )),
+                ControllerConfig {
+                    tick: config.controller_tick,
+                    lease: CONTROLLER_LEASE,
+                    holder: process,
+                },
                 shutdown.clone(),
             )),
         ];

@@ -51,7 +51,7 @@ impl Scripts {
 /// The Redis key names of one sale.
 #[derive(Debug, Clone)]
 pub struct SaleKeys {
-    keys: [String; 7],
+    keys: [String; 8],
     rebuild_lock: String,
 }
 
@@ -69,6 +69,7 @@ impl SaleKeys {
                 key("users"),
                 key("idem"),
                 key("committing"),
+                key("reserved"),
             ],
             rebuild_lock: key("rebuild-lock"),
         }
@@ -87,9 +88,14 @@ impl SaleKeys {
         &self.keys[2]
     }
 
-    /// All seven keys, for tests and the invariant checker.
-    pub fn all(&self) -> &[String; 7] {
+    /// All eight keys, for tests and the invariant checker.
+    pub fn all(&self) -> &[String; 8] {
         &self.keys
+    }
+
+    /// The set of shoppers who reserved at least once.
+    pub fn reserved_shoppers(&self) -> &str {
+        &self.keys[7]
     }
 }
 

@@ -12,5 +12,11 @@
 
 pub mod admission;
 pub mod controller;
+pub mod draw;
+pub mod error;
+pub mod queue;
+pub mod runner;
 
 pub use admission::{AdmissionCheck, AdmissionTokens, NotAdmitted};
+pub use error::{Error, Result};
+pub use queue::{Queue, Ticket, TicketState};

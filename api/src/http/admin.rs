@@ -14,11 +14,13 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::ApiError;
 use crate::http::extract::{AppJson, AppQuery, IdPath, Merchant};
 use crate::http::AppState;
+use crate::signals::RedisSignals;
 use reservations::ids::SaleId;
 use reservations::sales::{
     Admission, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter, StockView, Transition,
 };
 use reservations::store::ListCursor;
+use waiting_room::runner::SignalSource;
 
 /// The admin routes.
 pub fn router() -> Router<AppState> {
@@ -314,7 +316,7 @@ async fn end(
     transition(state, merchant, id, Transition::End).await
 }
 
-/// The waiting room's counters (filled in by the waiting room).
+/// The waiting room's counters.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct QueueStats {
     prequeue: i64,
@@ -374,20 +376,38 @@ async fn stats(
     let (sale, stock) = state.sales.get_owned(merchant, SaleId(id)).await?;
     let now = state.sales.now();
     let (count, revenue_minor) = state.sales.store().order_totals(sale.id).await?;
+    let line = state.queue.line_state(sale.id).await?;
+    let source = RedisSignals::new(
+        state.redis.clone(),
+        state.db.clone(),
+        state.sales.projection().prefix().to_owned(),
+    );
+    let measured = source.measure().await.map_err(ApiError::Internal)?;
     Ok(axum::Json(Stats {
         sale_id: sale.id,
         at: now,
         status: sale.status(now, &stock),
         stock,
-        queue: QueueStats::default(),
+        queue: QueueStats {
+            prequeue: line.prequeue,
+            waiting: (line.seq - line.serving).max(0),
+            serving_position: line.serving,
+            admitted_total: line.serving,
+        },
         admission: AdmissionStats {
             mode: sale.admission.mode,
-            rate_per_second: 0.0,
-            active_shoppers: 0,
-            no_show_rate: 0.0,
-            last_change_reason: None,
+            rate_per_second: line.rate,
+            active_shoppers: line.active,
+            no_show_rate: line.no_show,
+            last_change_reason: line.reason,
         },
-        signals: SignalStats::default(),
+        signals: SignalStats {
+            checkout_p95_ms: measured.checkout_p95_ms.unwrap_or(0.0),
+            reserve_p95_ms: measured.reserve_p95_ms.unwrap_or(0.0),
+            pool_wait_ms: measured.pool_wait_ms,
+            outbox_backlog: measured.outbox_backlog,
+            outbox_oldest_age_ms: measured.outbox_oldest_age_ms,
+        },
         orders: OrderStats {
             count,
             revenue: Money {

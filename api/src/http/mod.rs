@@ -6,6 +6,7 @@ pub mod extract;
 pub mod ops;
 pub mod orders;
 pub mod public;
+pub mod queue;
 pub mod reservations;
 
 use std::sync::Arc;
@@ -43,6 +44,10 @@ pub struct AppState {
     pub simulator: Option<Arc<::reservations::payment::SimulatedPayments>>,
     /// Token keys.
     pub auth: Arc<Auth>,
+    /// The waiting room.
+    pub queue: waiting_room::Queue,
+    /// This process's latency and in-flight measurements.
+    pub signals: Arc<crate::signals::ProcessSignals>,
     /// The admission check of the reserve route.
     pub admission: Arc<dyn AdmissionCheck>,
     /// The general Postgres pool (readiness, listings).
@@ -61,6 +66,7 @@ pub struct AppState {
     info(title = "flashsale", description = "Flash-sale reservation backend: HTTP contract v1"),
     paths(
         public::create_session, public::get_sale,
+        queue::join, queue::me, queue::leave, queue::draw, queue::drawn_tickets,
         reservations::reserve, reservations::get_reservation, reservations::release,
         orders::checkout, orders::get_order, orders::list_orders, orders::sale_orders,
         admin::create_sale, admin::list_sales, admin::get_sale, admin::patch_sale, admin::change_stock,
@@ -97,6 +103,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.request_timeout;
     Router::new()
         .merge(public::router())
+        .merge(queue::router())
         .merge(reservations::router())
         .merge(orders::router())
         .merge(admin::router())

@@ -70,6 +70,8 @@ async fn checkout(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let _in_flight = crate::signals::InFlight::start(&state.signals.inflight);
+    let started = std::time::Instant::now();
     let answer = state
         .checkout
         .checkout(CheckoutRequest {
@@ -79,7 +81,9 @@ async fn checkout(
             payment_token: body.payment_token,
             correlation_id,
         })
-        .await?;
+        .await;
+    state.signals.checkout.record(started.elapsed());
+    let answer = answer?;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::CREATED);
     Ok((status, axum::Json(answer.body)).into_response())
 }

@@ -18,6 +18,8 @@ use waiting_room::AdmissionTokens;
 
 /// A running app and what a test needs to talk to it.
 pub struct TestApp {
+    /// The configuration the app runs with (another app can share its stores).
+    pub config: Config,
     pub base: String,
     pub client: reqwest::Client,
     pub app_state: flashsale::http::AppState,
@@ -78,11 +80,22 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     config.db_pool_size = 10;
     config.sweep_interval = Duration::from_millis(50);
     customise(&mut config);
+    start_app(config).await
+}
+
+/// Another process of the same deployment: same database, Redis prefix and keys.
+pub async fn spawn_app_like(other: &TestApp) -> TestApp {
+    let mut config = other.config.clone();
+    config.bind_addr = "127.0.0.1:0".parse().unwrap();
+    start_app(config).await
+}
+
+async fn start_app(config: Config) -> TestApp {
     let prefix = config.redis_prefix.clone();
     let db = PgPool::connect(config.database_url.expose()).await.unwrap();
     let clock = ManualClock::new();
     let app = Application::build(
-        config,
+        config.clone(),
         Arc::new(clock.clone()),
         tokio_util::sync::CancellationToken::new(),
     )
@@ -102,6 +115,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
         )
         .unwrap();
     TestApp {
+        config,
         base,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(64)

@@ -7,4 +7,5 @@ mod checkout;
 mod events;
 mod helpers;
 mod ops;
+mod queue;
 mod reservations;

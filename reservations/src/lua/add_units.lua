@@ -1,6 +1,6 @@
 -- add_units: makes units up to `unit_count` free (a merchant's positive stock delta).
 --
--- KEYS: the seven sale keys (see common.lua).
+-- KEYS: the eight sale keys (see common.lua).
 -- ARGV: 1 unit_count after the change (Postgres), 2 total after the change.
 -- Returns the number of units added, or -1 when the state is missing.
 -- Only units above meta.unit_count are pushed, so a rebuild that already read the new

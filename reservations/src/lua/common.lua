@@ -1,6 +1,6 @@
 -- Shared by every hold script (prepended to each one at load time).
 --
--- KEYS, the same seven for every script of a sale, all with the sale's hash tag:
+-- KEYS, the same eight for every script of a sale, all with the sale's hash tag:
 --   1 meta        hash: state starts_ms ends_ms limit ttl_ms total held sold unit_count version
 --   2 free        list of free unit numbers
 --   3 holds       hash: hold id -> JSON {o owner, q quantity, u units, d deadline ms,
@@ -9,13 +9,15 @@
 --   5 users       hash: shopper id -> units held + bought (the per-shopper limit)
 --   6 idem        hash: "<shopper>:<idempotency key>" -> hold id
 --   7 committing  sorted set: hold id scored by when checkout began (holds in `committing`)
+--   8 reserved    set of shoppers who reserved at least once (the waiting room's
+--                 no-show rate counts admitted shoppers who never did)
 --
 -- Invariant kept by every script: LLEN(free) + meta.held + meta.sold = meta.total.
 -- A hold leaves `held` exactly once (released, expired, or checked out): each script
 -- checks the status before it moves units, and Redis runs one script at a time.
 
-local K_META, K_FREE, K_HOLDS, K_DEADLINES, K_USERS, K_IDEM, K_COMMITTING =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local K_META, K_FREE, K_HOLDS, K_DEADLINES, K_USERS, K_IDEM, K_COMMITTING, K_RESERVED =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 
 local function load_hold(id)
   local raw = redis.call('HGET', K_HOLDS, id)

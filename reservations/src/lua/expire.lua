@@ -1,6 +1,6 @@
 -- expire: releases holds whose deadline has passed, oldest first, up to a batch size.
 --
--- KEYS: the seven sale keys (see common.lua).
+-- KEYS: the eight sale keys (see common.lua).
 -- ARGV: 1 now_ms, 2 batch size.
 -- Returns the number of holds expired. Holds being checked out are not in the
 -- deadline set (checkout moved them to `committing`), so expiry never races a commit.

@@ -1,6 +1,6 @@
 -- load: writes a sale's whole Redis state from Postgres, when it is missing.
 --
--- KEYS: the seven sale keys (see common.lua).
+-- KEYS: the eight sale keys (see common.lua).
 -- ARGV: 1 state, 2 starts_ms, 3 ends_ms, 4 limit, 5 ttl_ms, 6 total, 7 sold,
 --       8 unit_count, 9 version,
 --       10 free units as ranges "a-b,c-d" (inclusive),
@@ -10,7 +10,7 @@
 -- Leftovers of a partial loss (holds whose meta was evicted) are dropped with the rest:
 -- holds that lived only in Redis are gone, and their owners get 410 at checkout.
 if redis.call('EXISTS', K_META) == 1 then return 0 end
-redis.call('DEL', K_FREE, K_HOLDS, K_DEADLINES, K_USERS, K_IDEM, K_COMMITTING)
+redis.call('DEL', K_FREE, K_HOLDS, K_DEADLINES, K_USERS, K_IDEM, K_COMMITTING, K_RESERVED)
 redis.call('HSET', K_META, 'state', ARGV[1], 'starts_ms', ARGV[2], 'ends_ms', ARGV[3],
   'limit', ARGV[4], 'ttl_ms', ARGV[5], 'total', ARGV[6], 'held', 0, 'sold', ARGV[7],
   'unit_count', ARGV[8], 'version', ARGV[9])

@@ -1,6 +1,6 @@
 -- reserve: takes `quantity` free units for one shopper, all or none.
 --
--- KEYS: the seven sale keys (see common.lua).
+-- KEYS: the eight sale keys (see common.lua).
 -- ARGV: 1 now_ms, 2 new hold id, 3 shopper id, 4 quantity,
 --       5 idempotency key ('' when none).
 -- Returns one of:
@@ -42,5 +42,6 @@ save_hold(id, {o = shopper, q = qty, u = units, d = deadline, s = 'held', c = no
 redis.call('ZADD', K_DEADLINES, deadline, id)
 redis.call('HINCRBY', K_USERS, shopper, qty)
 redis.call('HINCRBY', K_META, 'held', qty)
+redis.call('SADD', K_RESERVED, shopper)
 if key ~= '' then redis.call('HSET', K_IDEM, idem_field, id) end
 return {'ok', id, deadline, 0}

@@ -1,6 +1,6 @@
 -- stock: the sale's counters in one atomic read.
 --
--- KEYS: the seven sale keys (see common.lua).
+-- KEYS: the eight sale keys (see common.lua).
 -- ARGV: none.
 -- Returns {total, free, held, sold}, or {} when the state is missing.
 if redis.call('EXISTS', K_META) == 0 then return {} end

@@ -1,6 +1,6 @@
 -- unretire_units: puts units back after Postgres refused to record their retirement.
 --
--- KEYS: the seven sale keys (see common.lua).
+-- KEYS: the eight sale keys (see common.lua).
 -- ARGV: the unit numbers.
 -- Returns the number of units returned.
 local units = {}

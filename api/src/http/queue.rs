@@ -1,0 +1,97 @@
+//! The waiting room: join the line, read your ticket, leave; and the published draw.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::http::extract::{IdPath, Shopper};
+use crate::http::AppState;
+use reservations::ids::SaleId;
+use waiting_room::queue::DrawInfo;
+use waiting_room::Ticket;
+
+/// The waiting-room routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sales/{sale_id}/queue", post(join))
+        .route("/v1/sales/{sale_id}/queue/me", get(me).delete(leave))
+        .route("/v1/sales/{sale_id}/draw", get(draw))
+        .route("/v1/sales/{sale_id}/draw/tickets", get(drawn_tickets))
+}
+
+/// Join the line: 201 the first time, 200 with the same ticket after.
+#[utoipa::path(post, path = "/v1/sales/{sale_id}/queue", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 201, body = Ticket), (status = 200, body = Ticket), (status = 409, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
+async fn join(
+    State(state): State<AppState>,
+    Shopper(shopper): Shopper,
+    IdPath(sale): IdPath,
+) -> Result<(StatusCode, axum::Json<Ticket>), ApiError> {
+    let (ticket, created) = state.queue.join(shopper, SaleId(sale)).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(ticket)))
+}
+
+/// The shopper's ticket: state, position, wait, and the admission token once admitted.
+#[utoipa::path(get, path = "/v1/sales/{sale_id}/queue/me", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Ticket), (status = 404, body = crate::error::Problem)), security(("shopper" = [])))]
+async fn me(
+    State(state): State<AppState>,
+    Shopper(shopper): Shopper,
+    IdPath(sale): IdPath,
+) -> Result<axum::Json<Ticket>, ApiError> {
+    Ok(axum::Json(state.queue.ticket(shopper, SaleId(sale)).await?))
+}
+
+/// Leave the line.
+#[utoipa::path(delete, path = "/v1/sales/{sale_id}/queue/me", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem)), security(("shopper" = [])))]
+async fn leave(
+    State(state): State<AppState>,
+    Shopper(shopper): Shopper,
+    IdPath(sale): IdPath,
+) -> Result<StatusCode, ApiError> {
+    state.queue.leave(shopper, SaleId(sale)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The pre-queue lottery: the commitment before the start, the seed after.
+#[utoipa::path(get, path = "/v1/sales/{sale_id}/draw", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = DrawInfo), (status = 404, body = crate::error::Problem)))]
+async fn draw(
+    State(state): State<AppState>,
+    IdPath(sale): IdPath,
+) -> Result<axum::Json<DrawInfo>, ApiError> {
+    Ok(axum::Json(state.queue.draw_info(SaleId(sale)).await?))
+}
+
+/// The pre-queued ticket ids in drawn order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrawnTickets {
+    /// Ticket ids, first place first; empty before the start.
+    tickets: Vec<String>,
+}
+
+/// The pre-queued tickets in drawn order (after the start), to check the draw.
+#[utoipa::path(get, path = "/v1/sales/{sale_id}/draw/tickets", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = DrawnTickets), (status = 404, body = crate::error::Problem)))]
+async fn drawn_tickets(
+    State(state): State<AppState>,
+    IdPath(sale): IdPath,
+) -> Result<axum::Json<DrawnTickets>, ApiError> {
+    let tickets = state
+        .queue
+        .drawn_tickets(SaleId(sale))
+        .await?
+        .unwrap_or_default();
+    Ok(axum::Json(DrawnTickets { tickets }))
+}

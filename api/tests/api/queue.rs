@@ -1,0 +1,544 @@
+//! The waiting room: fair, dense positions under real concurrency, a draw anyone can
+//! check, admission tokens, sold out for everyone at once, one controller per sale,
+//! and a controller that slows admission when checkout slows down.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::helpers::{
+    assert_problem, sale_body_with, spawn_app, spawn_app_like, spawn_app_with, TestApp, TestShopper,
+};
+
+fn direct_shopper(app: &TestApp) -> TestShopper {
+    let id = Uuid::new_v4();
+    let (token, _) = app.app_state.auth.issue_shopper(id, chrono::Utc::now());
+    TestShopper { id, token }
+}
+
+async fn join(app: &TestApp, shopper: &TestShopper, sale: Uuid) -> reqwest::Response {
+    app.request(
+        Method::POST,
+        &format!("/v1/sales/{sale}/queue"),
+        Some(&shopper.token),
+    )
+    .send()
+    .await
+    .unwrap()
+}
+
+async fn me(app: &TestApp, shopper: &TestShopper, sale: Uuid) -> Value {
+    let response = app
+        .request(
+            Method::GET,
+            &format!("/v1/sales/{sale}/queue/me"),
+            Some(&shopper.token),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// The serving position, read through `app` with the merchant token `token`.
+async fn serving(app: &TestApp, token: &str, sale: Uuid) -> i64 {
+    let response = app
+        .request(
+            Method::GET,
+            &format!("/v1/admin/sales/{sale}/stats"),
+            Some(token),
+        )
+        .send()
+        .await
+        .unwrap();
+    response.json::<Value>().await.unwrap()["queue"]["serving_position"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn stats(app: &TestApp, sale: Uuid) -> Value {
+    app.merchant(Method::GET, &format!("/v1/admin/sales/{sale}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn scheduled_sale(app: &TestApp, total: i64, starts_in: chrono::Duration) -> Uuid {
+    let now = app.clock_now();
+    let sale = app
+        .create_sale(sale_body_with(json!({
+            "stock": { "total": total }, "per_user_limit": 1,
+            "starts_at": now + starts_in, "ends_at": now + chrono::Duration::hours(3),
+        })))
+        .await;
+    sale["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_thousand_concurrent_joins_get_dense_unique_positions_and_rejoining_returns_the_same_ticket(
+) {
+    let app = spawn_app().await;
+    let sale = app.live_sale(100, 1).await;
+    let shoppers: Vec<TestShopper> = (0..20_000).map(|_| direct_shopper(&app)).collect();
+
+    let tickets: Vec<(u16, Value)> = futures::stream::iter(shoppers.iter())
+        .map(|shopper| {
+            let app = &app;
+            async move {
+                let response = join(app, shopper, sale).await;
+                (
+                    response.status().as_u16(),
+                    response.json::<Value>().await.unwrap(),
+                )
+            }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+
+    assert!(tickets.iter().all(|(status, _)| *status == 201));
+    let mut positions: Vec<i64> = tickets
+        .iter()
+        .map(|(_, t)| t["position"].as_i64().unwrap())
+        .collect();
+    positions.sort_unstable();
+    assert_eq!(
+        positions,
+        (1..=20_000).collect::<Vec<i64>>(),
+        "dense and unique"
+    );
+    for shopper in shoppers.iter().take(200) {
+        let first = me(&app, shopper, sale).await;
+        let again = join(&app, shopper, sale).await;
+        assert_eq!(again.status(), 200);
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(
+            (&again["ticket_id"], &again["position"]),
+            (&first["ticket_id"], &first["position"])
+        );
+    }
+}
+
+/// The README's recipe, written out independently of the server's code.
+fn recompute_draw(seed_hex: &str, tickets: &[String]) -> Vec<String> {
+    let seed = hex::decode(seed_hex).unwrap();
+    let mut sorted = tickets.to_vec();
+    sorted.sort();
+    let list_digest = Sha256::digest(sorted.join("\n"));
+    let mut keyed: Vec<(String, String)> = tickets
+        .iter()
+        .map(|t| {
+            (
+                hex::encode(Sha256::digest(
+                    [seed.as_slice(), list_digest.as_slice(), t.as_bytes()].concat(),
+                )),
+                t.clone(),
+            )
+        })
+        .collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, t)| t).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prequeued_shoppers_are_drawn_verifiably_and_ahead_of_every_later_arrival() {
+    // Arrange: 120 shoppers join before the start.
+    let app = spawn_app().await;
+    let sale = scheduled_sale(&app, 50, chrono::Duration::minutes(1)).await;
+    let early: Vec<TestShopper> = (0..120).map(|_| direct_shopper(&app)).collect();
+    let mut arrival = Vec::new();
+    for shopper in &early {
+        let ticket: Value = join(&app, shopper, sale).await.json().await.unwrap();
+        assert_eq!(ticket["state"], "prequeue");
+        assert!(ticket["position"].is_null());
+        arrival.push(ticket["ticket_id"].as_str().unwrap().to_owned());
+    }
+    let before: Value = app
+        .client
+        .get(app.url(&format!("/v1/sales/{sale}/draw")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        before["seed"].is_null(),
+        "the seed stays secret until the start"
+    );
+    assert_eq!(before["ticket_count"], 120);
+    let commitment = before["commitment"].as_str().unwrap().to_owned();
+
+    // Act: the sale starts; 30 more shoppers arrive one by one.
+    app.clock.advance(Duration::from_secs(61));
+    let late: Vec<TestShopper> = (0..30).map(|_| direct_shopper(&app)).collect();
+    let mut late_positions = Vec::new();
+    for shopper in &late {
+        let ticket: Value = join(&app, shopper, sale).await.json().await.unwrap();
+        late_positions.push(ticket["position"].as_i64().unwrap());
+    }
+
+    // Assert: pre-queued shoppers hold 1..=120 in the drawn order, later arrivals follow
+    // first in, first out, and the revealed seed reproduces the order.
+    assert_eq!(late_positions, (121..=150).collect::<Vec<i64>>());
+    let mut by_position = vec![String::new(); 120];
+    for shopper in &early {
+        let ticket = me(&app, shopper, sale).await;
+        let position = ticket["position"].as_i64().unwrap();
+        assert!((1..=120).contains(&position));
+        by_position[position as usize - 1] = ticket["ticket_id"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(
+        by_position.iter().collect::<HashSet<_>>().len(),
+        120,
+        "nobody lost or duplicated"
+    );
+    assert_ne!(
+        by_position, arrival,
+        "arrival before the start gives no edge"
+    );
+    let after: Value = app
+        .client
+        .get(app.url(&format!("/v1/sales/{sale}/draw")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seed = after["seed"].as_str().unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(hex::decode(seed).unwrap())),
+        commitment
+    );
+    assert_eq!(after["commitment"], commitment.as_str());
+    assert_eq!(recompute_draw(seed, &arrival), by_position);
+    let published: Value = app
+        .client
+        .get(app.url(&format!("/v1/sales/{sale}/draw/tickets")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(published["tickets"], json!(by_position));
+}
+
+#[tokio::test]
+async fn a_full_line_answers_503_queue_full_with_retry_after() {
+    let app = spawn_app_with(|c| c.queue_cap = 3).await;
+    let sale = scheduled_sale(&app, 10, chrono::Duration::minutes(5)).await;
+    for _ in 0..3 {
+        assert_eq!(join(&app, &direct_shopper(&app), sale).await.status(), 201);
+    }
+
+    let response = join(&app, &direct_shopper(&app), sale).await;
+
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, 503, "queue_full").await;
+}
+
+#[tokio::test]
+async fn leaving_ended_sales_and_strangers_get_clear_answers() {
+    let app = spawn_app().await;
+    let sale = scheduled_sale(&app, 10, chrono::Duration::minutes(5)).await;
+    let shopper = direct_shopper(&app);
+    let path = format!("/v1/sales/{sale}/queue/me");
+    assert_problem(
+        app.request(Method::GET, &path, Some(&shopper.token))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_in_queue",
+    )
+    .await;
+    assert_eq!(join(&app, &shopper, sale).await.status(), 201);
+
+    assert_eq!(
+        app.request(Method::DELETE, &path, Some(&shopper.token))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+
+    assert_problem(
+        app.request(Method::GET, &path, Some(&shopper.token))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_in_queue",
+    )
+    .await;
+    let ended = app
+        .merchant(Method::POST, &format!("/v1/admin/sales/{sale}/end"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the line's sale cache
+    assert_problem(join(&app, &shopper, sale).await, 409, "sale_closed").await;
+    assert_problem(
+        join(&app, &shopper, Uuid::new_v4()).await,
+        404,
+        "sale_not_found",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_admitted_shopper_gets_a_token_that_reserves_for_them_only() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 1).await;
+    let shopper = direct_shopper(&app);
+    assert_eq!(join(&app, &shopper, sale).await.status(), 201);
+
+    let admitted = eventually(Duration::from_secs(10), || async {
+        me(&app, &shopper, sale).await["state"] == "admitted"
+    })
+    .await;
+
+    assert!(admitted, "the controller admits the first shopper");
+    let ticket = me(&app, &shopper, sale).await;
+    let token = ticket["admission_token"].as_str().unwrap();
+    assert!(ticket["admission_expires_at"].is_string());
+    let reserve = |who: &TestShopper| {
+        app.request(
+            Method::POST,
+            &format!("/v1/sales/{sale}/reservations"),
+            Some(&who.token),
+        )
+        .header("x-admission-token", token)
+        .json(&json!({ "quantity": 1 }))
+        .send()
+    };
+    assert_problem(
+        reserve(&direct_shopper(&app)).await.unwrap(),
+        403,
+        "not_admitted",
+    )
+    .await;
+    assert_eq!(reserve(&shopper).await.unwrap().status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_last_unit_sells_every_waiting_ticket_turns_sold_out_within_a_tick() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(1, 1).await;
+    let waiting: Vec<TestShopper> = (0..40).map(|_| direct_shopper(&app)).collect();
+    for shopper in &waiting {
+        join(&app, shopper, sale).await;
+    }
+    let buyer = direct_shopper(&app);
+    let hold: Value = app
+        .reserve(&buyer, sale, 1, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order = app
+        .request(
+            Method::POST,
+            &format!(
+                "/v1/reservations/{}/checkout",
+                hold["reservation_id"].as_str().unwrap()
+            ),
+            Some(&buyer.token),
+        )
+        .header("idempotency-key", "k")
+        .json(&json!({ "payment_token": "tok_ok" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201);
+
+    // One controller tick is 500 ms; allow two.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    for shopper in &waiting {
+        assert_eq!(me(&app, shopper, sale).await["state"], "sold_out");
+    }
+    assert_eq!(
+        stats(&app, sale).await["admission"]["last_change_reason"],
+        "sold out: nothing left and no hold can return"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_controller_admits_per_sale_and_another_takes_over_when_it_dies() {
+    // A fixed rate of 20 shoppers a second: two controllers admitting at once would
+    // show as about 40 a second.
+    let first = spawn_app().await;
+    let now = first.clock_now();
+    let sale: Uuid = first
+        .create_sale(sale_body_with(json!({
+            "stock": { "total": 100000 }, "per_user_limit": 1,
+            "starts_at": now - chrono::Duration::minutes(1), "ends_at": now + chrono::Duration::hours(1),
+            "admission": { "mode": "fixed", "max_admit_per_second": 20.0 },
+        })))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let shoppers: Vec<TestShopper> = (0..600).map(|_| direct_shopper(&first)).collect();
+    futures::stream::iter(&shoppers)
+        .for_each_concurrent(64, |s| async {
+            join(&first, s, sale).await;
+        })
+        .await;
+    let second = spawn_app_like(&first).await;
+    let token = first.merchant_token.clone();
+
+    let start = serving(&first, &token, sale).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let with_two = serving(&first, &token, sale).await - start;
+    drop(first); // the lease holder (or not) stops; the lease expires within 3 s
+    let before = serving(&second, &token, sale).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after_takeover = serving(&second, &token, sale).await - before;
+
+    assert!(
+        (40..=80).contains(&with_two),
+        "3 s at 20/s with two processes admitted {with_two}"
+    );
+    assert!(
+        after_takeover >= 40,
+        "the survivor keeps admitting: {after_takeover} in 6 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controller_slows_admission_when_checkout_slows_and_recovers_after() {
+    // Arrange: a long line and a steady stream of buyers checking out.
+    let app = spawn_app_with(|c| c.controller_tick = Duration::from_millis(200)).await;
+    let sale = app.live_sale(100_000, 1).await;
+    let relay = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(outbox_relay::relay::run(
+        app.db.clone(),
+        redis::Client::open(app.config.redis_url.expose().as_str()).unwrap(),
+        outbox_relay::relay::RelayConfig::new(app.prefix.clone()),
+        relay.clone(),
+    ));
+    let _stop_relay = relay.drop_guard();
+    let shoppers: Vec<TestShopper> = (0..3000).map(|_| direct_shopper(&app)).collect();
+    futures::stream::iter(&shoppers)
+        .for_each_concurrent(64, |s| async {
+            join(&app, s, sale).await;
+        })
+        .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let buyers: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, stop) = (&app, stop.clone());
+            async move {
+                while !stop.is_cancelled() {
+                    let buyer = direct_shopper(app);
+                    let hold: Value = app
+                        .reserve(&buyer, sale, 1, None)
+                        .await
+                        .json()
+                        .await
+                        .unwrap();
+                    let id = hold["reservation_id"].as_str().unwrap();
+                    app.request(
+                        Method::POST,
+                        &format!("/v1/reservations/{id}/checkout"),
+                        Some(&buyer.token),
+                    )
+                    .header("idempotency-key", "k")
+                    .json(&json!({ "payment_token": "tok_ok" }))
+                    .send()
+                    .await
+                    .unwrap();
+                }
+            }
+        })
+        .collect();
+    let rate = || async {
+        stats(&app, sale).await["admission"]["rate_per_second"]
+            .as_f64()
+            .unwrap()
+    };
+    let simulator = |p50: u64, p99: u64| {
+        let token = app
+            .app_state
+            .auth
+            .issue_admin(
+                "operator".into(),
+                flashsale::auth::Role::Operator,
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        let request = app
+            .request(Method::PUT, "/v1/ops/payment-simulator", Some(&token))
+            .json(&json!({ "latency_ms": { "p50": p50, "p99": p99 }, "failure_rate": 0.0 }));
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+
+    let scenario = async {
+        // Healthy: the rate climbs.
+        assert!(
+            eventually(Duration::from_secs(10), || async { rate().await > 20.0 }).await,
+            "rate climbs while healthy"
+        );
+        let healthy_peak = rate().await;
+        // Payments slow to ~800 ms: p95 passes the 300 ms target, the rate falls.
+        simulator(800, 1200).await;
+        assert!(
+            eventually(Duration::from_secs(15), || async {
+                rate().await < healthy_peak / 2.0
+            })
+            .await,
+            "rate falls under half its peak ({healthy_peak}) when checkout is slow"
+        );
+        assert_eq!(
+            stats(&app, sale).await["admission"]["last_change_reason"],
+            "checkout_p95 above target"
+        );
+        let slow_floor = rate().await;
+        // Payments recover: once the slow samples leave the 10 s window, p95 is back
+        // under target and the rate climbs again.
+        simulator(5, 20).await;
+        assert!(
+            eventually(Duration::from_secs(30), || async {
+                let s = stats(&app, sale).await;
+                s["signals"]["checkout_p95_ms"].as_f64().unwrap() < 300.0
+                    && s["admission"]["rate_per_second"].as_f64().unwrap() > slow_floor * 2.0
+            })
+            .await,
+            "rate climbs again after recovery"
+        );
+        stop.cancel();
+    };
+    tokio::join!(scenario, futures::future::join_all(buyers));
+}

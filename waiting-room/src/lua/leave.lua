@@ -1,0 +1,18 @@
+-- leave: takes a shopper out of line. Their position is not reused (positions stay
+-- unique); joining again puts them at the back.
+--
+-- KEYS: the five line keys (see common.lua).
+-- ARGV: 1 shopper id.
+-- Returns 1 when the shopper was in line, 0 otherwise.
+local raw = redis.call('HGET', K_TICKETS, ARGV[1])
+if not raw then return 0 end
+local ticket = cjson.decode(raw)
+redis.call('HDEL', K_TICKETS, ARGV[1])
+redis.call('HDEL', K_OWNERS, ticket.i)
+if ticket.p == 0 then
+  redis.call('LREM', K_PRE, 1, ticket.i)
+  redis.call('HINCRBY', K_META, 'prequeue', -1)
+elseif ticket.p > meta_int('serving') then
+  redis.call('HINCRBY', K_META, 'left', 1)
+end
+return 1

@@ -1,0 +1,494 @@
+//! The line of one sale, in Redis: join once, read your ticket, leave; the pre-queue
+//! draw at the start; and the counters the controller and the stats read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use redis::aio::ConnectionManager;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::admission::AdmissionTokens;
+use crate::draw;
+use crate::{Error, Result};
+use reservations::ids::{SaleId, ShopperId};
+use reservations::sales::{Sale, SaleState};
+use reservations::Sales;
+
+macro_rules! line_script {
+    ($file:literal) => {
+        Script::new(concat!(include_str!("lua/common.lua"), include_str!($file)))
+    };
+}
+
+struct Scripts {
+    join: Script,
+    draw: Script,
+    ticket: Script,
+    leave: Script,
+    advance: Script,
+}
+
+/// How long a sale definition is reused before it is read again: joins and polls of a
+/// 100k-person line must not each read Postgres.
+const SALE_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Shortest and longest poll interval handed to shoppers.
+const POLL_MS: std::ops::RangeInclusive<i64> = 1_000..=30_000;
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    /// Joined before the start; placed by the draw at the start.
+    Prequeue,
+    /// In line.
+    Waiting,
+    /// Admitted: the admission token is set.
+    Admitted,
+    /// Nothing left to buy.
+    SoldOut,
+    /// Admitted, but the admission window passed.
+    Expired,
+    /// The sale ended or is paused.
+    Closed,
+}
+
+/// A shopper's place in line (API.md "ticket").
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Ticket {
+    /// The ticket's random id (published in the draw; names no shopper).
+    pub ticket_id: String,
+    /// The sale.
+    pub sale_id: SaleId,
+    /// Where it stands.
+    pub state: TicketState,
+    /// 1-based place in line; null in the pre-queue.
+    pub position: Option<i64>,
+    /// Places ahead that are not yet admitted.
+    pub ahead: Option<i64>,
+    /// Estimated wait from the measured admission rate.
+    pub estimated_wait_seconds: Option<i64>,
+    /// When to ask again; grows with the distance to the front.
+    pub poll_after_ms: i64,
+    /// Set when admitted: present it as `X-Admission-Token` to reserve.
+    pub admission_token: Option<String>,
+    /// When the admission window closes.
+    pub admission_expires_at: Option<DateTime<Utc>>,
+}
+
+/// The published draw of a sale.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DrawInfo {
+    /// SHA-256 of the seed (hex), public from the first pre-queued join.
+    pub commitment: Option<String>,
+    /// The seed (hex), revealed at the start.
+    pub seed: Option<String>,
+    /// Tickets that took part in the draw.
+    pub ticket_count: i64,
+    /// How the order follows from the seed.
+    pub algorithm: &'static str,
+}
+
+#[derive(Debug, Deserialize)]
+struct StoredTicket {
+    #[serde(rename = "i")]
+    id: String,
+    #[serde(rename = "p")]
+    position: i64,
+    #[serde(rename = "a", default)]
+    admitted_ms: Option<i64>,
+}
+
+/// The line's counters (stats, controller).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LineState {
+    /// Shoppers in the pre-queue (before the draw).
+    pub prequeue: i64,
+    /// Last position handed out.
+    pub seq: i64,
+    /// Positions up to this are admitted.
+    pub serving: i64,
+    /// The controller's rate.
+    pub rate: f64,
+    /// Why.
+    pub reason: Option<String>,
+    /// Active shoppers at the last tick.
+    pub active: i64,
+    /// No-show rate at the last tick.
+    pub no_show: f64,
+    /// Whether everyone is told "sold out".
+    pub sold_out: bool,
+    /// Whether the draw happened.
+    pub drawn: bool,
+    /// The signals of the last tick (JSON).
+    pub signals: Option<String>,
+}
+
+/// The key names of a sale's line.
+struct LineKeys([String; 5]);
+
+/// The waiting room of every sale.
+#[derive(Clone)]
+pub struct Queue {
+    conn: ConnectionManager,
+    prefix: String,
+    scripts: Arc<Scripts>,
+    sales: Sales,
+    tokens: AdmissionTokens,
+    window: Duration,
+    cap: i64,
+    cache: Arc<Mutex<HashMap<SaleId, (Instant, Sale)>>>,
+}
+
+impl Queue {
+    /// A waiting room over `conn`, issuing admission tokens valid for `window`, with at
+    /// most `cap` shoppers waiting per sale.
+    pub fn new(
+        conn: ConnectionManager,
+        prefix: impl Into<String>,
+        sales: Sales,
+        tokens: AdmissionTokens,
+        window: Duration,
+        cap: i64,
+    ) -> Self {
+        Self {
+            conn,
+            prefix: prefix.into(),
+            scripts: Arc::new(Scripts {
+                join: line_script!("lua/join.lua"),
+                draw: line_script!("lua/draw.lua"),
+                ticket: line_script!("lua/ticket.lua"),
+                leave: line_script!("lua/leave.lua"),
+                advance: line_script!("lua/advance.lua"),
+            }),
+            sales,
+            tokens,
+            window,
+            cap,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn keys(&self, sale: SaleId) -> LineKeys {
+        let tag = format!("{}:{{sale:{sale}}}:q", self.prefix);
+        LineKeys(["meta", "tickets", "pre", "owners", "log"].map(|k| format!("{tag}:{k}")))
+    }
+
+    fn invoke<'a>(&self, sale: SaleId, script: &'a Script) -> redis::ScriptInvocation<'a> {
+        let mut call = script.prepare_invoke();
+        for key in self.keys(sale).0 {
+            call.key(key);
+        }
+        call
+    }
+
+    /// The key of the set of sales that have a line (the controllers visit them).
+    pub fn lines_key(&self) -> String {
+        format!("{}:lines", self.prefix)
+    }
+
+    /// The admission window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// The catalogue.
+    pub fn sales(&self) -> &Sales {
+        &self.sales
+    }
+
+    /// The Redis connection.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The sale, from a one-second cache.
+    pub async fn sale(&self, id: SaleId) -> Result<Sale> {
+        if let Some((at, sale)) = self.cache.lock().expect("cache lock").get(&id) {
+            if at.elapsed() < SALE_CACHE_TTL {
+                return Ok(sale.clone());
+            }
+        }
+        let sale = self.sales.store().get(id).await?;
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .insert(id, (Instant::now(), sale.clone()));
+        Ok(sale)
+    }
+
+    /// Puts the shopper in line (or returns their ticket). The bool is true when the
+    /// ticket was created now.
+    pub async fn join(&self, shopper: ShopperId, sale_id: SaleId) -> Result<(Ticket, bool)> {
+        let sale = self.sale(sale_id).await?;
+        let now = self.sales.now();
+        if sale.state == SaleState::Ended || now >= sale.ends_at {
+            return Err(Error::SaleClosed);
+        }
+        let (seed, commitment) = draw::new_seed();
+        loop {
+            let reply: Vec<String> = self
+                .invoke(sale_id, &self.scripts.join)
+                .arg(shopper.to_string())
+                .arg(uuid::Uuid::new_v4().to_string())
+                .arg(now.timestamp_millis())
+                .arg(sale.starts_at.timestamp_millis())
+                .arg(self.cap)
+                .arg(&seed)
+                .arg(&commitment)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            match reply.first().map(String::as_str) {
+                Some("needs_draw") => {
+                    self.draw(sale_id).await?;
+                    continue;
+                }
+                Some("full") => return Err(Error::QueueFull),
+                Some(outcome) => {
+                    let created = outcome == "created";
+                    if created {
+                        let _: i64 = redis::cmd("SADD")
+                            .arg(self.lines_key())
+                            .arg(sale_id.to_string())
+                            .query_async(&mut self.conn.clone())
+                            .await?;
+                    }
+                    let ticket = self.ticket(shopper, sale_id).await?;
+                    return Ok((ticket, created));
+                }
+                None => {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "join script answered nothing"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Runs the pre-queue draw once: orders the pre-queued tickets from the committed
+    /// seed and numbers them 1..n. Safe to call from many processes.
+    pub async fn draw(&self, sale: SaleId) -> Result<()> {
+        let [meta, _, pre, _, _] = self.keys(sale).0;
+        loop {
+            let (seed, tickets): (Option<String>, Vec<String>) = redis::pipe()
+                .atomic()
+                .hget(&meta, "seed")
+                .lrange(&pre, 0, -1)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            let order = seed
+                .map(|seed| draw::draw_order(&seed, &tickets))
+                .unwrap_or_default();
+            let mut call = self.invoke(sale, &self.scripts.draw);
+            call.arg(tickets.len());
+            for ticket in &order {
+                call.arg(ticket);
+            }
+            let drawn: i64 = call.invoke_async(&mut self.conn.clone()).await?;
+            if drawn >= 0 {
+                if drawn > 0 {
+                    tracing::info!(sale_id = %sale, tickets = drawn, "pre-queue drawn");
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// The shopper's ticket, with an admission token when admitted.
+    pub async fn ticket(&self, shopper: ShopperId, sale_id: SaleId) -> Result<Ticket> {
+        let now = self.sales.now();
+        let reply: Vec<String> = self
+            .invoke(sale_id, &self.scripts.ticket)
+            .arg(shopper.to_string())
+            .arg(now.timestamp_millis())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let [raw, serving, _drawn, sold_out, rate] =
+            <[String; 5]>::try_from(reply).map_err(|_| Error::NotInQueue)?;
+        let stored: StoredTicket =
+            serde_json::from_str(&raw).map_err(|e| anyhow::anyhow!("ticket record: {e}"))?;
+        let serving: i64 = serving.parse().unwrap_or(0);
+        let rate: f64 = rate.parse().unwrap_or(0.0);
+        let sale = self.sale(sale_id).await?;
+        let mut ticket = Ticket {
+            ticket_id: stored.id,
+            sale_id,
+            state: TicketState::Waiting,
+            position: (stored.position > 0).then_some(stored.position),
+            ahead: None,
+            estimated_wait_seconds: None,
+            poll_after_ms: *POLL_MS.start(),
+            admission_token: None,
+            admission_expires_at: None,
+        };
+        let closed = sale.state != SaleState::Active || now >= sale.ends_at;
+        ticket.state = if closed {
+            TicketState::Closed
+        } else if sold_out == "1" {
+            TicketState::SoldOut
+        } else if stored.position == 0 {
+            // Poll around the start, when the draw places the ticket.
+            let until_start = (sale.starts_at - now).num_milliseconds();
+            ticket.poll_after_ms = until_start.clamp(*POLL_MS.start(), *POLL_MS.end());
+            TicketState::Prequeue
+        } else if stored.position <= serving {
+            let admitted = stored.admitted_ms.unwrap_or(now.timestamp_millis());
+            let expires = Utc.timestamp_millis_opt(admitted).single().unwrap_or(now)
+                + chrono::Duration::from_std(self.window).unwrap_or_default();
+            if now >= expires {
+                TicketState::Expired
+            } else {
+                let remaining = (expires - now).to_std().unwrap_or_default();
+                let (token, expires_at) = self.tokens.issue(shopper.0, sale_id.0, now, remaining);
+                ticket.admission_token = Some(token);
+                ticket.admission_expires_at = Some(expires_at);
+                ticket.ahead = Some(0);
+                ticket.estimated_wait_seconds = Some(0);
+                ticket.poll_after_ms = *POLL_MS.end();
+                TicketState::Admitted
+            }
+        } else {
+            let ahead = stored.position - serving - 1;
+            let wait = (ahead as f64 / rate.max(0.1)).ceil() as i64;
+            ticket.ahead = Some(ahead);
+            ticket.estimated_wait_seconds = Some(wait);
+            // A fifth of the expected wait: the front polls every second, the back of a
+            // 100k line about every 30 s.
+            ticket.poll_after_ms = (wait * 1000 / 5).clamp(*POLL_MS.start(), *POLL_MS.end());
+            TicketState::Waiting
+        };
+        Ok(ticket)
+    }
+
+    /// Takes the shopper out of line.
+    pub async fn leave(&self, shopper: ShopperId, sale: SaleId) -> Result<()> {
+        let left: i64 = self
+            .invoke(sale, &self.scripts.leave)
+            .arg(shopper.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if left == 0 {
+            return Err(Error::NotInQueue);
+        }
+        Ok(())
+    }
+
+    /// The draw as published.
+    pub async fn draw_info(&self, sale: SaleId) -> Result<DrawInfo> {
+        self.sale(sale).await?;
+        let [meta, _, pre, _, _] = self.keys(sale).0;
+        let (commitment, seed, drawn, pre_count): (
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            i64,
+        ) = redis::pipe()
+            .atomic()
+            .hget(&meta, "commitment")
+            .hget(&meta, "seed")
+            .hget(&meta, "drawn")
+            .llen(&pre)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(DrawInfo {
+            commitment,
+            seed: if drawn == Some(1) { seed } else { None },
+            ticket_count: pre_count,
+            algorithm: draw::ALGORITHM,
+        })
+    }
+
+    /// The pre-queued ticket ids in drawn order (after the start), so anyone can check it.
+    pub async fn drawn_tickets(&self, sale: SaleId) -> Result<Option<Vec<String>>> {
+        let info = self.draw_info(sale).await?;
+        let Some(seed) = info.seed else {
+            return Ok(None);
+        };
+        let [_, _, pre, _, _] = self.keys(sale).0;
+        let tickets: Vec<String> = redis::cmd("LRANGE")
+            .arg(&pre)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(Some(draw::draw_order(&seed, &tickets)))
+    }
+
+    /// The line's counters.
+    pub async fn line_state(&self, sale: SaleId) -> Result<LineState> {
+        let [meta, ..] = self.keys(sale).0;
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&meta)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let int = |k: &str| fields.get(k).and_then(|v| v.parse().ok()).unwrap_or(0i64);
+        let float = |k: &str| fields.get(k).and_then(|v| v.parse().ok()).unwrap_or(0f64);
+        Ok(LineState {
+            prequeue: if int("drawn") == 1 {
+                0
+            } else {
+                int("prequeue")
+            },
+            seq: int("seq"),
+            serving: int("serving"),
+            rate: float("rate"),
+            reason: fields.get("reason").cloned(),
+            active: int("active"),
+            no_show: float("no_show"),
+            sold_out: int("sold_out") == 1,
+            drawn: int("drawn") == 1,
+            signals: fields.get("signals").cloned(),
+        })
+    }
+
+    /// The serving position at `at_ms` (0 before the first tick).
+    pub async fn serving_at(&self, sale: SaleId, at_ms: i64) -> Result<i64> {
+        let [_, _, _, _, log] = self.keys(sale).0;
+        let entries: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+            .arg(&log)
+            .arg(at_ms)
+            .arg("-inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(entries
+            .first()
+            .and_then(|e| e.split_once(':'))
+            .and_then(|(_, serving)| serving.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Publishes a controller decision and admits `admit` more positions.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn advance(
+        &self,
+        sale: SaleId,
+        now_ms: i64,
+        admit: i64,
+        rate: f64,
+        reason: &str,
+        sold_out: bool,
+        active: i64,
+        no_show: f64,
+        signals_json: &str,
+    ) -> Result<i64> {
+        let serving: i64 = self
+            .invoke(sale, &self.scripts.advance)
+            .arg(now_ms)
+            .arg(admit)
+            .arg(format!("{rate:.2}"))
+            .arg(reason)
+            .arg(i64::from(sold_out))
+            .arg(active)
+            .arg(format!("{no_show:.3}"))
+            .arg(signals_json)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(serving)
+    }
+}
