@@ -69,6 +69,12 @@ pub struct Config {
     pub queue_cap: i64,
     /// `FLASHSALE_CONTROLLER_TICK_MS`: how often the admission controller decides.
     pub controller_tick: Duration,
+    /// `FLASHSALE_MAX_IN_FLIGHT`: requests one process serves at once before shedding
+    /// (buy path up to all of it, queue traffic 80%, the rest 60%).
+    pub max_in_flight: usize,
+    /// `FLASHSALE_QUEUE_RATE_PER_SECOND` / `FLASHSALE_QUEUE_BURST`: join and poll
+    /// requests one shopper may make (then 429).
+    pub queue_rate: (u32, u32),
     /// `FLASHSALE_DATA_DIR`: where local keys are generated.
     pub data_dir: PathBuf,
     /// `FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE`: Ed25519 public key (PEM) that verifies
@@ -211,6 +217,11 @@ impl Config {
             ),
             queue_cap: var::<i64>("FLASHSALE_QUEUE_CAP", "1000000")?.clamp(1, 100_000_000),
             controller_tick: millis("FLASHSALE_CONTROLLER_TICK_MS", "500", 50..=1_000)?,
+            max_in_flight: var::<usize>("FLASHSALE_MAX_IN_FLIGHT", "1024")?.clamp(8, 1_000_000),
+            queue_rate: (
+                var::<u32>("FLASHSALE_QUEUE_RATE_PER_SECOND", "2")?.clamp(1, 10_000),
+                var::<u32>("FLASHSALE_QUEUE_BURST", "10")?.clamp(1, 10_000),
+            ),
             reconcile_after: millis("FLASHSALE_RECONCILE_AFTER_MS", "30000", 100..=3_600_000)?,
             admin_public_key_file: var(
                 "FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE",

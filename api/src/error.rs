@@ -52,6 +52,12 @@ pub enum ApiError {
         /// The explanation.
         detail: String,
     },
+    /// This client asks too often: `429` with `Retry-After`.
+    #[error("too many requests; slow down")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after: u32,
+    },
     /// Load was shed or a dependency is down: `503` with `Retry-After`.
     #[error("{detail}")]
     Unavailable {
@@ -68,6 +74,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The stable code clients branch on (and metrics label outcomes with).
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     /// A 4xx with a code.
     pub fn client(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         ApiError::Client {
@@ -138,6 +149,7 @@ impl ApiError {
                 code,
                 detail,
             } => (*status, code, detail.clone()),
+            ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited", detail),
             ApiError::Unavailable { code, detail, .. } => {
                 (S::SERVICE_UNAVAILABLE, code, detail.clone())
             }
@@ -168,7 +180,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, detail) = self.parts();
         let retry_after = match &self {
-            ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+            ApiError::Unavailable { retry_after, .. } | ApiError::RateLimited { retry_after } => {
+                Some(*retry_after)
+            }
             ApiError::Domain(Domain::PaymentUnavailable) => Some(2),
             ApiError::Queue(waiting_room::Error::QueueFull) => Some(5),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),

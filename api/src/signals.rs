@@ -101,6 +101,7 @@ pub async fn publish(
     signals: Arc<ProcessSignals>,
     mut redis: ConnectionManager,
     checkout_pool: PgPool,
+    general_pool: PgPool,
     prefix: String,
     process: String,
     shutdown: CancellationToken,
@@ -130,6 +131,13 @@ pub async fn publish(
             pool_wait_ms,
         };
         metrics::gauge!("flashsale_checkouts_in_flight").set(summary.inflight as f64);
+        for (name, pool) in [("checkout", &checkout_pool), ("general", &general_pool)] {
+            let idle = pool.num_idle() as f64;
+            metrics::gauge!("flashsale_db_pool_connections", "pool" => name, "state" => "idle")
+                .set(idle);
+            metrics::gauge!("flashsale_db_pool_connections", "pool" => name, "state" => "in_use")
+                .set(f64::from(pool.size()) - idle);
+        }
         metrics::gauge!("flashsale_checkout_pool_wait_ms").set(pool_wait_ms);
         let json = serde_json::to_string(&summary).unwrap_or_default();
         let key = signals_key(&prefix);

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::http::shed::{Shedder, ShopperLimiter};
 use crate::http::{self, AppState};
 use crate::signals::{self, ProcessSignals, RedisSignals};
 use reservations::checkout::Checkout;
@@ -152,11 +153,16 @@ impl Application {
             db,
             redis: redis.clone(),
             metrics: metrics_handle(),
+            shedder: Arc::new(Shedder::new(config.max_in_flight)),
+            queue_limiter: Arc::new(ShopperLimiter::new(
+                config.queue_rate.0,
+                config.queue_rate.1,
+            )),
             request_timeout: config.request_timeout,
         };
         let tasks = vec![
             tokio::spawn(sweep_holds(
-                state.sales.clone(),
+                state.clone(),
                 config.sweep_interval,
                 shutdown.clone(),
             )),
@@ -169,6 +175,7 @@ impl Application {
                 state.signals.clone(),
                 redis.clone(),
                 checkout_pool,
+                state.db.clone(),
                 config.redis_prefix.clone(),
                 process.clone(),
                 shutdown.clone(),
@@ -267,15 +274,17 @@ async fn reconcile_checkouts(
     }
 }
 
-/// Returns expired holds to the free units, every `interval`, until shutdown.
-async fn sweep_holds(sales: Sales, interval: Duration, shutdown: CancellationToken) {
+/// Returns expired holds to the free units, every `interval`, until shutdown; also
+/// forgets rate-limit state of shoppers not seen lately.
+async fn sweep_holds(state: AppState, interval: Duration, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {
-                if let Err(e) = sales.sweep_once(500).await {
+                state.queue_limiter.prune();
+                if let Err(e) = state.sales.sweep_once(500).await {
                     tracing::warn!(error = %e, "hold sweep failed; retrying next tick");
                 }
             }

@@ -527,6 +527,12 @@ impl Consumer {
             }
             match OrderPlaced::parse(&event) {
                 Ok(order) => {
+                    // Commit-to-consumed lag: from the order's transaction to this consumer.
+                    let lag = (chrono::Utc::now() - event.occurred_at)
+                        .num_milliseconds()
+                        .max(0);
+                    metrics::histogram!("flashsale_event_lag_seconds", "consumer" => self.group())
+                        .record(lag as f64 / 1000.0);
                     parsed.push(Parsed {
                         event_id: event.id,
                         order,

@@ -8,6 +8,7 @@ pub mod orders;
 pub mod public;
 pub mod queue;
 pub mod reservations;
+pub mod shed;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +57,10 @@ pub struct AppState {
     pub redis: ConnectionManager,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The in-flight limit with priority classes.
+    pub shedder: Arc<shed::Shedder>,
+    /// Per-shopper rate limit of join and poll.
+    pub queue_limiter: Arc<shed::ShopperLimiter>,
     /// How long a request may run.
     pub request_timeout: Duration,
 }
@@ -112,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
         })
+        .layer(middleware::from_fn_with_state(state.shedder.clone(), shed::shed_load))
         .layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn_with_state(timeout, enforce_timeout))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -26,12 +26,13 @@ pub fn router() -> Router<AppState> {
 /// Join the line: 201 the first time, 200 with the same ticket after.
 #[utoipa::path(post, path = "/v1/sales/{sale_id}/queue", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
     responses((status = 201, body = Ticket), (status = 200, body = Ticket), (status = 409, body = crate::error::Problem),
-        (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
+        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
 async fn join(
     State(state): State<AppState>,
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
 ) -> Result<(StatusCode, axum::Json<Ticket>), ApiError> {
+    state.queue_limiter.check(shopper.0)?;
     let (ticket, created) = state.queue.join(shopper, SaleId(sale)).await?;
     let status = if created {
         StatusCode::CREATED
@@ -43,12 +44,14 @@ async fn join(
 
 /// The shopper's ticket: state, position, wait, and the admission token once admitted.
 #[utoipa::path(get, path = "/v1/sales/{sale_id}/queue/me", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
-    responses((status = 200, body = Ticket), (status = 404, body = crate::error::Problem)), security(("shopper" = [])))]
+    responses((status = 200, body = Ticket), (status = 404, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem)), security(("shopper" = [])))]
 async fn me(
     State(state): State<AppState>,
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
 ) -> Result<axum::Json<Ticket>, ApiError> {
+    state.queue_limiter.check(shopper.0)?;
     Ok(axum::Json(state.queue.ticket(shopper, SaleId(sale)).await?))
 }
 

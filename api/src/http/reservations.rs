@@ -61,7 +61,6 @@ async fn reserve(
     } else {
         StatusCode::OK
     };
-    metrics::counter!("flashsale_reservations_total", "outcome" => "held").increment(1);
     Ok((status, axum::Json(reserved.reservation)))
 }
 

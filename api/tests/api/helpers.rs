@@ -79,6 +79,8 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     config.hmac_secret = None;
     config.db_pool_size = 10;
     config.sweep_interval = Duration::from_millis(50);
+    // Tests poll their tickets fast on purpose; the limit has its own test.
+    config.queue_rate = (1_000, 1_000);
     customise(&mut config);
     start_app(config).await
 }

@@ -9,3 +9,4 @@ mod helpers;
 mod ops;
 mod queue;
 mod reservations;
+mod shedding;

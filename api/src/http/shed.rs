@@ -1,0 +1,199 @@
+//! Load shedding. Two mechanisms, both answering before any work is done:
+//!
+//! - **A global in-flight limit with priority classes (brownout).** Every request holds
+//!   a slot while it runs. The buy path (reserve, checkout) may use every slot; queue
+//!   traffic (join, poll, leave) only while fewer than 80% are taken; everything else
+//!   (order history, merchant listings, public pages) only below 60%. Under overload
+//!   the lowest class is refused first with `503 overloaded` + `Retry-After`, so the
+//!   shoppers who are buying keep their capacity. Operations routes are never shed.
+//! - **Per-shopper rate limits** on join and poll (`429 rate_limited` + `Retry-After`):
+//!   one client polling in a loop cannot crowd out the rest of the line.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::error::{problem, ApiError};
+
+/// How a request ranks when slots are scarce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Reserve and checkout: shoppers spending money.
+    Buy,
+    /// Join, poll, leave: shoppers waiting.
+    Queue,
+    /// Everything else that does work.
+    Other,
+    /// Health, readiness, metrics: never shed.
+    Exempt,
+}
+
+impl Priority {
+    /// The class of a route (its matched path) and method.
+    pub fn of(route: &str, method: &Method) -> Priority {
+        match route {
+            "/healthz" | "/readyz" | "/metrics" => Priority::Exempt,
+            "/v1/sales/{sale_id}/reservations" | "/v1/reservations/{reservation_id}/checkout" => {
+                Priority::Buy
+            }
+            "/v1/reservations/{reservation_id}" if method == Method::DELETE => Priority::Buy,
+            r if r.starts_with("/v1/sales/{sale_id}/queue") => Priority::Queue,
+            _ => Priority::Other,
+        }
+    }
+
+    /// Share of the slots this class may fill.
+    fn ceiling(self) -> f64 {
+        match self {
+            Priority::Buy | Priority::Exempt => 1.0,
+            Priority::Queue => 0.8,
+            Priority::Other => 0.6,
+        }
+    }
+}
+
+/// The in-flight limit shared by every request of the process.
+#[derive(Debug)]
+pub struct Shedder {
+    in_flight: AtomicUsize,
+    capacity: usize,
+}
+
+impl Shedder {
+    /// A limit of `capacity` requests in flight.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            capacity,
+        }
+    }
+
+    /// Takes a slot for a request of `priority`, or refuses.
+    fn admit(&self, priority: Priority) -> Option<Slot<'_>> {
+        let limit = ((self.capacity as f64) * priority.ceiling()) as usize;
+        let taken = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit || priority == Priority::Exempt).then_some(n + 1)
+            })
+            .is_ok();
+        taken.then_some(Slot(&self.in_flight))
+    }
+}
+
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Middleware: refuses a request whose class has no slot left.
+pub async fn shed_load(State(shedder): State<Arc<Shedder>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let priority = Priority::of(&route, req.method());
+    let Some(_slot) = shedder.admit(priority) else {
+        metrics::counter!("flashsale_requests_shed_total", "class" => format!("{priority:?}"))
+            .increment(1);
+        let mut response = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the service is shedding load; retry shortly",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return response;
+    };
+    next.run(req).await
+}
+
+/// Per-shopper request rate on the waiting room's routes.
+pub struct ShopperLimiter {
+    limiter: DefaultKeyedRateLimiter<uuid::Uuid>,
+}
+
+impl ShopperLimiter {
+    /// `per_second` sustained, `burst` at once, per shopper.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).expect("non-zero"))
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero"));
+        Self {
+            limiter: DefaultKeyedRateLimiter::keyed(quota),
+        }
+    }
+
+    /// Counts one request of `shopper`, or says how long to wait.
+    pub fn check(&self, shopper: uuid::Uuid) -> Result<(), ApiError> {
+        self.limiter.check_key(&shopper).map_err(|not_until| {
+            metrics::counter!("flashsale_requests_rate_limited_total").increment(1);
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            ApiError::RateLimited {
+                retry_after: wait.as_secs().max(1) as u32,
+            }
+        })
+    }
+
+    /// Forgets shoppers who have not been seen for a while (bounded memory).
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_overload_the_buy_path_keeps_slots_the_others_cannot_take() {
+        let shedder = Shedder::new(10);
+        let others: Vec<_> = (0..10)
+            .filter_map(|_| shedder.admit(Priority::Other))
+            .collect();
+        assert_eq!(others.len(), 6, "other traffic stops at 60%");
+        let queue: Vec<_> = (0..10)
+            .filter_map(|_| shedder.admit(Priority::Queue))
+            .collect();
+        assert_eq!(queue.len(), 2, "queue traffic stops at 80%");
+        let buy: Vec<_> = (0..10)
+            .filter_map(|_| shedder.admit(Priority::Buy))
+            .collect();
+        assert_eq!(buy.len(), 2, "the buy path fills the rest");
+        assert!(
+            shedder.admit(Priority::Exempt).is_some(),
+            "health checks always answer"
+        );
+        drop(others);
+        assert!(
+            shedder.admit(Priority::Other).is_some(),
+            "slots return when requests finish"
+        );
+    }
+
+    #[test]
+    fn a_flooding_shopper_is_limited_without_affecting_another() {
+        let limiter = ShopperLimiter::new(2, 3);
+        let (flooder, neighbour) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let results: Vec<bool> = (0..10).map(|_| limiter.check(flooder).is_ok()).collect();
+        assert_eq!(
+            results.iter().filter(|ok| **ok).count(),
+            3,
+            "the burst, then refusals"
+        );
+        assert!(limiter.check(neighbour).is_ok());
+    }
+}
