@@ -3,40 +3,12 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{assert_problem, spawn_app, TestApp, TestShopper};
 use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
-
-/// Reserves `quantity` units and returns the reservation id.
-async fn hold(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
-    let response = app.reserve(shopper, sale, quantity, None).await;
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    body["reservation_id"].as_str().unwrap().parse().unwrap()
-}
-
-async fn checkout(
-    app: &TestApp,
-    shopper: &TestShopper,
-    reservation: Uuid,
-    key: Option<&str>,
-    token: &str,
-) -> Response {
-    let mut request = app
-        .request(
-            Method::POST,
-            &format!("/v1/reservations/{reservation}/checkout"),
-            Some(&shopper.token),
-        )
-        .json(&json!({ "payment_token": token }));
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    request.send().await.unwrap()
-}
 
 async fn count(app: &TestApp, sql: &str, id: Uuid) -> i64 {
     sqlx::query_scalar(sql)
@@ -70,9 +42,11 @@ async fn checkout_turns_a_hold_into_a_confirmed_order() {
     let app = spawn_app().await;
     let sale = app.live_sale(10, 2).await;
     let shopper = app.shopper().await;
-    let reservation = hold(&app, &shopper, sale, 2).await;
+    let reservation = app.hold(&shopper, sale, 2).await;
 
-    let response = checkout(&app, &shopper, reservation, Some("pay-1"), "tok_ok").await;
+    let response = app
+        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
 
     assert_eq!(response.status(), 201);
     let order: Value = response.json().await.unwrap();
@@ -86,26 +60,10 @@ async fn checkout_turns_a_hold_into_a_confirmed_order() {
     assert_eq!(order["confirmation"]["status"], "pending");
     let id = order["order_id"].as_str().unwrap();
     let read: Value = app
-        .request(
-            Method::GET,
-            &format!("/v1/orders/{id}"),
-            Some(&shopper.token),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/orders/{id}"), &shopper.token)
+        .await;
     assert_eq!(read["order_id"], order["order_id"]);
-    let mine: Value = app
-        .request(Method::GET, "/v1/orders", Some(&shopper.token))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine: Value = app.get_json("/v1/orders", &shopper.token).await;
     assert_eq!(mine["items"].as_array().unwrap().len(), 1);
     let merchants: Value = app
         .merchant(Method::GET, &format!("/v1/admin/sales/{sale}/orders"))
@@ -117,17 +75,8 @@ async fn checkout_turns_a_hold_into_a_confirmed_order() {
         .unwrap();
     assert_eq!(merchants["items"][0]["order_id"], order["order_id"]);
     let reservation_view: Value = app
-        .request(
-            Method::GET,
-            &format!("/v1/reservations/{reservation}"),
-            Some(&shopper.token),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/reservations/{reservation}"), &shopper.token)
+        .await;
     assert_eq!(reservation_view["status"], "checked_out");
     let stock = stock(&app, sale).await;
     assert_eq!((stock.available, stock.held, stock.sold), (8, 0, 2));
@@ -149,31 +98,36 @@ async fn checkout_error_codes_follow_the_contract() {
     let sale = app.live_sale(10, 5).await;
     let shopper = app.shopper().await;
     let stranger = app.shopper().await;
-    let reservation = hold(&app, &shopper, sale, 1).await;
+    let reservation = app.hold(&shopper, sale, 1).await;
 
     assert_problem(
-        checkout(&app, &shopper, reservation, None, "tok_ok").await,
+        app.checkout(&shopper, reservation, None, "tok_ok").await,
         400,
         "idempotency_key_required",
     )
     .await;
     assert_problem(
-        checkout(&app, &stranger, reservation, Some("k"), "tok_ok").await,
+        app.checkout(&stranger, reservation, Some("k"), "tok_ok")
+            .await,
         404,
         "reservation_not_found",
     )
     .await;
     assert_problem(
-        checkout(&app, &shopper, Uuid::new_v4(), Some("k"), "tok_ok").await,
+        app.checkout(&shopper, Uuid::new_v4(), Some("k"), "tok_ok")
+            .await,
         404,
         "reservation_not_found",
     )
     .await;
-    let unavailable = checkout(&app, &shopper, reservation, Some("k-err"), "tok_error").await;
+    let unavailable = app
+        .checkout(&shopper, reservation, Some("k-err"), "tok_error")
+        .await;
     assert!(unavailable.headers().contains_key("retry-after"));
     assert_problem(unavailable, 503, "payment_unavailable").await;
     assert_problem(
-        checkout(&app, &shopper, reservation, Some("k-dec"), "tok_declined").await,
+        app.checkout(&shopper, reservation, Some("k-dec"), "tok_declined")
+            .await,
         402,
         "payment_declined",
     )
@@ -181,25 +135,27 @@ async fn checkout_error_codes_follow_the_contract() {
 
     // Declined and failed attempts keep the hold: an approved card still succeeds.
     assert_eq!(
-        checkout(&app, &shopper, reservation, Some("k-ok"), "tok_ok")
+        app.checkout(&shopper, reservation, Some("k-ok"), "tok_ok")
             .await
             .status(),
         201
     );
     assert_problem(
-        checkout(&app, &shopper, reservation, Some("k-ok"), "tok_other").await,
+        app.checkout(&shopper, reservation, Some("k-ok"), "tok_other")
+            .await,
         422,
         "idempotency_key_reused",
     )
     .await;
     assert_problem(
-        checkout(&app, &shopper, reservation, Some("k-2"), "tok_ok").await,
+        app.checkout(&shopper, reservation, Some("k-2"), "tok_ok")
+            .await,
         409,
         "reservation_not_held",
     )
     .await;
 
-    let released = hold(&app, &shopper, sale, 1).await;
+    let released = app.hold(&shopper, sale, 1).await;
     app.request(
         Method::DELETE,
         &format!("/v1/reservations/{released}"),
@@ -209,16 +165,18 @@ async fn checkout_error_codes_follow_the_contract() {
     .await
     .unwrap();
     assert_problem(
-        checkout(&app, &shopper, released, Some("k-3"), "tok_ok").await,
+        app.checkout(&shopper, released, Some("k-3"), "tok_ok")
+            .await,
         409,
         "reservation_not_held",
     )
     .await;
 
-    let expiring = hold(&app, &shopper, sale, 1).await;
+    let expiring = app.hold(&shopper, sale, 1).await;
     app.clock.advance(Duration::from_secs(601));
     assert_problem(
-        checkout(&app, &shopper, expiring, Some("k-4"), "tok_ok").await,
+        app.checkout(&shopper, expiring, Some("k-4"), "tok_ok")
+            .await,
         410,
         "reservation_expired",
     )
@@ -235,7 +193,7 @@ async fn a_hold_lost_with_redis_state_answers_410_at_checkout() {
     let app = spawn_app().await;
     let sale = app.live_sale(10, 2).await;
     let shopper = app.shopper().await;
-    let reservation = hold(&app, &shopper, sale, 1).await;
+    let reservation = app.hold(&shopper, sale, 1).await;
     let index: Option<String> = redis::cmd("GET")
         .arg(format!("{}:resv:{{{reservation}}}", app.prefix))
         .query_async(&mut app.app_state.redis.clone())
@@ -252,7 +210,8 @@ async fn a_hold_lost_with_redis_state_answers_410_at_checkout() {
     app.app_state.sales.rebuild(SaleId(sale)).await.unwrap(); // another request rebuilt the sale
 
     assert_problem(
-        checkout(&app, &shopper, reservation, Some("k"), "tok_ok").await,
+        app.checkout(&shopper, reservation, Some("k"), "tok_ok")
+            .await,
         410,
         "reservation_expired",
     )
@@ -265,10 +224,10 @@ async fn twenty_concurrent_retries_with_one_key_place_one_order_and_authorize_on
     let app = spawn_app().await;
     let sale = app.live_sale(10, 2).await;
     let shopper = app.shopper().await;
-    let reservation = hold(&app, &shopper, sale, 1).await;
+    let reservation = app.hold(&shopper, sale, 1).await;
 
     let responses = futures::future::join_all(
-        (0..20).map(|_| checkout(&app, &shopper, reservation, Some("same-key"), "tok_ok")),
+        (0..20).map(|_| app.checkout(&shopper, reservation, Some("same-key"), "tok_ok")),
     )
     .await;
 
@@ -301,7 +260,7 @@ async fn a_transaction_that_fails_after_authorization_leaves_no_order_and_voids_
     let app = spawn_app().await;
     let sale = app.live_sale(10, 2).await;
     let shopper = app.shopper().await;
-    let reservation = hold(&app, &shopper, sale, 1).await;
+    let reservation = app.hold(&shopper, sale, 1).await;
     // Postgres refuses the order (as a failing disk or a constraint would).
     sqlx::raw_sql(
         "create function refuse_orders() returns trigger language plpgsql as $$ begin raise exception 'refused'; end $$; \
@@ -311,7 +270,9 @@ async fn a_transaction_that_fails_after_authorization_leaves_no_order_and_voids_
     .await
     .unwrap();
 
-    let response = checkout(&app, &shopper, reservation, Some("k"), "tok_ok").await;
+    let response = app
+        .checkout(&shopper, reservation, Some("k"), "tok_ok")
+        .await;
 
     assert_problem(response, 503, "dependency_unavailable").await;
     assert_eq!(
@@ -330,17 +291,8 @@ async fn a_transaction_that_fails_after_authorization_leaves_no_order_and_voids_
     );
     assert_eq!(payments(&app, "authorized").await, 0);
     let view: Value = app
-        .request(
-            Method::GET,
-            &format!("/v1/reservations/{reservation}"),
-            Some(&shopper.token),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/reservations/{reservation}"), &shopper.token)
+        .await;
     assert_eq!(view["status"], "held", "the hold stays until its deadline");
 }
 
@@ -349,7 +301,7 @@ async fn a_unit_redis_handed_out_twice_is_sold_once_and_the_second_checkout_is_4
     let app = spawn_app().await;
     let sale = app.live_sale(1, 1).await;
     let shopper = app.shopper().await;
-    let reservation = hold(&app, &shopper, sale, 1).await;
+    let reservation = app.hold(&shopper, sale, 1).await;
     // Another order already owns unit 1 (Redis lost that sale and handed it out again).
     let other = Uuid::new_v4();
     sqlx::query("insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) values ($1, $2, $3, $4, 1, 0, 'EUR', 'x')")
@@ -361,7 +313,9 @@ async fn a_unit_redis_handed_out_twice_is_sold_once_and_the_second_checkout_is_4
         .await
         .unwrap();
 
-    let response = checkout(&app, &shopper, reservation, Some("k"), "tok_ok").await;
+    let response = app
+        .checkout(&shopper, reservation, Some("k"), "tok_ok")
+        .await;
 
     assert_problem(response, 409, "unit_unavailable").await;
     assert_eq!(
@@ -389,7 +343,7 @@ async fn checkout_racing_expiry_sells_or_frees_each_hold_never_both_never_neithe
     let mut holds = Vec::new();
     for _ in 0..60 {
         let shopper = app.shopper().await;
-        let id = hold(&app, &shopper, sale, 1).await;
+        let id = app.hold(&shopper, sale, 1).await;
         holds.push((shopper, id));
     }
     // The deadline passes while the checkouts are in flight.
@@ -397,7 +351,7 @@ async fn checkout_racing_expiry_sells_or_frees_each_hold_never_both_never_neithe
     let checkouts = futures::future::join_all(
         holds
             .iter()
-            .map(|(shopper, id)| checkout(&app, shopper, *id, Some("k"), "tok_ok")),
+            .map(|(shopper, id)| app.checkout(shopper, *id, Some("k"), "tok_ok")),
     );
     let expiry = async {
         for _ in 0..20 {
@@ -421,17 +375,8 @@ async fn checkout_racing_expiry_sells_or_frees_each_hold_never_both_never_neithe
         )
         .await;
         let view: Value = app
-            .request(
-                Method::GET,
-                &format!("/v1/reservations/{id}"),
-                Some(&shopper.token),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/v1/reservations/{id}"), &shopper.token)
+            .await;
         match status {
             201 => assert_eq!(
                 (orders, view["status"].as_str().unwrap()),
@@ -467,7 +412,7 @@ async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
     // Two shoppers whose checkout process died after begin_checkout: one before its
     // transaction (payment authorized, no order), one after it (order committed).
     let (a, b) = (app.shopper().await, app.shopper().await);
-    let (hold_a, hold_b) = (hold(&app, &a, sale, 1).await, hold(&app, &b, sale, 1).await);
+    let (hold_a, hold_b) = (app.hold(&a, sale, 1).await, app.hold(&b, sale, 1).await);
     let (order_a, order_b) = (OrderId::new(), OrderId::new());
     for (shopper, id, order) in [(&a, hold_a, order_a), (&b, hold_b, order_b)] {
         projection

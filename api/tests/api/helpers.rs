@@ -255,6 +255,54 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// A shopper token minted directly: thousands of shoppers without thousands of
+    /// session calls.
+    pub fn direct_shopper(&self) -> TestShopper {
+        let id = Uuid::new_v4();
+        let (token, _) = self.app_state.auth.issue_shopper(id, Utc::now());
+        TestShopper { id, token }
+    }
+
+    /// `GET path` with a bearer token, as JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.request(Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Reserves `quantity` units as an admitted shopper; returns the reservation id.
+    pub async fn hold(&self, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
+        let response = self.reserve(shopper, sale, quantity, None).await;
+        assert_eq!(response.status(), 201, "reserve");
+        let body: Value = response.json().await.unwrap();
+        body["reservation_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// `POST /v1/reservations/{id}/checkout` with a card token and an optional key.
+    pub async fn checkout(
+        &self,
+        shopper: &TestShopper,
+        reservation: Uuid,
+        key: Option<&str>,
+        card: &str,
+    ) -> Response {
+        let mut request = self
+            .request(
+                Method::POST,
+                &format!("/v1/reservations/{reservation}/checkout"),
+                Some(&shopper.token),
+            )
+            .json(&json!({ "payment_token": card }));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.unwrap()
+    }
+
     /// Deletes every Redis key of this app: Redis "restarted empty" for this test only.
     pub async fn wipe_redis(&self) {
         let mut conn = self.app_state.redis.clone();

@@ -15,12 +15,6 @@ use crate::helpers::{
     assert_problem, sale_body_with, spawn_app, spawn_app_like, spawn_app_with, TestApp, TestShopper,
 };
 
-fn direct_shopper(app: &TestApp) -> TestShopper {
-    let id = Uuid::new_v4();
-    let (token, _) = app.app_state.auth.issue_shopper(id, chrono::Utc::now());
-    TestShopper { id, token }
-}
-
 async fn join(app: &TestApp, shopper: &TestShopper, sale: Uuid) -> reqwest::Response {
     app.request(
         Method::POST,
@@ -104,7 +98,7 @@ async fn twenty_thousand_concurrent_joins_get_dense_unique_positions_and_rejoini
 ) {
     let app = spawn_app().await;
     let sale = app.live_sale(100, 1).await;
-    let shoppers: Vec<TestShopper> = (0..20_000).map(|_| direct_shopper(&app)).collect();
+    let shoppers: Vec<TestShopper> = (0..20_000).map(|_| app.direct_shopper()).collect();
 
     let tickets: Vec<(u16, Value)> = futures::stream::iter(shoppers.iter())
         .map(|shopper| {
@@ -170,7 +164,7 @@ async fn prequeued_shoppers_are_drawn_verifiably_and_ahead_of_every_later_arriva
     // Arrange: 120 shoppers join before the start.
     let app = spawn_app().await;
     let sale = scheduled_sale(&app, 50, chrono::Duration::minutes(1)).await;
-    let early: Vec<TestShopper> = (0..120).map(|_| direct_shopper(&app)).collect();
+    let early: Vec<TestShopper> = (0..120).map(|_| app.direct_shopper()).collect();
     let mut arrival = Vec::new();
     for shopper in &early {
         let ticket: Value = join(&app, shopper, sale).await.json().await.unwrap();
@@ -196,7 +190,7 @@ async fn prequeued_shoppers_are_drawn_verifiably_and_ahead_of_every_later_arriva
 
     // Act: the sale starts; 30 more shoppers arrive one by one.
     app.clock.advance(Duration::from_secs(61));
-    let late: Vec<TestShopper> = (0..30).map(|_| direct_shopper(&app)).collect();
+    let late: Vec<TestShopper> = (0..30).map(|_| app.direct_shopper()).collect();
     let mut late_positions = Vec::new();
     for shopper in &late {
         let ticket: Value = join(&app, shopper, sale).await.json().await.unwrap();
@@ -255,10 +249,10 @@ async fn a_full_line_answers_503_queue_full_with_retry_after() {
     let app = spawn_app_with(|c| c.queue_cap = 3).await;
     let sale = scheduled_sale(&app, 10, chrono::Duration::minutes(5)).await;
     for _ in 0..3 {
-        assert_eq!(join(&app, &direct_shopper(&app), sale).await.status(), 201);
+        assert_eq!(join(&app, &app.direct_shopper(), sale).await.status(), 201);
     }
 
-    let response = join(&app, &direct_shopper(&app), sale).await;
+    let response = join(&app, &app.direct_shopper(), sale).await;
 
     assert!(response.headers().contains_key("retry-after"));
     assert_problem(response, 503, "queue_full").await;
@@ -268,7 +262,7 @@ async fn a_full_line_answers_503_queue_full_with_retry_after() {
 async fn leaving_ended_sales_and_strangers_get_clear_answers() {
     let app = spawn_app().await;
     let sale = scheduled_sale(&app, 10, chrono::Duration::minutes(5)).await;
-    let shopper = direct_shopper(&app);
+    let shopper = app.direct_shopper();
     let path = format!("/v1/sales/{sale}/queue/me");
     assert_problem(
         app.request(Method::GET, &path, Some(&shopper.token))
@@ -319,7 +313,7 @@ async fn leaving_ended_sales_and_strangers_get_clear_answers() {
 async fn an_admitted_shopper_gets_a_token_that_reserves_for_them_only() {
     let app = spawn_app().await;
     let sale = app.live_sale(10, 1).await;
-    let shopper = direct_shopper(&app);
+    let shopper = app.direct_shopper();
     assert_eq!(join(&app, &shopper, sale).await.status(), 201);
 
     let admitted = eventually(Duration::from_secs(10), || async {
@@ -342,7 +336,7 @@ async fn an_admitted_shopper_gets_a_token_that_reserves_for_them_only() {
         .send()
     };
     assert_problem(
-        reserve(&direct_shopper(&app)).await.unwrap(),
+        reserve(&app.direct_shopper()).await.unwrap(),
         403,
         "not_admitted",
     )
@@ -354,31 +348,13 @@ async fn an_admitted_shopper_gets_a_token_that_reserves_for_them_only() {
 async fn when_the_last_unit_sells_every_waiting_ticket_turns_sold_out_within_a_tick() {
     let app = spawn_app().await;
     let sale = app.live_sale(1, 1).await;
-    let waiting: Vec<TestShopper> = (0..40).map(|_| direct_shopper(&app)).collect();
+    let waiting: Vec<TestShopper> = (0..40).map(|_| app.direct_shopper()).collect();
     for shopper in &waiting {
         join(&app, shopper, sale).await;
     }
-    let buyer = direct_shopper(&app);
-    let hold: Value = app
-        .reserve(&buyer, sale, 1, None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let order = app
-        .request(
-            Method::POST,
-            &format!(
-                "/v1/reservations/{}/checkout",
-                hold["reservation_id"].as_str().unwrap()
-            ),
-            Some(&buyer.token),
-        )
-        .header("idempotency-key", "k")
-        .json(&json!({ "payment_token": "tok_ok" }))
-        .send()
-        .await
-        .unwrap();
+    let buyer = app.direct_shopper();
+    let hold = app.hold(&buyer, sale, 1).await;
+    let order = app.checkout(&buyer, hold, Some("k"), "tok_ok").await;
     assert_eq!(order.status(), 201);
 
     // One controller tick is 500 ms; allow two.
@@ -410,7 +386,7 @@ async fn one_controller_admits_per_sale_and_another_takes_over_when_it_dies() {
         .unwrap()
         .parse()
         .unwrap();
-    let shoppers: Vec<TestShopper> = (0..600).map(|_| direct_shopper(&first)).collect();
+    let shoppers: Vec<TestShopper> = (0..600).map(|_| first.direct_shopper()).collect();
     futures::stream::iter(&shoppers)
         .for_each_concurrent(64, |s| async {
             join(&first, s, sale).await;
@@ -450,7 +426,7 @@ async fn the_controller_slows_admission_when_checkout_slows_and_recovers_after()
         relay.clone(),
     ));
     let _stop_relay = relay.drop_guard();
-    let shoppers: Vec<TestShopper> = (0..3000).map(|_| direct_shopper(&app)).collect();
+    let shoppers: Vec<TestShopper> = (0..3000).map(|_| app.direct_shopper()).collect();
     futures::stream::iter(&shoppers)
         .for_each_concurrent(64, |s| async {
             join(&app, s, sale).await;
@@ -462,24 +438,9 @@ async fn the_controller_slows_admission_when_checkout_slows_and_recovers_after()
             let (app, stop) = (&app, stop.clone());
             async move {
                 while !stop.is_cancelled() {
-                    let buyer = direct_shopper(app);
-                    let hold: Value = app
-                        .reserve(&buyer, sale, 1, None)
-                        .await
-                        .json()
-                        .await
-                        .unwrap();
-                    let id = hold["reservation_id"].as_str().unwrap();
-                    app.request(
-                        Method::POST,
-                        &format!("/v1/reservations/{id}/checkout"),
-                        Some(&buyer.token),
-                    )
-                    .header("idempotency-key", "k")
-                    .json(&json!({ "payment_token": "tok_ok" }))
-                    .send()
-                    .await
-                    .unwrap();
+                    let buyer = app.direct_shopper();
+                    let hold = app.hold(&buyer, sale, 1).await;
+                    app.checkout(&buyer, hold, Some("k"), "tok_ok").await;
                 }
             }
         })

@@ -76,19 +76,12 @@ async fn assert_stock_conserved(app: &TestApp, sale: Uuid) -> reservations::sale
     stock
 }
 
-/// A shopper token minted directly (thousands of sessions without thousands of calls).
-fn direct_shopper(app: &TestApp) -> TestShopper {
-    let id = Uuid::new_v4();
-    let (token, _) = app.app_state.auth.issue_shopper(id, chrono::Utc::now());
-    TestShopper { id, token }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_thousand_concurrent_reserves_hold_each_unit_once_and_respect_the_limit() {
     // Arrange: 1,000 units, limit 2, 2,000 shoppers making 5,000 calls of 1 or 2 units.
     let app = spawn_app().await;
     let sale = app.live_sale(1000, 2).await;
-    let shoppers: Vec<TestShopper> = (0..2000).map(|_| direct_shopper(&app)).collect();
+    let shoppers: Vec<TestShopper> = (0..2000).map(|_| app.direct_shopper()).collect();
     let calls: Vec<(TestShopper, i64)> = (0..5000)
         .map(|i| (shoppers[i % 2000].clone(), 1 + (i as i64 % 2)))
         .collect();
@@ -138,7 +131,7 @@ async fn release_and_expiry_racing_return_each_hold_exactly_once() {
     let sale = app.live_sale(300, 1).await;
     let mut held = Vec::new();
     for _ in 0..300 {
-        let shopper = direct_shopper(&app);
+        let shopper = app.direct_shopper();
         let body: Value = app
             .reserve(&shopper, sale, 1, None)
             .await
@@ -189,7 +182,7 @@ async fn redis_wiped_mid_run_rebuilds_once_from_postgres_and_keeps_every_unit_on
     let sale = app.live_sale(100, 2).await;
     for _ in 0..10 {
         assert_eq!(
-            app.reserve(&direct_shopper(&app), sale, 2, None)
+            app.reserve(&app.direct_shopper(), sale, 2, None)
                 .await
                 .status(),
             201
@@ -201,7 +194,7 @@ async fn redis_wiped_mid_run_rebuilds_once_from_postgres_and_keeps_every_unit_on
     // Act: Redis loses everything, then 60 shoppers reserve at once.
     app.wipe_redis().await;
     let statuses: Vec<u16> = futures::future::join_all((0..60).map(|_| {
-        let shopper = direct_shopper(&app);
+        let shopper = app.direct_shopper();
         let app = &app;
         async move { app.reserve(&shopper, sale, 1, None).await.status().as_u16() }
     }))
