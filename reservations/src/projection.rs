@@ -477,15 +477,30 @@ impl Projection {
         Ok(stale)
     }
 
-    /// Expires up to `batch` due holds of a sale; returns how many.
-    pub async fn expire(&self, sale: SaleId, now_ms: i64, batch: usize) -> Result<i64> {
-        Ok(self
+    /// Expires up to `batch` due holds of a sale; returns how many, how many holds are
+    /// still live, and when the sale ends (ms).
+    pub async fn expire(&self, sale: SaleId, now_ms: i64, batch: usize) -> Result<(i64, i64, i64)> {
+        let reply: Vec<i64> = self
             .keys(sale)
             .invoke(&self.scripts.expire)
             .arg(now_ms)
             .arg(batch)
             .invoke_async(&mut self.conn.clone())
-            .await?)
+            .await?;
+        Ok(match reply[..] {
+            [expired, live, ends_ms] => (expired, live, ends_ms),
+            _ => (0, 0, 0),
+        })
+    }
+
+    /// Stops sweeping a sale (it ended and holds nothing).
+    pub async fn untrack_for_sweep(&self, sale: SaleId) -> Result<()> {
+        let _: i64 = redis::cmd("SREM")
+            .arg(self.sweep_set_key())
+            .arg(sale.to_string())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// The stock counters, or `None` when the state is missing.

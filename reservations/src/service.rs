@@ -264,6 +264,8 @@ impl Sales {
         if !self.projection.sync_meta(sale).await? {
             self.rebuild(sale.id).await?;
         }
+        // A later end (ends_at moved) makes a swept-out sale live again.
+        self.projection.track_for_sweep(sale.id).await?;
         let stock = self.stock(sale).await?;
         Ok((sale.clone(), stock))
     }
@@ -470,14 +472,18 @@ impl Sales {
         }
     }
 
-    /// Expires due holds of every tracked sale; returns how many were expired.
+    /// Expires due holds of every tracked sale; returns how many were expired. A sale
+    /// that has ended and holds nothing any more is no longer visited.
     pub async fn sweep_once(&self, batch: usize) -> Result<i64> {
         let now_ms = self.now().timestamp_millis();
         let mut expired = 0;
         for sale in self.projection.swept_sales().await? {
             loop {
-                let n = self.projection.expire(sale, now_ms, batch).await?;
+                let (n, live, ends_ms) = self.projection.expire(sale, now_ms, batch).await?;
                 expired += n;
+                if live == 0 && ends_ms > 0 && now_ms >= ends_ms {
+                    self.projection.untrack_for_sweep(sale).await?;
+                }
                 if (n as usize) < batch {
                     break;
                 }

@@ -217,7 +217,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Advance { seconds } => model.now += seconds * 1000,
             Op::Sweep => {
-                let got = projection.expire(sale_id, model.now, 2).await.unwrap();
+                let (got, _, _) = projection.expire(sale_id, model.now, 2).await.unwrap();
                 let due: Vec<usize> = (0..model.holds.len())
                     .filter(|&i| {
                         model.holds[i].1.status == "held" && model.holds[i].1.deadline <= model.now

@@ -141,7 +141,16 @@ impl Controllers {
     async fn tick(&mut self, sale_id: SaleId, measured: Measured) -> Result<()> {
         let sale = self.queue.sale(sale_id).await?;
         let now = self.queue.sales().now();
-        if now < sale.starts_at || sale.state != SaleState::Active || now >= sale.ends_at {
+        if sale.state == SaleState::Ended || now >= sale.ends_at {
+            // Over for good: stop visiting this line (tickets read `closed` from the sale).
+            let _: i64 = redis::cmd("SREM")
+                .arg(self.queue.lines_key())
+                .arg(sale_id.to_string())
+                .query_async(&mut self.queue.connection())
+                .await?;
+            return Ok(());
+        }
+        if now < sale.starts_at || sale.state != SaleState::Active {
             return Ok(());
         }
         let mut line = self.queue.line_state(sale_id).await?;

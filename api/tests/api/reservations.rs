@@ -541,3 +541,41 @@ async fn another_shoppers_reservation_is_404_and_a_double_release_is_409() {
     assert_problem(again, 409, "reservation_not_held").await;
     assert_eq!(assert_stock_conserved(&app, sale).await.available, 5);
 }
+
+#[tokio::test]
+async fn an_ended_sale_is_swept_until_its_last_hold_returns_then_no_longer_visited() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(5, 1).await;
+    let shopper = app.direct_shopper();
+    app.hold(&shopper, sale, 1).await;
+    let ended = app
+        .merchant(Method::POST, &format!("/v1/admin/sales/{sale}/end"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
+    let tracked = || async {
+        app.app_state
+            .sales
+            .projection()
+            .swept_sales()
+            .await
+            .unwrap()
+            .contains(&SaleId(sale))
+    };
+    app.app_state.sales.sweep_once(100).await.unwrap();
+    assert!(tracked().await, "ended, but a hold is still out");
+    app.clock.advance(Duration::from_secs(3 * 3600));
+
+    app.app_state.sales.sweep_once(100).await.unwrap();
+
+    assert!(
+        !tracked().await,
+        "nothing left to return: the sweeper stops visiting it"
+    );
+    assert_eq!(
+        assert_stock_conserved(&app, sale).await.available,
+        5,
+        "the last hold came back first"
+    );
+}

@@ -2,8 +2,9 @@
 --
 -- KEYS: the eight sale keys (see common.lua).
 -- ARGV: 1 now_ms, 2 batch size.
--- Returns the number of holds expired. Holds being checked out are not in the
--- deadline set (checkout moved them to `committing`), so expiry never races a commit.
+-- Returns {holds expired, holds still live (held or committing), ends_ms}. Holds being
+-- checked out are not in the deadline set (checkout moved them to `committing`), so
+-- expiry never races a commit.
 local now, batch = tonumber(ARGV[1]), tonumber(ARGV[2])
 local due = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', now, 'LIMIT', 0, batch)
 local expired = 0
@@ -16,4 +17,5 @@ for _, id in ipairs(due) do
     redis.call('ZREM', K_DEADLINES, id)
   end
 end
-return expired
+return {expired, redis.call('ZCARD', K_DEADLINES) + redis.call('ZCARD', K_COMMITTING),
+        tonumber(redis.call('HGET', K_META, 'ends_ms')) or 0}
