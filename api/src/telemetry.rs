@@ -1,4 +1,5 @@
-//! Logging: `tracing` to stdout, text or JSON, filtered by `RUST_LOG`.
+//! Logging: `tracing` to stderr, text or JSON, filtered by `RUST_LOG`. Stderr, so a
+//! command's own output (`flashsale token` prints a token) is never mixed with logs.
 
 use tracing_subscriber::EnvFilter;
 

@@ -278,8 +278,12 @@ impl Sales {
         delta: i64,
     ) -> Result<(Sale, StockView)> {
         let sale = self.store.get_owned(merchant, id).await?;
-        let new_total = i64::from(sale.total) + delta;
-        if delta == 0 || delta.abs() > limits::MAX_UNITS || new_total > limits::MAX_UNITS {
+        // Checked: any i64 may arrive here, and i64::MIN has no absolute value.
+        let new_total = i64::from(sale.total).checked_add(delta);
+        if delta == 0
+            || delta.unsigned_abs() > limits::MAX_UNITS as u64
+            || new_total.is_none_or(|t| t > limits::MAX_UNITS)
+        {
             return Err(FieldError {
                 field: "delta",
                 message: format!(

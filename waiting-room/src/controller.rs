@@ -131,8 +131,11 @@ pub struct Decision {
 
 /// The control law. `rate` is the previous decision's rate.
 pub fn decide(rate: f64, signals: &Signals, limits: &Limits) -> Decision {
-    let hold = |rate: f64, reason| Decision {
-        rate,
+    // While admission is held nobody new reaches checkout, so the latency says nothing
+    // about more load: keep any decrease, never grow the rate (else a line refilling
+    // after an idle spell would be let in at whatever the rate drifted up to).
+    let hold = |next: f64, reason| Decision {
+        rate: next.min(rate),
         admit_rate: 0.0,
         reason,
         sold_out: false,
@@ -311,6 +314,33 @@ mod tests {
             &auto(300.0),
         );
         assert!(flaky.admit_rate > 0.0, "half never show up: keep admitting");
+    }
+
+    #[test]
+    fn the_rate_does_not_drift_up_while_admission_is_held() {
+        let idle = Signals {
+            waiting: 0,
+            ..healthy()
+        };
+        let mut rate = 20.0;
+        for _ in 0..100 {
+            rate = decide(rate, &idle, &auto(300.0)).rate;
+        }
+        assert_eq!(rate, 20.0, "an empty line keeps the rate where it was");
+        let at_ceiling = Limits {
+            max_active_shoppers: Some(10),
+            ..auto(300.0)
+        };
+        let busy = Signals {
+            active_shoppers: 10,
+            checkout_p95_ms: Some(900.0),
+            ..healthy()
+        };
+        assert_eq!(
+            decide(20.0, &busy, &at_ceiling).rate,
+            14.0,
+            "a breach still cuts it while held"
+        );
     }
 
     #[test]
