@@ -75,6 +75,9 @@ pub struct Config {
     /// `FLASHSALE_QUEUE_RATE_PER_SECOND` / `FLASHSALE_QUEUE_BURST`: join and poll
     /// requests one shopper may make (then 429).
     pub queue_rate: (u32, u32),
+    /// `FLASHSALE_STATIC_DIR`: the storefront and dashboard files (default: `api/static`
+    /// of the source tree the binary was built from; set it when shipping the binary).
+    pub static_dir: PathBuf,
     /// `FLASHSALE_DATA_DIR`: where local keys are generated.
     pub data_dir: PathBuf,
     /// `FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE`: Ed25519 public key (PEM) that verifies
@@ -232,6 +235,10 @@ impl Config {
                 &keys.join("admin-ed25519.pem").to_string_lossy(),
             )?,
             data_dir,
+            static_dir: var(
+                "FLASHSALE_STATIC_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/static"),
+            )?,
             hmac_secret: hmac_secret.map(Secret::new),
             generate_keys: var("FLASHSALE_GENERATE_KEYS", "true")?,
             jwt_issuer: var("FLASHSALE_JWT_ISSUER", "flashsale")?,

@@ -2,7 +2,6 @@
 //! server, all stopped by one shutdown token. Tests call [`Application::build`] with
 //! port 0 and talk to the real thing.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -159,6 +158,7 @@ impl Application {
                 config.queue_rate.1,
             )),
             request_timeout: config.request_timeout,
+            static_dir: config.static_dir.clone(),
         };
         let tasks = vec![
             tokio::spawn(sweep_holds(
@@ -203,13 +203,13 @@ impl Application {
         let app = http::router(state.clone());
         let stop = shutdown.clone();
         let grace = config.shutdown_grace;
+        // The request timeout also bounds reading the request head (see `serve_http`).
+        let head_timeout = config.request_timeout;
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future();
+            let serve = serve_http(listener, app, head_timeout, stop.clone());
             tokio::pin!(serve);
             tokio::select! {
-                result = &mut serve => result.context("HTTP server failed"),
+                result = &mut serve => result,
                 // Keep-alive connections can hold a graceful drain open forever: bound it.
                 _ = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
                     tracing::warn!(grace_ms = grace.as_millis() as u64, "drain timed out; closing remaining connections");
@@ -251,6 +251,58 @@ impl Application {
         }
         result
     }
+}
+
+/// Serves HTTP/1.1 on `listener` until `stop`, then waits for open connections to
+/// finish their requests (the caller bounds that wait).
+///
+/// Not `axum::serve`: it gives hyper no timer, so hyper's header read timeout never
+/// fires and a client that sends half a request head and then nothing (slow-loris)
+/// holds its connection and task forever; the request timeout middleware cannot help,
+/// as no request exists yet. Here a connection must deliver each request head within
+/// `head_timeout` (an idle keep-alive connection is closed after it too), and a head
+/// over [`http::MAX_HEADER_BYTES`] is refused with `431` before it is buffered further.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    head_timeout: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_header_size(http::MAX_HEADER_BYTES);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+    // New connections are refused from here; open ones finish their current request.
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
 }
 
 /// Finishes checkouts left in `committing` by dead processes, every few seconds.

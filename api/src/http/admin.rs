@@ -102,11 +102,13 @@ async fn create_sale(
 
 /// Query of the sale listing.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// Only sales in this status.
     status: Option<StatusFilter>,
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -248,14 +250,16 @@ async fn patch_sale(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockDelta {
-    /// Units to add (positive) or retire from the free units (negative).
+    /// Units to add (positive) or retire from the free units (negative); not zero.
+    #[schema(minimum = -1_000_000, maximum = 1_000_000)]
     delta: i64,
 }
 
 /// Add or retire units.
 #[utoipa::path(post, path = "/v1/admin/sales/{sale_id}/stock", tag = "admin", request_body = StockDelta,
     params(("sale_id" = uuid::Uuid, Path)),
-    responses((status = 200, body = SaleView), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = SaleView), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
     security(("merchant" = [])))]
 async fn change_stock(
     State(state): State<AppState>,

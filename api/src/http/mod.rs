@@ -5,6 +5,7 @@ pub mod admin;
 pub mod extract;
 pub mod ops;
 pub mod orders;
+pub mod pages;
 pub mod public;
 pub mod queue;
 pub mod reservations;
@@ -34,6 +35,10 @@ use waiting_room::AdmissionCheck;
 /// Largest request body (API.md: bodies over 64 KiB are 413).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Largest request head (request line and headers). Tokens and cookies fit many times
+/// over; hyper answers a larger head `431` and closes the connection (startup.rs).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -61,6 +66,8 @@ pub struct AppState {
     pub shedder: Arc<shed::Shedder>,
     /// Per-shopper rate limit of join and poll.
     pub queue_limiter: Arc<shed::ShopperLimiter>,
+    /// Where the storefront and dashboard files are.
+    pub static_dir: std::path::PathBuf,
     /// How long a request may run.
     pub request_timeout: Duration,
 }
@@ -78,10 +85,114 @@ pub struct AppState {
         admin::pause, admin::resume, admin::end, admin::stats,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::get_simulator, ops::put_simulator,
     ),
-    components(schemas(crate::error::Problem)),
-    modifiers(&BearerAuth),
+    // StatusFilter: only a query parameter names it, which utoipa does not collect.
+    components(schemas(crate::error::Problem, ::reservations::sales::StatusFilter)),
+    modifiers(&BearerAuth, &CommonResponses),
 )]
 pub struct ApiDoc;
+
+/// The answers routes share because the extractors and middleware give them, added to
+/// every operation so the document lists each status a client can meet (schemathesis
+/// checks this in `scripts/fuzz`), and every problem answer documented as
+/// `application/problem+json`, which is what the API sends.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+        let problem_ref = Ref::from_schema_name("Problem");
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(problem_ref.clone()))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let params = operation.parameters.clone().unwrap_or_default();
+                let has_param_in =
+                    |place: ParameterIn| params.iter().any(|p| p.parameter_in == place);
+                let mut shared = Vec::new();
+                if operation.security.is_some() {
+                    shared.push((
+                        "401",
+                        "unauthorized: the bearer token is missing or not valid",
+                    ));
+                    shared.push(("403", "forbidden: the token's role may not do this"));
+                }
+                if operation.request_body.is_some() {
+                    shared.push((
+                        "400",
+                        "invalid_body: malformed JSON, a wrong type or an unknown field",
+                    ));
+                    shared.push(("413", "payload_too_large: the body is over 64 KiB"));
+                    shared.push((
+                        "415",
+                        "unsupported_media_type: the body is not application/json",
+                    ));
+                }
+                if has_param_in(ParameterIn::Query) {
+                    shared.push(("400", "invalid_query: a malformed parameter or cursor"));
+                }
+                if params.iter().any(|p| p.name == "limit") {
+                    shared.push(("422", "invalid_field: limit out of range"));
+                }
+                if has_param_in(ParameterIn::Path) {
+                    shared.push(("404", "no such resource (or another owner's)"));
+                }
+                if !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                    shared.push((
+                        "503",
+                        "overloaded or request_timeout (with Retry-After), or a dependency is down",
+                    ));
+                }
+                let responses = &mut operation.responses.responses;
+                for (status, description) in shared {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description));
+                }
+                // Problem answers are documented as application/json by the annotations.
+                for response in responses.values_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let content = std::mem::take(&mut response.content);
+                    response.content = content
+                        .into_iter()
+                        .map(|(media, content)| {
+                            let is_problem = matches!(
+                                &content.schema,
+                                Some(RefOr::Ref(r)) if r.ref_location == problem_ref.ref_location
+                            );
+                            if is_problem && media == "application/json" {
+                                ("application/problem+json".to_owned(), content)
+                            } else {
+                                (media, content)
+                            }
+                        })
+                        .collect();
+                }
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 
@@ -113,6 +224,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::router())
         .merge(admin::router())
         .merge(ops::router())
+        .merge(pages::router(&state.static_dir))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")

@@ -30,13 +30,15 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CheckoutBody {
     /// A card token; the simulator understands `tok_ok`, `tok_declined`, `tok_slow`, `tok_error`.
+    #[schema(min_length = 1, max_length = 255)]
     payment_token: String,
 }
 
 /// Pay for a held reservation. `Idempotency-Key` is required: a retry with the same key
 /// and body returns the first answer and never charges twice.
 #[utoipa::path(post, path = "/v1/reservations/{reservation_id}/checkout", tag = "checkout", request_body = CheckoutBody,
-    params(("reservation_id" = uuid::Uuid, Path), ("Idempotency-Key" = String, Header)),
+    params(("reservation_id" = uuid::Uuid, Path), ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$",
+        description = "1–255 visible ASCII characters; a retry with the same key returns the first answer")),
     responses((status = 201, body = Order), (status = 400, body = crate::error::Problem),
         (status = 402, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
         (status = 410, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
@@ -103,9 +105,11 @@ async fn get_order(
 
 /// Paging query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PageQuery {
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -29,12 +29,14 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ReserveBody {
     /// Units to hold, 1 up to the sale's per-shopper limit.
+    #[schema(minimum = 1, maximum = 100)]
     quantity: i64,
 }
 
 /// Hold units of a live sale.
 #[utoipa::path(post, path = "/v1/sales/{sale_id}/reservations", tag = "reservations", request_body = ReserveBody,
-    params(("sale_id" = uuid::Uuid, Path), ("X-Admission-Token" = String, Header), ("Idempotency-Key" = Option<String>, Header)),
+    params(("sale_id" = uuid::Uuid, Path), ("X-Admission-Token" = String, Header), ("Idempotency-Key" = Option<String>, Header,
+        pattern = "^[!-~]{1,255}$", description = "1–255 visible ASCII characters")),
     responses((status = 201, body = Reservation), (status = 200, body = Reservation, description = "replayed idempotent request"),
         (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)),

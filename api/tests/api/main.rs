@@ -3,6 +3,7 @@
 //! per area.
 
 mod admin;
+mod attacks;
 mod checkout;
 mod events;
 mod helpers;
