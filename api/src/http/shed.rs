@@ -2,7 +2,7 @@
 //!
 //! - **A global in-flight limit with priority classes (brownout).** Every request holds
 //!   a slot while it runs. The buy path (reserve, checkout) may use every slot; queue
-//!   traffic (join, poll, leave) only while fewer than 80% are taken; everything else
+//!   traffic (guest sessions, join, poll, leave) only while fewer than 80% are taken; everything else
 //!   (order history, merchant listings, public pages) only below 60%. Under overload
 //!   the lowest class is refused first with `503 overloaded` + `Retry-After`, so the
 //!   shoppers who are buying keep their capacity. Operations routes are never shed.
@@ -43,6 +43,9 @@ impl Priority {
                 Priority::Buy
             }
             "/v1/reservations/{reservation_id}" if method == Method::DELETE => Priority::Buy,
+            // A guest session is how a shopper enters the line: shedding it first would
+            // turn a crowd away before it can even queue.
+            "/v1/sessions" => Priority::Queue,
             r if r.starts_with("/v1/sales/{sale_id}/queue") => Priority::Queue,
             _ => Priority::Other,
         }
