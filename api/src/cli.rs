@@ -40,6 +40,18 @@ pub enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// Check a sale's invariants in Postgres and Redis (stock, units, events, payments)
+    /// after a load run; prints a report and exits non-zero on any violation.
+    Verify {
+        /// The sale.
+        sale_id: uuid::Uuid,
+        /// Longest wait for the outbox and the consumers to drain first, e.g. 30s.
+        #[arg(long, default_value = "30s", value_parser = parse_ttl)]
+        wait: Duration,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
     /// Print a signed token.
     Token {
         /// Which kind.
@@ -152,6 +164,21 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             .await
         }
         Command::Migrate => migrate(&config).await,
+        Command::Verify {
+            sale_id,
+            wait,
+            json,
+        } => {
+            let options = crate::verify::Options {
+                drain_timeout: wait,
+                ..Default::default()
+            };
+            if crate::verify::run(&config, sale_id, options, json.as_deref()).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("invariant violations in sale {sale_id}")
+            }
+        }
         Command::Token { kind } => {
             let auth = Auth::from_config(&config)?;
             let token = match kind {

@@ -12,6 +12,7 @@
 //! - [`startup`]: connections, background tasks and the server ([`Application`]).
 //! - [`cli`]: the subcommands.
 //! - [`telemetry`]: logging.
+//! - [`verify`]: the invariant checker behind `flashsale verify`.
 
 pub mod auth;
 pub mod cli;
@@ -21,5 +22,6 @@ pub mod http;
 pub mod signals;
 pub mod startup;
 pub mod telemetry;
+pub mod verify;
 
 pub use startup::Application;

@@ -9,6 +9,13 @@ scripts/stack up >/dev/null
 set -a
 eval "$(scripts/stack urls)"
 set +a
+# Optional: a database of the benchmarks' own (BENCH_DATABASE=name), so no other
+# flashsale process relays its outbox; `flashsale all` migrates it.
+if [ -n "${BENCH_DATABASE:-}" ]; then
+  [ "$(psql -X -tA "${DATABASE_URL%/*}/postgres" -c "select 1 from pg_database where datname = '$BENCH_DATABASE'")" = 1 ] ||
+    psql -X -q "${DATABASE_URL%/*}/postgres" -c "create database $BENCH_DATABASE" >/dev/null
+  export DATABASE_URL=${DATABASE_URL%/*}/$BENCH_DATABASE
+fi
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 command -v redis-benchmark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null; }
 

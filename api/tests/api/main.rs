@@ -11,3 +11,4 @@ mod ops;
 mod queue;
 mod reservations;
 mod shedding;
+mod verify;

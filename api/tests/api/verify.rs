@@ -1,0 +1,191 @@
+//! The invariant checker (`flashsale verify`): it passes on a sale the real system sold
+//! through the API with the relay and the workers running, and it fails — naming the
+//! offender — once the state is corrupted behind the system's back.
+
+use std::time::Duration;
+
+use flashsale::verify::{self, Options, Report};
+use outbox_relay::mailer::SimulatedMailer;
+use outbox_relay::relay::{self, RelayConfig};
+use outbox_relay::worker::{self, WorkerConfig};
+use reqwest::Method;
+use reservations::ids::SaleId;
+use reservations::projection::Projection;
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app, TestApp, TestShopper};
+
+/// Reserves `quantity` units and checks them out with tok_ok; returns the order id.
+async fn buy(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
+    let held = app.reserve(shopper, sale, quantity, None).await;
+    assert_eq!(held.status(), 201);
+    let reservation = held.json::<Value>().await.unwrap()["reservation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/v1/reservations/{reservation}/checkout"),
+            Some(&shopper.token),
+        )
+        .header("idempotency-key", Uuid::new_v4().to_string())
+        .json(&json!({ "payment_token": "tok_ok" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The relay and the event workers of `app`'s deployment, in this process.
+struct Pipeline {
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Pipeline {
+    async fn start(app: &TestApp) -> Pipeline {
+        let pool = PgPoolOptions::new()
+            .max_connections(6)
+            .connect(app.config.database_url.expose())
+            .await
+            .unwrap();
+        let redis = redis::Client::open(app.config.redis_url.expose().as_str()).unwrap();
+        let stop = CancellationToken::new();
+        let mut relay_config = RelayConfig::new(app.prefix.clone());
+        relay_config.poll_interval = Duration::from_millis(200);
+        let mut worker_config = WorkerConfig::new(app.prefix.clone());
+        worker_config.block = Duration::from_millis(500);
+        let tasks = vec![
+            tokio::spawn(relay::run(
+                pool.clone(),
+                redis.clone(),
+                relay_config,
+                stop.clone(),
+            )),
+            tokio::spawn(worker::run(
+                pool,
+                redis,
+                app.app_state.checkout.payments(),
+                std::sync::Arc::new(SimulatedMailer::new()),
+                worker_config,
+                stop.clone(),
+            )),
+        ];
+        Pipeline { stop, tasks }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .expect("stops on shutdown")
+                .expect("did not panic");
+        }
+    }
+}
+
+async fn check(app: &TestApp, sale: Uuid, drain: Duration) -> Report {
+    let projection = Projection::new(app.app_state.redis.clone(), app.prefix.clone());
+    let options = Options {
+        drain_timeout: drain,
+        poll_interval: Duration::from_millis(100),
+    };
+    verify::verify(&app.db, &projection, SaleId(sale), options)
+        .await
+        .expect("the checker reads both stores")
+}
+
+fn failed(report: &Report, name: &str) -> bool {
+    report.failures().any(|c| c.name == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_passes_a_sale_sold_through_the_api_and_fails_once_an_order_is_forged() {
+    // Arrange: two shoppers buy 3 of 10 units, a third keeps a hold; events flow.
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 2).await;
+    let (alice, bob, carol) = (
+        app.shopper().await,
+        app.shopper().await,
+        app.shopper().await,
+    );
+    let pipeline = Pipeline::start(&app).await;
+    let alices_order = buy(&app, &alice, sale, 2).await;
+    buy(&app, &bob, sale, 1).await;
+    assert_eq!(app.reserve(&carol, sale, 1, None).await.status(), 201);
+
+    // Act
+    let clean = check(&app, sale, Duration::from_secs(30)).await;
+
+    // Assert: drained, every check holds, the figures are the sale's.
+    assert!(clean.passed(), "{}", clean.render());
+    assert!(clean.drained);
+    assert_eq!((clean.orders, clean.units_sold), (2, 3));
+    assert_eq!((clean.oversold, clean.lost), (0, 0));
+    let stock = clean.redis.expect("Redis has the sale");
+    assert_eq!((stock.available, stock.held, stock.sold), (6, 1, 3));
+
+    // Arrange: a duplicate-ish order of Alice's written behind the system's back — a
+    // free unit sold in Postgres only, no outbox row, no payment.
+    pipeline.stop().await;
+    let forged = Uuid::new_v4();
+    sqlx::query(
+        "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
+         select $1, sale_id, shopper_id, $2, 1, 12900, currency, 'forged' from orders where id = $3",
+    )
+    .bind(forged)
+    .bind(Uuid::new_v4())
+    .bind(alices_order)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into order_units (sale_id, unit_no, order_id) \
+         select $1, min(g), $2 from generate_series(1, 10) g \
+         where g not in (select unit_no from order_units where sale_id = $1)",
+    )
+    .bind(sale)
+    .bind(forged)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    // Act
+    let corrupt = check(&app, sale, Duration::from_secs(1)).await;
+
+    // Assert: it fails, and each broken promise names the forged order or its owner.
+    assert!(!corrupt.passed(), "{}", corrupt.render());
+    let offenders = |name: &str| {
+        corrupt
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no check {name}"))
+            .offenders
+            .join(" ")
+    };
+    assert!(offenders("one_event_per_order").contains(&forged.to_string()));
+    assert!(offenders("orders_paid").contains(&forged.to_string()));
+    assert!(offenders("confirmations_sent").contains(&forged.to_string()));
+    assert!(offenders("per_user_limit_respected").contains(&alice.id.to_string()));
+    assert!(failed(&corrupt, "redis_sold_matches_postgres"));
+    assert!(failed(&corrupt, "ledger_matches_orders"));
+    assert!(
+        !failed(&corrupt, "no_unit_sold_twice"),
+        "the forged unit was free"
+    );
+    assert_eq!(corrupt.lost, 1);
+    let text = corrupt.render();
+    assert!(text.contains(&forged.to_string()), "{text}");
+    assert!(text.trim_end().starts_with("flashsale verify") && text.contains("FAIL:"));
+}

