@@ -86,7 +86,9 @@ impl Shedder {
                 (n < limit || priority == Priority::Exempt).then_some(n + 1)
             })
             .is_ok();
-        taken.then_some(Slot(&self.in_flight))
+        // `then`, not `then_some`: a refused request must not build (and so drop) a
+        // slot, whose drop would release a place it never took.
+        taken.then(|| Slot(&self.in_flight))
     }
 }
 
