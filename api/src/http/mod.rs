@@ -237,7 +237,11 @@ pub fn router(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    TraceLayer::new_for_http()
+                        // 5xx causes are logged once, with their cause chain, where they
+                        // arise (error.rs); shed 503s are counted in metrics, not logged
+                        // one line each (a shedding process must not also flood its disk).
+                        .on_failure(()).make_span_with(|req: &Request| {
                         let id = req
                             .headers()
                             .get("x-request-id")
