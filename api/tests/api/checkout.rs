@@ -19,6 +19,16 @@ async fn count(app: &TestApp, sql: &str, id: Uuid) -> i64 {
 }
 
 /// Payments of the simulated provider by status, for one sale's orders and attempts.
+/// Orders placed for one reservation (at most one may ever exist).
+async fn orders_for(app: &TestApp, reservation: Uuid) -> i64 {
+    count(
+        app,
+        "select count(*) from orders where reservation_id = $1",
+        reservation,
+    )
+    .await
+}
+
 async fn payments(app: &TestApp, status: &str) -> i64 {
     sqlx::query_scalar("select count(*) from sim_payments where status = $1")
         .bind(status)
@@ -238,15 +248,7 @@ async fn twenty_concurrent_retries_with_one_key_place_one_order_and_authorize_on
         orders.insert(body["order_id"].as_str().unwrap().to_owned());
     }
     assert_eq!(orders.len(), 1, "every retry answers the same order");
-    assert_eq!(
-        count(
-            &app,
-            "select count(*) from orders where reservation_id = $1",
-            reservation
-        )
-        .await,
-        1
-    );
+    assert_eq!(orders_for(&app, reservation).await, 1);
     assert_eq!(
         payments(&app, "authorized").await + payments(&app, "captured").await,
         1,
@@ -275,15 +277,7 @@ async fn a_transaction_that_fails_after_authorization_leaves_no_order_and_voids_
         .await;
 
     assert_problem(response, 503, "dependency_unavailable").await;
-    assert_eq!(
-        count(
-            &app,
-            "select count(*) from orders where reservation_id = $1",
-            reservation
-        )
-        .await,
-        0
-    );
+    assert_eq!(orders_for(&app, reservation).await, 0);
     assert_eq!(
         payments(&app, "voided").await,
         1,
@@ -368,12 +362,7 @@ async fn checkout_racing_expiry_sells_or_frees_each_hold_never_both_never_neithe
     for ((shopper, id), response) in holds.iter().zip(responses) {
         let status = response.status().as_u16();
         assert!(status == 201 || status == 410, "status {status}");
-        let orders = count(
-            &app,
-            "select count(*) from orders where reservation_id = $1",
-            *id,
-        )
-        .await;
+        let orders = orders_for(&app, *id).await;
         let view: Value = app
             .get_json(&format!("/v1/reservations/{id}"), &shopper.token)
             .await;
