@@ -248,8 +248,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     };
     if roles.relay || roles.workers {
         let pool = connect_postgres(&config, config.db_pool_size).await?;
-        let redis = redis::Client::open(config.redis_url.expose().as_str())
-            .context("REDIS_URL: not a Redis URL")?;
+        let redis = crate::startup::redis_target(&config)?;
         let prefix = config.redis_prefix.clone();
         if roles.relay {
             let settings = relay::RelayConfig::new(prefix.clone());

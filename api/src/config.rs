@@ -46,8 +46,11 @@ pub struct Config {
     pub bind_addr: SocketAddr,
     /// `DATABASE_URL`: Postgres.
     pub database_url: Secret<String>,
-    /// `REDIS_URL`: Redis.
+    /// `REDIS_URL`: Redis (one server).
     pub redis_url: Secret<String>,
+    /// `REDIS_CLUSTER_URLS`: comma-separated nodes of a Redis Cluster; when set, it is
+    /// used instead of `REDIS_URL`.
+    pub redis_cluster_urls: Secret<String>,
     /// `FLASHSALE_REDIS_PREFIX`: prefix of every Redis key (tests use a unique one).
     pub redis_prefix: String,
     /// `FLASHSALE_DB_POOL_SIZE`: connections for everything but checkout.
@@ -210,6 +213,7 @@ impl Config {
                 "postgres://flashsale@127.0.0.1:55432/flashsale",
             )?),
             redis_url: Secret::new(var("REDIS_URL", "redis://127.0.0.1:56379")?),
+            redis_cluster_urls: Secret::new(var("REDIS_CLUSTER_URLS", "")?),
             redis_prefix: prefix,
             db_pool_size,
             checkout_pool_size,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use redis::aio::ConnectionManager;
+use reservations::redis_conn::RedisConn;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -99,7 +99,7 @@ fn signals_key(prefix: &str) -> String {
 /// Publishes this process's summary every second until shutdown.
 pub async fn publish(
     signals: Arc<ProcessSignals>,
-    mut redis: ConnectionManager,
+    mut redis: RedisConn,
     checkout_pool: PgPool,
     general_pool: PgPool,
     prefix: String,
@@ -156,14 +156,14 @@ pub async fn publish(
 
 /// Reads every process's summary and the outbox backlog.
 pub struct RedisSignals {
-    redis: ConnectionManager,
+    redis: RedisConn,
     db: PgPool,
     prefix: String,
 }
 
 impl RedisSignals {
     /// A source reading under `prefix`, with the outbox in `db`.
-    pub fn new(redis: ConnectionManager, db: PgPool, prefix: String) -> Self {
+    pub fn new(redis: RedisConn, db: PgPool, prefix: String) -> Self {
         Self { redis, db, prefix }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use reservations::redis_conn::{RedisConn, RedisTarget};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -85,17 +85,21 @@ pub async fn connect_postgres(config: &Config, size: u32) -> anyhow::Result<PgPo
         .context("DATABASE_URL: cannot connect to Postgres")
 }
 
+/// Where Redis is: `REDIS_CLUSTER_URLS` when set, else `REDIS_URL`.
+pub fn redis_target(config: &Config) -> anyhow::Result<RedisTarget> {
+    RedisTarget::parse(
+        config.redis_url.expose(),
+        config.redis_cluster_urls.expose(),
+    )
+    .context("REDIS_URL / REDIS_CLUSTER_URLS: not Redis URLs")
+}
+
 /// Opens the shared Redis connection (multiplexed, reconnects by itself).
-pub async fn connect_redis(config: &Config) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(config.redis_url.expose().as_str())
-        .context("REDIS_URL: not a Redis URL")?;
-    let settings = ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(2));
-    client
-        .get_connection_manager_with_config(settings)
+pub async fn connect_redis(config: &Config) -> anyhow::Result<RedisConn> {
+    redis_target(config)?
+        .connect(Duration::from_secs(2))
         .await
-        .context("REDIS_URL: cannot connect to Redis")
+        .context("cannot connect to Redis")
 }
 
 /// A running application.

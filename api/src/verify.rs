@@ -27,9 +27,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use outbox_relay::event::{ORDER_AGGREGATE, ORDER_PLACED};
 use outbox_relay::worker::ConsumerKind;
-use redis::aio::ConnectionManager;
 use reservations::ids::SaleId;
 use reservations::projection::Projection;
+use reservations::redis_conn::RedisConn;
 use reservations::sales::StockView;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -619,7 +619,7 @@ fn ids<T: ToString>(items: Vec<T>) -> Vec<String> {
 /// consumer has not processed, holds in `committing`.
 async fn pending(
     db: &PgPool,
-    redis: &mut ConnectionManager,
+    redis: &mut RedisConn,
     sale: SaleId,
     committing_key: &str,
 ) -> anyhow::Result<Pending> {
@@ -650,10 +650,7 @@ async fn pending(
 }
 
 /// Every field of a Redis hash, read in pages (a sale may have a million holds).
-async fn hash_entries(
-    redis: &mut ConnectionManager,
-    key: &str,
-) -> anyhow::Result<Vec<(String, String)>> {
+async fn hash_entries(redis: &mut RedisConn, key: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut cursor: u64 = 0;
     let mut entries = Vec::new();
     loop {
@@ -675,7 +672,7 @@ async fn hash_entries(
 /// Holds in `committing`: those in the committing set, and any hold record whose
 /// status says so (the two must agree; either is a violation once traffic stopped).
 async fn committing_holds(
-    redis: &mut ConnectionManager,
+    redis: &mut RedisConn,
     committing_key: &str,
     holds_key: &str,
 ) -> anyhow::Result<Vec<String>> {

@@ -17,10 +17,12 @@
 //! The relay wakes on `NOTIFY outbox` (a statement trigger on the table) and also polls,
 //! because notifications sent while its listening connection is down are lost.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionLike;
+use reservations::redis_conn::{RedisConn, RedisTarget};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::time::Instant;
@@ -120,8 +122,9 @@ where
         return Ok(Outcome::Idle);
     }
 
-    // One round trip for the whole batch. Entries of one stream keep the outbox order.
-    let mut pipe = redis::pipe();
+    // One pipeline per stream: entries of one stream keep the outbox order, and on a
+    // Redis Cluster a pipeline must stay on one slot (each stream has its own hash tag).
+    let mut pipes: BTreeMap<String, redis::Pipeline> = BTreeMap::new();
     for row in &rows {
         let event = Event {
             id: row.id,
@@ -132,8 +135,10 @@ where
             correlation_id: row.correlation_id.clone(),
             payload: row.payload.clone(),
         };
+        let stream = stream_key(&config.prefix, &event.aggregate_type);
+        let pipe = pipes.entry(stream.clone()).or_insert_with(redis::pipe);
         pipe.cmd("XADD")
-            .arg(stream_key(&config.prefix, &event.aggregate_type))
+            .arg(stream)
             .arg("MAXLEN")
             .arg("~")
             .arg(config.maxlen)
@@ -143,7 +148,9 @@ where
         }
         pipe.ignore();
     }
-    pipe.query_async::<()>(redis).await?;
+    for pipe in pipes.values() {
+        pipe.query_async::<()>(redis).await?;
+    }
 
     let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
     sqlx::query("update outbox set published_at = now() where id = any($1)")
@@ -192,7 +199,7 @@ pub async fn delete_published(pool: &PgPool, older_than: Duration) -> Result<u64
 /// Redis down), a lost `LISTEN` connection is re-established while polling carries on.
 pub async fn run(
     pool: PgPool,
-    redis: redis::Client,
+    redis: RedisTarget,
     config: RelayConfig,
     shutdown: CancellationToken,
 ) {
@@ -202,7 +209,7 @@ pub async fn run(
         "outbox relay started"
     );
     let mut trouble = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut conn: Option<ConnectionManager> = None;
+    let mut conn: Option<RedisConn> = None;
     let mut listener: Option<PgListener> = None;
     let mut next_listen_attempt = Instant::now();
     let mut next_metrics = Instant::now();
@@ -268,12 +275,10 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
     Ok(listener)
 }
 
-async fn connect_redis(client: &redis::Client) -> Result<ConnectionManager> {
-    let settings = ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        // Bounds how long a batch keeps its rows locked if Redis stops answering.
-        .set_response_timeout(Duration::from_secs(5));
-    Ok(client.get_connection_manager_with_config(settings).await?)
+async fn connect_redis(target: &RedisTarget) -> Result<RedisConn> {
+    // The response timeout bounds how long a batch keeps its rows locked if Redis stops
+    // answering.
+    Ok(target.connect(Duration::from_secs(5)).await?)
 }
 
 async fn refresh_backlog_gauges(pool: &PgPool) {

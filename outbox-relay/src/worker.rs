@@ -26,13 +26,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoConsumersReply,
     StreamPendingCountReply, StreamReadOptions, StreamReadReply,
 };
-use redis::{AsyncCommands, AsyncConnectionConfig};
+use redis::AsyncCommands;
 use reservations::payment::PaymentGateway;
+use reservations::redis_conn::{RedisConn, RedisTarget};
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -147,7 +147,7 @@ impl ConsumerKind {
 /// Errors never end it: Redis or Postgres failures are logged and retried with backoff.
 pub async fn run(
     pool: PgPool,
-    redis: redis::Client,
+    redis: RedisTarget,
     payments: Arc<dyn PaymentGateway>,
     mailer: Arc<dyn Mailer>,
     config: WorkerConfig,
@@ -159,10 +159,7 @@ pub async fn run(
         if shutdown.is_cancelled() {
             return;
         }
-        let settings = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(5));
-        match redis.get_connection_manager_with_config(settings).await {
+        match redis.connect(Duration::from_secs(5)).await {
             Ok(conn) => break conn,
             Err(e) => {
                 tracing::warn!(error = %e, "event workers cannot reach Redis");
@@ -185,7 +182,7 @@ pub async fn run(
                 stream: stream_key(&config.prefix, ORDER_AGGREGATE),
                 dead: dead_letter_key(&config.prefix, ORDER_AGGREGATE),
                 config: config.clone(),
-                client: redis.clone(),
+                redis: redis.clone(),
                 conn: conn.clone(),
                 effects: effects.clone(),
             };
@@ -255,9 +252,9 @@ struct Consumer {
     stream: String,
     dead: String,
     config: Arc<WorkerConfig>,
-    client: redis::Client,
+    redis: RedisTarget,
     /// The shared multiplexed connection, for every command that does not block.
-    conn: ConnectionManager,
+    conn: RedisConn,
     effects: Arc<Effects>,
 }
 
@@ -276,7 +273,7 @@ impl Consumer {
         let mut group_ready = false;
         // The blocking reads' own connection: a blocked XREADGROUP would hold up every
         // command queued behind it on a shared multiplexed connection.
-        let mut reader: Option<MultiplexedConnection> = None;
+        let mut reader: Option<RedisConn> = None;
         let mut retry = RetryPlan::default();
         // Claim at once: a restarted fleet picks up what its predecessors left pending.
         let mut next_claim = Instant::now();
@@ -356,22 +353,17 @@ impl Consumer {
     /// Up to `batch_size` entries never delivered to this group, waiting up to `block`.
     async fn read_new(
         &self,
-        reader: &mut Option<MultiplexedConnection>,
+        reader: &mut Option<RedisConn>,
         block: Duration,
     ) -> Result<Vec<StreamId>> {
         let conn = match reader {
             Some(conn) => conn,
-            None => {
-                let settings = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Duration::from_secs(2))
-                    // Longer than any BLOCK, or a quiet stream would read as a timeout.
-                    .set_response_timeout(self.config.block + Duration::from_secs(5));
-                reader.insert(
-                    self.client
-                        .get_multiplexed_async_connection_with_config(&settings)
-                        .await?,
-                )
-            }
+            None => reader.insert(
+                // Longer than any BLOCK, or a quiet stream would read as a timeout.
+                self.redis
+                    .connect(self.config.block + Duration::from_secs(5))
+                    .await?,
+            ),
         };
         let options = StreamReadOptions::default()
             .group(self.group(), self.name())

@@ -11,6 +11,7 @@
 //! - [`sales`]: what a merchant writes (parsed at the edge) and the stored sale.
 //! - [`store`]: sales and units in Postgres.
 //! - [`projection`]: a sale's hot state in Redis and the scripts in `lua/`.
+//! - [`redis_conn`]: one connection type for a single Redis or a Redis Cluster.
 //! - [`service`]: the operations the HTTP layer calls ([`Sales`]).
 //! - [`checkout`]: hold → order in one transaction with its outbox event; order reads.
 //! - [`payment`]: the payment port, the simulated provider, timeout and breaker.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod ids;
 pub mod payment;
 pub mod projection;
+pub mod redis_conn;
 pub mod sales;
 pub mod service;
 pub mod store;

@@ -2,7 +2,7 @@
 //! through the Lua scripts in `lua/`. Every key of a sale carries the hash tag
 //! `{sale:<id>}`, so each script touches one cluster slot.
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use redis::Script;
 
 use crate::ids::{OrderId, ReservationId, SaleId, ShopperId};
@@ -201,7 +201,7 @@ use serde::Deserialize;
 /// Stock and holds of every sale, in one Redis.
 #[derive(Clone)]
 pub struct Projection {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     scripts: std::sync::Arc<Scripts>,
 }
@@ -234,7 +234,7 @@ fn meta_args(sale: &Sale) -> [String; 5] {
 
 impl Projection {
     /// A projection on `conn`, with every key under `prefix`.
-    pub fn new(conn: ConnectionManager, prefix: impl Into<String>) -> Self {
+    pub fn new(conn: RedisConn, prefix: impl Into<String>) -> Self {
         Self {
             conn,
             prefix: prefix.into(),
@@ -248,7 +248,7 @@ impl Projection {
     }
 
     /// The connection (for callers that read keys directly, e.g. the checker).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 

@@ -8,6 +8,7 @@ use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use reservations::ids::{MerchantId, ReservationId, SaleId, ShopperId};
 use reservations::projection::{Projection, ReserveOutcome};
+use reservations::redis_conn::RedisTarget;
 use reservations::sales::{Admission, Money, Sale, SaleState};
 
 const TOTAL: i64 = 6;
@@ -150,10 +151,12 @@ fn sale(id: SaleId, base_ms: i64) -> Sale {
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    // REDIS_CLUSTER_URLS set: the same model check on a Redis Cluster.
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into());
-    let conn = redis::Client::open(url)
+    let cluster = std::env::var("REDIS_CLUSTER_URLS").unwrap_or_default();
+    let conn = RedisTarget::parse(&url, &cluster)
         .unwrap()
-        .get_connection_manager()
+        .connect(std::time::Duration::from_secs(5))
         .await
         .unwrap();
     let projection = Projection::new(

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use redis::aio::ConnectionManager;
 use redis::Script;
+use reservations::redis_conn::RedisConn;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -133,7 +133,7 @@ struct LineKeys([String; 5]);
 /// The waiting room of every sale.
 #[derive(Clone)]
 pub struct Queue {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     scripts: Arc<Scripts>,
     sales: Sales,
@@ -147,7 +147,7 @@ impl Queue {
     /// A waiting room over `conn`, issuing admission tokens valid for `window`, with at
     /// most `cap` shoppers waiting per sale.
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConn,
         prefix: impl Into<String>,
         sales: Sales,
         tokens: AdmissionTokens,
@@ -201,7 +201,7 @@ impl Queue {
     }
 
     /// The Redis connection.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 

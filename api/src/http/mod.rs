@@ -14,13 +14,13 @@ pub mod shed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::reservations::redis_conn::RedisConn;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -59,7 +59,7 @@ pub struct AppState {
     /// The general Postgres pool (readiness, listings).
     pub db: PgPool,
     /// The shared multiplexed Redis connection.
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// The in-flight limit with priority classes.

@@ -21,6 +21,7 @@ use redis::streams::{
 };
 use redis::AsyncCommands;
 use reservations::payment::{Latency, SimulatedPayments, SimulatorSettings};
+use reservations::redis_conn::RedisTarget;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -655,9 +656,9 @@ fn worker_config(app: &TestApp) -> WorkerConfig {
     config
 }
 
-fn redis_client() -> redis::Client {
+fn redis_client() -> RedisTarget {
     let config = Config::from_env().expect("test configuration");
-    redis::Client::open(config.redis_url.expose().as_str()).unwrap()
+    flashsale::startup::redis_target(&config).unwrap()
 }
 
 async fn pool(url: &str, size: u32) -> PgPool {

@@ -421,7 +421,7 @@ async fn the_controller_slows_admission_when_checkout_slows_and_recovers_after()
     let relay = tokio_util::sync::CancellationToken::new();
     tokio::spawn(outbox_relay::relay::run(
         app.db.clone(),
-        redis::Client::open(app.config.redis_url.expose().as_str()).unwrap(),
+        flashsale::startup::redis_target(&app.config).unwrap(),
         outbox_relay::relay::RelayConfig::new(app.prefix.clone()),
         relay.clone(),
     ));

@@ -58,7 +58,7 @@ impl Pipeline {
             .connect(app.config.database_url.expose())
             .await
             .unwrap();
-        let redis = redis::Client::open(app.config.redis_url.expose().as_str()).unwrap();
+        let redis = flashsale::startup::redis_target(&app.config).unwrap();
         let stop = CancellationToken::new();
         let mut relay_config = RelayConfig::new(app.prefix.clone());
         relay_config.poll_interval = Duration::from_millis(200);
