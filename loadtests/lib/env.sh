@@ -4,6 +4,7 @@
 #   start_flashsale DIR    starts `flashsale all` on $port with $prefix; sets $server_pid
 #   stop_flashsale         SIGTERM, wait
 #   drop_redis_prefix      deletes every Redis key under $prefix
+#   stack_up               scripts/stack up (LOADTEST_CLUSTER=1: with the Redis Cluster)
 # Everything listens on and targets 127.0.0.1 only.
 
 log() { printf 'loadtests: %s\n' "$*" >&2; }
@@ -76,9 +77,24 @@ stop_flashsale() {
 }
 
 drop_redis_prefix() {
-  local redis_port=${REDIS_URL##*:}
-  redis-cli -p "$redis_port" --scan --pattern "$prefix:*" |
-    xargs -r -n 500 redis-cli -p "$redis_port" del >/dev/null
+  local node nodes=${REDIS_CLUSTER_URLS:-$REDIS_URL}
+  # One UNLINK per key, on the node that holds it: a cluster refuses multi-key
+  # commands across slots.
+  for node in ${nodes//,/ }; do
+    redis-cli -p "${node##*:}" --scan --pattern "$prefix:*" | sed 's/^/UNLINK /' |
+      redis-cli -c -p "${node##*:}" >/dev/null
+  done
+}
+
+# stack_up: the private Redis and Postgres (scripts/stack up), their URLs exported.
+# LOADTEST_CLUSTER=1: also the 3-master Redis Cluster, which flashsale then uses.
+stack_up() {
+  local cluster=
+  [[ ${LOADTEST_CLUSTER:-0} != 1 ]] || cluster=--cluster
+  scripts/stack up $cluster >/dev/null
+  set -a
+  eval "$(scripts/stack urls $cluster)"
+  set +a
 }
 
 # iso_utc <offset for date -d>: an RFC 3339 UTC time.

@@ -599,6 +599,12 @@ pub async fn spawn_app_behind_redis_proxy() -> (TestApp, CuttableProxy) {
     assert!(url.contains(&upstream), "REDIS_URL {url} names its port");
     let proxy = CuttableProxy::start(upstream.clone()).await;
     let proxied = url.replacen(&upstream, &proxy.addr.to_string(), 1);
-    let app = spawn_app_with(|c| c.redis_url = Secret::new(proxied)).await;
+    // A cluster client follows the nodes' own addresses, past any proxy: these tests
+    // cut a single server's connection, also when the suite runs on a cluster.
+    let app = spawn_app_with(|c| {
+        c.redis_url = Secret::new(proxied);
+        c.redis_cluster_urls = Secret::new(String::new());
+    })
+    .await;
     (app, proxy)
 }
