@@ -223,11 +223,7 @@ async fn create_with_a_body_over_64_kib_returns_413() {
 async fn admin_route_without_token_returns_401() {
     let app = spawn_app().await;
 
-    let response = app
-        .request(Method::GET, "/v1/admin/sales", None)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/admin/sales", None).await;
 
     assert_problem(response, 401, "unauthorized").await;
 }
@@ -236,11 +232,7 @@ async fn admin_route_without_token_returns_401() {
 async fn admin_route_with_garbage_token_returns_401() {
     let app = spawn_app().await;
 
-    let response = app
-        .request(Method::GET, "/v1/admin/sales", Some("not.a.jwt"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/admin/sales", Some("not.a.jwt")).await;
 
     assert_problem(response, 401, "unauthorized").await;
 }
@@ -250,11 +242,7 @@ async fn admin_route_with_alg_none_token_returns_401() {
     let (app, forge) = spawn_app_with_token_forge().await;
     let token = unsigned_token(&forge.merchant_claims(app.merchant_id));
 
-    let response = app
-        .request(Method::GET, "/v1/admin/sales", Some(&token))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/admin/sales", Some(&token)).await;
 
     assert_problem(response, 401, "unauthorized").await;
 }
@@ -264,11 +252,7 @@ async fn admin_route_with_hs256_merchant_token_returns_401() {
     let (app, forge) = spawn_app_with_token_forge().await;
     let token = forge.sign_hs256(&forge.merchant_claims(app.merchant_id));
 
-    let response = app
-        .request(Method::GET, "/v1/admin/sales", Some(&token))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/admin/sales", Some(&token)).await;
 
     assert_problem(response, 401, "unauthorized").await;
 }
@@ -278,11 +262,7 @@ async fn admin_route_with_shopper_session_token_returns_401() {
     let app = spawn_app().await;
     let shopper = app.shopper().await;
 
-    let response = app
-        .request(Method::GET, "/v1/admin/sales", Some(&shopper.token))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/admin/sales", Some(&shopper.token)).await;
 
     assert_problem(response, 401, "unauthorized").await;
 }
@@ -292,10 +272,8 @@ async fn admin_route_with_operator_token_returns_403() {
     let app = spawn_app().await;
 
     let response = app
-        .request(Method::GET, "/v1/admin/sales", Some(&app.operator_token()))
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/admin/sales", Some(&app.operator_token()))
+        .await;
 
     assert_problem(response, 403, "forbidden").await;
 }
@@ -309,14 +287,8 @@ async fn admin_route_with_expired_merchant_token_returns_401() {
     claims["exp"] = json!(now - 3600);
 
     let response = app
-        .request(
-            Method::GET,
-            "/v1/admin/sales",
-            Some(&forge.sign_eddsa(&claims)),
-        )
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/admin/sales", Some(&forge.sign_eddsa(&claims)))
+        .await;
 
     assert_problem(response, 401, "unauthorized").await;
 }
@@ -326,14 +298,8 @@ async fn admin_route_with_wrong_issuer_or_audience_returns_401() {
     let (app, forge) = spawn_app_with_token_forge().await;
     let valid = forge.merchant_claims(app.merchant_id);
     let accepted = app
-        .request(
-            Method::GET,
-            "/v1/admin/sales",
-            Some(&forge.sign_eddsa(&valid)),
-        )
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/admin/sales", Some(&forge.sign_eddsa(&valid)))
+        .await;
     assert_eq!(accepted.status(), 200, "the forged valid token is accepted");
 
     for claim in ["iss", "aud"] {
@@ -341,14 +307,8 @@ async fn admin_route_with_wrong_issuer_or_audience_returns_401() {
         claims[claim] = json!("someone-else");
 
         let response = app
-            .request(
-                Method::GET,
-                "/v1/admin/sales",
-                Some(&forge.sign_eddsa(&claims)),
-            )
-            .send()
-            .await
-            .unwrap();
+            .get("/v1/admin/sales", Some(&forge.sign_eddsa(&claims)))
+            .await;
 
         assert_problem(response, 401, "unauthorized").await;
     }

@@ -48,10 +48,7 @@ fn shopper_claims(forge: &TokenForge, shopper: Uuid) -> Value {
 
 /// `GET /v1/orders` (a shopper route that touches no sale) with `token`.
 async fn my_orders(app: &TestApp, token: &str) -> reqwest::Response {
-    app.request(Method::GET, "/v1/orders", Some(token))
-        .send()
-        .await
-        .unwrap()
+    app.get("/v1/orders", Some(token)).await
 }
 
 /// The `host:port` the app listens on.
@@ -197,11 +194,7 @@ async fn hs256_token_keyed_with_the_ed25519_public_key_is_refused_on_merchant_an
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).unwrap()
         };
         let merchant = sign(&forge.merchant_claims(app.merchant_id));
-        let listing = app
-            .request(Method::GET, "/v1/admin/sales", Some(&merchant))
-            .send()
-            .await
-            .unwrap();
+        let listing = app.get("/v1/admin/sales", Some(&merchant)).await;
         assert_problem(listing, 401, "unauthorized").await;
         let create = app
             .request(Method::POST, "/v1/admin/sales", Some(&merchant))
@@ -211,14 +204,8 @@ async fn hs256_token_keyed_with_the_ed25519_public_key_is_refused_on_merchant_an
             .unwrap();
         assert_problem(create, 401, "unauthorized").await;
         let simulator = app
-            .request(
-                Method::GET,
-                "/v1/ops/payment-simulator",
-                Some(&sign(&operator)),
-            )
-            .send()
-            .await
-            .unwrap();
+            .get("/v1/ops/payment-simulator", Some(&sign(&operator)))
+            .await;
         assert_problem(simulator, 401, "unauthorized").await;
     }
     let count: i64 = sqlx::query_scalar("select count(*) from sales")
@@ -252,14 +239,8 @@ async fn tokens_not_valid_before_a_future_time_return_401() {
     shopper["nbf"] = json!(later);
 
     let admin = app
-        .request(
-            Method::GET,
-            "/v1/admin/sales",
-            Some(&forge.sign_eddsa(&merchant)),
-        )
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/admin/sales", Some(&forge.sign_eddsa(&merchant)))
+        .await;
     let orders = my_orders(&app, &forge.sign_hs256(&shopper)).await;
 
     assert_problem(admin, 401, "unauthorized").await;
@@ -387,18 +368,10 @@ async fn a_token_whose_payload_was_edited_without_re_signing_returns_401() {
         claims["sub"] = json!(Uuid::new_v4().to_string())
     });
 
-    let admin = app
-        .request(Method::GET, "/v1/admin/sales", Some(&promoted))
-        .send()
-        .await
-        .unwrap();
+    let admin = app.get("/v1/admin/sales", Some(&promoted)).await;
     let as_shopper = my_orders(&app, &promoted).await;
     let as_someone = my_orders(&app, &impostor).await;
-    let as_merchant = app
-        .request(Method::GET, "/v1/admin/sales", Some(&other_merchant))
-        .send()
-        .await
-        .unwrap();
+    let as_merchant = app.get("/v1/admin/sales", Some(&other_merchant)).await;
 
     assert_problem(admin, 401, "unauthorized").await;
     assert_problem(as_shopper, 401, "unauthorized").await;
@@ -636,14 +609,8 @@ async fn huge_and_negative_page_limits_are_refused() {
         ("-9223372036854775808", 422, "invalid_field"),
     ] {
         let orders = app
-            .request(
-                Method::GET,
-                &format!("/v1/orders?limit={limit}"),
-                Some(&shopper.token),
-            )
-            .send()
-            .await
-            .unwrap();
+            .get(&format!("/v1/orders?limit={limit}"), Some(&shopper.token))
+            .await;
         assert_problem(orders, status, code).await;
         let sales = app
             .merchant(Method::GET, &format!("/v1/admin/sales?limit={limit}"))

@@ -154,6 +154,11 @@ impl TestApp {
         }
     }
 
+    /// GET `path` with an optional bearer token; the response, whatever its status.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token).send().await.unwrap()
+    }
+
     /// A request as this app's merchant.
     pub fn merchant(&self, method: Method, path: &str) -> RequestBuilder {
         self.request(method, path, Some(&self.merchant_token))

@@ -28,14 +28,8 @@ async fn join(app: &TestApp, shopper: &TestShopper, sale: Uuid) -> reqwest::Resp
 
 async fn me(app: &TestApp, shopper: &TestShopper, sale: Uuid) -> Value {
     let response = app
-        .request(
-            Method::GET,
-            &format!("/v1/sales/{sale}/queue/me"),
-            Some(&shopper.token),
-        )
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/v1/sales/{sale}/queue/me"), Some(&shopper.token))
+        .await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
@@ -43,14 +37,8 @@ async fn me(app: &TestApp, shopper: &TestShopper, sale: Uuid) -> Value {
 /// The serving position, read through `app` with the merchant token `token`.
 async fn serving(app: &TestApp, token: &str, sale: Uuid) -> i64 {
     let response = app
-        .request(
-            Method::GET,
-            &format!("/v1/admin/sales/{sale}/stats"),
-            Some(token),
-        )
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/v1/admin/sales/{sale}/stats"), Some(token))
+        .await;
     response.json::<Value>().await.unwrap()["queue"]["serving_position"]
         .as_i64()
         .unwrap()
@@ -265,10 +253,7 @@ async fn leaving_ended_sales_and_strangers_get_clear_answers() {
     let shopper = app.direct_shopper();
     let path = format!("/v1/sales/{sale}/queue/me");
     assert_problem(
-        app.request(Method::GET, &path, Some(&shopper.token))
-            .send()
-            .await
-            .unwrap(),
+        app.get(&path, Some(&shopper.token)).await,
         404,
         "not_in_queue",
     )
@@ -285,10 +270,7 @@ async fn leaving_ended_sales_and_strangers_get_clear_answers() {
     );
 
     assert_problem(
-        app.request(Method::GET, &path, Some(&shopper.token))
-            .send()
-            .await
-            .unwrap(),
+        app.get(&path, Some(&shopper.token)).await,
         404,
         "not_in_queue",
     )
