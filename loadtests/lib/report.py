@@ -4,7 +4,8 @@ CDN) and summary.txt (the short text `loadtests/run` prints).
 
 Reads from the folder: meta.json (what ran), sale.json (the sale as created),
 stats.jsonl (GET /stats once a second), k6-summary.json (k6 handleSummary; storms keep
-one per sub-folder), verify.json / verify.txt (`flashsale verify`).
+one per sub-folder), verify.json / verify.txt (`flashsale verify`), and for the chaos
+scenarios chaos.json / chaos.txt (lib/chaos.py: the faults, marked on the charts).
 
     python3 loadtests/lib/report.py loadtests/reports/<run>
 """
@@ -307,6 +308,12 @@ def console_markers(folder):
     return found
 
 
+def chaos_markers(folder):
+    """(epoch, label) of the faults lib/chaos.py did."""
+    found = load_json(os.path.join(folder, "chaos.json"), {}) or {}
+    return [(f["started_at"], f["fault"]) for f in found.get("faults", []) if f.get("started_at")]
+
+
 def resources_chart(rows, t0, t_end=None):
     if t_end is not None:
         rows = [r for r in rows if t0 <= r["t"] <= t0 + t_end]
@@ -412,7 +419,10 @@ per-shopper limit {get(sale, 'per_user_limit', default='-')} · sale <code>{html
                      f"checker <span class=\"{'pass' if ok else 'fail'}\">{'PASS' if ok else 'FAIL'}</span></p>")
     parts.append("<h2>Over time (GET /stats, every second)</h2>")
     resources = load_stats(os.path.join(folder, "resources.jsonl"))
-    parts.append(stats_charts(stats, sale, console_markers(folder), resources))
+    parts.append(stats_charts(stats, sale, console_markers(folder) + chaos_markers(folder), resources))
+    chaos_path = os.path.join(folder, "chaos.txt")
+    if os.path.isfile(chaos_path):
+        parts.append("<h2>Faults (lib/chaos.py)</h2><pre>" + html.escape(open(chaos_path).read()) + "</pre>")
     for label, s in sums:
         parts.append(f"<h2>k6 — {html.escape(label)}: latency per step</h2><table>"
                      "<tr><th>step</th><th>requests</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>shed (429/503)</th></tr>")

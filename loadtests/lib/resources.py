@@ -4,7 +4,10 @@ into a JSONL file, until killed: the flashsale server, k6, Redis, Postgres (all 
 processes), and everything else on the machine. On a 2-core machine the load generator
 shares the cores with the system under test; this shows by how much.
 
-    python3 loadtests/lib/resources.py <out.jsonl> <flashsale pid>
+    python3 loadtests/lib/resources.py <out.jsonl> <flashsale pid | fleet.json>
+
+Given a fleet description (lib/fleet.py) instead of a pid, every member's current pid
+counts as flashsale; the file is read again each second, as members are restarted.
 """
 import json
 import os
@@ -38,8 +41,19 @@ def machine_busy():
     return sum(parts) - idle, sum(parts)
 
 
+def servers(spec):
+    """The flashsale pids: the one given, or every member of a fleet.json."""
+    if spec.isdigit():
+        return {int(spec)}
+    try:
+        with open(spec) as f:
+            return {m["pid"] for m in json.load(f)["members"].values() if m.get("pid")}
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
 def group(pid, comm, server):
-    if pid == server:
+    if pid in server:
         return "flashsale"
     if comm == "k6":
         return "k6"
@@ -51,7 +65,7 @@ def group(pid, comm, server):
 
 
 def main():
-    out_path, server = sys.argv[1], int(sys.argv[2])
+    out_path, spec = sys.argv[1], sys.argv[2]
     page_mib = os.sysconf("SC_PAGE_SIZE") / 2**20
     before = proc_times()
     busy0, total0 = machine_busy()
@@ -60,6 +74,7 @@ def main():
         while True:
             time.sleep(1)
             now, (busy1, total1), wall1 = proc_times(), machine_busy(), time.time()
+            server = servers(spec)
             cpu, rss = {}, {}
             for pid, (comm, ticks, pages) in now.items():
                 g = group(pid, comm, server)

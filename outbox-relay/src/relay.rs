@@ -16,6 +16,15 @@
 //!
 //! The relay wakes on `NOTIFY outbox` (a statement trigger on the table) and also polls,
 //! because notifications sent while its listening connection is down are lost.
+//!
+//! Redis is not the durable record: a Redis that restarts empty (or fails over to a
+//! replica that was behind) loses the stream entries no consumer had processed yet,
+//! although their rows say "published". The relay keeps a marker key next to the order
+//! stream (same hash tag, so on a cluster it lives and dies with the stream) and looks
+//! for it every poll interval; when it is gone, Redis lost what was appended, and the
+//! relay marks every `OrderPlaced` row that some consumer group has not processed as
+//! unpublished again, then sets the marker. The next batches append those events once
+//! more and the consumers' inbox deduplicates what had in fact been applied.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,7 +40,8 @@ use uuid::Uuid;
 
 use crate::backoff::{sleep_or_shutdown, Backoff};
 use crate::error::Result;
-use crate::event::{stream_key, Event};
+use crate::event::{stream_key, Event, ORDER_AGGREGATE, ORDER_PLACED};
+use crate::worker::ConsumerKind;
 
 /// The Postgres channel the outbox trigger notifies.
 const CHANNEL: &str = "outbox";
@@ -162,6 +172,60 @@ where
     Ok(Outcome::Published(ids.len()))
 }
 
+/// The key whose absence tells the relay that Redis lost the order stream:
+/// `<prefix>:stream:{order}:relayed`. It shares the stream's hash tag, so a cluster keeps
+/// it on the stream's node.
+pub fn marker_key(prefix: &str) -> String {
+    format!("{}:relayed", stream_key(prefix, ORDER_AGGREGATE))
+}
+
+/// Marks every published `OrderPlaced` row that some consumer group has not processed
+/// as unpublished again, so the relay appends it once more; returns how many. Rows that
+/// every group processed are left alone: their effects are done. Safe to run at any
+/// time and from several relays at once: an event appended twice is applied once.
+pub async fn republish_unprocessed(pool: &PgPool) -> Result<u64> {
+    let groups: Vec<&str> = ConsumerKind::ALL.iter().map(|k| k.group()).collect();
+    let reset = sqlx::query(
+        "update outbox e set published_at = null \
+         where e.published_at is not null and e.event_type = $1 \
+           and (select count(*) from processed_events p \
+                where p.event_id = e.id and p.consumer = any($2)) < $3",
+    )
+    .bind(ORDER_PLACED)
+    .bind(&groups)
+    .bind(groups.len() as i64)
+    .execute(pool)
+    .await?;
+    Ok(reset.rows_affected())
+}
+
+/// Checks the marker (see [`marker_key`]). When Redis no longer has it, republishes
+/// what no consumer finished ([`republish_unprocessed`]) and sets the marker again;
+/// returns `Some(rows republished)`, or `None` when the marker was there. The rows are
+/// reset before the marker is set: a relay that dies in between leaves the marker
+/// missing, and the next look repeats the (idempotent) repair.
+pub async fn republish_if_redis_lost_events<C>(
+    pool: &PgPool,
+    redis: &mut C,
+    prefix: &str,
+) -> Result<Option<u64>>
+where
+    C: ConnectionLike + Send,
+{
+    let key = marker_key(prefix);
+    let present: bool = redis::cmd("EXISTS").arg(&key).query_async(redis).await?;
+    if present {
+        return Ok(None);
+    }
+    let republished = republish_unprocessed(pool).await?;
+    redis::cmd("SET")
+        .arg(&key)
+        .arg(Utc::now().to_rfc3339())
+        .query_async::<()>(redis)
+        .await?;
+    Ok(Some(republished))
+}
+
 /// The outbox backlog for `/stats` and the admission controller: how many events are
 /// unpublished, and the age in milliseconds of the oldest (`None` when there is none).
 pub async fn backlog(pool: &PgPool) -> Result<(i64, Option<i64>)> {
@@ -214,6 +278,7 @@ pub async fn run(
     let mut next_listen_attempt = Instant::now();
     let mut next_metrics = Instant::now();
     let mut next_retention = Instant::now();
+    let mut next_marker_check = Instant::now();
 
     while !shutdown.is_cancelled() {
         let now = Instant::now();
@@ -250,6 +315,26 @@ pub async fn run(
                 }
             },
         };
+
+        if Instant::now() >= next_marker_check {
+            next_marker_check = Instant::now() + config.poll_interval;
+            match republish_if_redis_lost_events(&pool, redis_conn, &config.prefix).await {
+                Ok(None) | Ok(Some(0)) => {}
+                Ok(Some(n)) => {
+                    metrics::counter!("flashsale_outbox_republished_total").increment(n);
+                    tracing::warn!(
+                        republished = n,
+                        "Redis lost the order stream; events not yet processed by every consumer are published again"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check whether Redis kept the order stream; retrying");
+                    next_marker_check = Instant::now();
+                    sleep_or_shutdown(trouble.next_delay(), &shutdown).await;
+                    continue;
+                }
+            }
+        }
 
         match publish_batch(&pool, redis_conn, &config).await {
             Ok(Outcome::Published(n)) => {

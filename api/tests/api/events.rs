@@ -346,6 +346,34 @@ async fn two_relays_at_once_lose_nothing_and_each_event_is_applied_once() {
     workers.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_lost_with_redis_before_any_consumer_read_them_are_published_again_and_applied_once()
+{
+    // Arrange: orders relayed into the stream while no worker runs.
+    let app = spawn_app().await;
+    let url = database_url(&app).await;
+    let sale = app.live_sale(10_000, 5).await;
+    let orders = place_orders(&app.db, sale, 300).await;
+    let relay = start_relay(&url, relay_config(&app)).await;
+    eventually("the relay publishes every order", || async {
+        unpublished(&app.db).await == 0
+    })
+    .await;
+    assert_eq!(stream_event_ids(&app).await.len(), orders.len());
+
+    // Act: Redis loses every key of the app, as when it restarts empty: the stream, its
+    // groups and the relay's marker. Then the workers start.
+    app.wipe_redis().await;
+    let workers = start_workers(&url, worker_config(&app)).await;
+
+    // Assert: every event reaches every consumer once, though its first entry is gone.
+    wait_until_applied(&app, &orders).await;
+    assert_eq!(unpublished(&app.db).await, 0);
+
+    relay.stop().await;
+    workers.stop().await;
+}
+
 // ---------------------------------------------------------------- orders, placed directly
 
 /// An order placed by these tests, with its `OrderPlaced` event.

@@ -1,13 +1,27 @@
 // Settings every rehearsal script shares, the loopback guard, and handleSummary.
 //
-// Env: BASE_URL (loopback only), SALE_ID, REPORT_DIR (where the summary JSON goes).
+// Env: BASE_URL (loopback only; a comma-separated list when several API processes
+// serve the same system, e.g. the chaos rehearsal), SALE_ID, REPORT_DIR (where the
+// summary JSON goes).
 import http from 'k6/http';
 
-/** Where the system under test listens: loopback only, never anything else. */
-export const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8080';
-if (!/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\/?$/.test(BASE_URL)) {
-  throw new Error(`BASE_URL must be a loopback address, got ${BASE_URL}`);
+/**
+ * Every API process of the system under test, in the order given: loopback only, never
+ * anything else. Shopper journeys spread their requests over all of them and fail over
+ * from one to the next (lib/shopper.js); scripts that talk to one process use BASE_URL.
+ */
+export const BASE_URLS = (__ENV.BASE_URL || 'http://127.0.0.1:8080')
+  .split(',')
+  .map((url) => url.trim().replace(/\/$/, ''))
+  .filter((url) => url !== '');
+for (const url of BASE_URLS) {
+  if (!/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(url)) {
+    throw new Error(`BASE_URL must be loopback addresses only, got ${url}`);
+  }
 }
+if (BASE_URLS.length === 0) throw new Error('BASE_URL is empty');
+/** The first API process: admin calls, setup, single-process scripts. */
+export const BASE_URL = BASE_URLS[0];
 /** The sale under test. */
 export const SALE_ID = __ENV.SALE_ID || '';
 

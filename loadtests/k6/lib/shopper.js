@@ -11,11 +11,26 @@
 // promise: `409 sold_out` at reserve, `402 payment_declined` for tok_declined, and the
 // polite `429`/`503` + Retry-After (counted as shed, then honoured) are answers, not
 // errors.
+//
+// With several API processes (BASE_URL a comma-separated list) a shopper's requests go
+// round-robin over them, and a request that gets no answer or a 5xx from one is sent
+// again at once to the next, unchanged (same body, same Idempotency-Key): a load
+// balancer's retry, made safe by the idempotency contract.
+//
+// CHAOS=1 (the chaos rehearsal) adds what a storefront does when the system lost state
+// under it, instead of counting those answers as errors: a ticket that is gone
+// (`404 not_in_queue` after Redis restarted empty) is rejoined; a checkout whose first
+// attempt died with its process (`409 request_in_progress`, `409 reservation_not_held`
+// while it is being finished) is retried with the same key; a hold that is gone
+// (`410 reservation_expired`, `404 reservation_not_found`) is reserved again once.
+// Every answer that is not a plain success is then logged as one console line,
+// `chaos-req <epoch ms> <step> <status> <code> <api index> <kind>`, which the runner
+// (loadtests/lib/chaos.py) attributes to the fault windows.
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 
-import { BASE_URL, SALE_ID, envFloat, envInt } from './common.js';
+import { BASE_URLS, SALE_ID, envFloat, envInt } from './common.js';
 
 /** Unexpected answers to admitted shoppers (reserve, checkout, confirmation). */
 export const admittedErrors = new Rate('admitted_errors');
@@ -27,6 +42,12 @@ export const shedResponses = new Counter('shed_responses');
 export const noAnswer = new Counter('no_answer');
 /** Shoppers who left still shed: at the deadline before admission, after MAX_ATTEMPTS after it. */
 const shedOut = new Counter('shoppers_shed_out');
+/** Requests sent again to the next API process after no answer or a 5xx, by step. */
+export const failovers = new Counter('failovers');
+/** CHAOS=1: tickets rejoined after `404 not_in_queue`. */
+const rejoins = new Counter('rejoins');
+/** CHAOS=1: holds found gone at checkout (410, 404), then reserved again once. */
+const holdsLost = new Counter('holds_lost');
 
 const shoppersArrived = new Counter('shoppers_arrived');
 const shoppersAdmitted = new Counter('shoppers_admitted');
@@ -64,6 +85,10 @@ const CONFIRM_TIMEOUT_MS = envInt('CONFIRM_TIMEOUT_MS', 30000);
 const MAX_ATTEMPTS = envInt('MAX_ATTEMPTS', 10);
 const MAX_BACKOFF_SECS = envInt('MAX_BACKOFF_SECS', 16);
 const MAX_REQUESTS_PER_SHOPPER = envInt('MAX_REQUESTS_PER_SHOPPER', 600);
+const CHAOS = envInt('CHAOS', 0) === 1;
+/** CHAOS=1: how long a checkout is retried while its first attempt is being finished. */
+const CHECKOUT_PATIENCE_MS = envInt('CHECKOUT_PATIENCE_MS', 75000);
+const FAILOVER = BASE_URLS.length > 1;
 
 // Every answer a 2xx, a contract answer (402, 409) or polite shedding (429, 503):
 // http_req_failed then means "something the contract does not describe".
@@ -77,6 +102,14 @@ function problemCode(res) {
   }
 }
 
+/** CHAOS=1: one console line per answer that is not a plain success (see the header). */
+function chaosLog(step, res, api, kind) {
+  if (!CHAOS) return;
+  const status = res === undefined ? 0 : res.status;
+  const code = (res !== undefined && status >= 400 && problemCode(res)) || '-';
+  console.log(`chaos-req ${Date.now()} ${step} ${status} ${code} ${api} ${kind}`);
+}
+
 let keySeq = 0;
 /** A fresh idempotency key (visible ASCII, unique per run). */
 export function newKey() {
@@ -84,30 +117,46 @@ export function newKey() {
   return `k6-${__VU}-${__ITER}-${keySeq}-${Date.now()}-${Math.floor(Math.random() * 1e9)}`;
 }
 
+/** Sends one request to the journey's next API process (round-robin); [res, api index]. */
+function send(journey, step, method, path, body, headers) {
+  const api = journey.next % BASE_URLS.length;
+  journey.next += 1;
+  journey.requests += 1;
+  const res = http.request(method, `${BASE_URLS[api]}${path}`, body, {
+    headers,
+    tags: { step, name: NAMES[step] },
+    timeout: '15s',
+  });
+  return [res, api];
+}
+
 /**
  * One request of a step, retried politely on 429/503 (after Retry-After) and on network
  * errors. Before admission a shopper keeps retrying shed answers, as a waiting-room page
- * does, until `journey.deadline`; once admitted, at most MAX_ATTEMPTS times. `ok(res)`
- * says whether the final answer is one the contract promises for this request; anything
- * else counts as an error.
+ * does, until `journey.deadline`; once admitted, at most MAX_ATTEMPTS times. With several
+ * API processes, no answer or a 5xx from one is first sent again at once to the next.
+ * `ok(res)` says whether the final answer is one the contract promises for this
+ * request; anything else counts as an error.
  */
 export function request(journey, step, method, path, body, headers, ok) {
   let res;
+  let api = 0;
   let shed = false;
   const admitted = ADMITTED_STEPS.has(step);
   for (let attempt = 1; ; attempt++) {
     if (journey.requests >= MAX_REQUESTS_PER_SHOPPER) break;
     if (admitted && attempt > MAX_ATTEMPTS) break;
     if (!admitted && attempt > 1 && Date.now() >= journey.deadline) break;
-    journey.requests += 1;
-    res = http.request(method, `${BASE_URL}${path}`, body, {
-      headers,
-      tags: { step, name: NAMES[step] },
-      timeout: '15s',
-    });
+    [res, api] = send(journey, step, method, path, body, headers);
+    if (FAILOVER && (res.status === 0 || res.status >= 500) && journey.requests < MAX_REQUESTS_PER_SHOPPER) {
+      failovers.add(1, { step });
+      chaosLog(step, res, api, 'failover');
+      [res, api] = send(journey, step, method, path, body, headers);
+    }
     shed = res.status === 429 || res.status === 503;
     if (shed) {
       shedResponses.add(1, { step, status: String(res.status) });
+      chaosLog(step, res, api, 'shed');
       // 503 payment_unavailable at checkout is retried with the same key: safe by the
       // idempotency contract.
       // Retry-After is the least wait; shed again and again, a client backs off
@@ -120,6 +169,7 @@ export function request(journey, step, method, path, body, headers, ok) {
     if (res.status === 0) {
       // Connection error or timeout: an error, retried (every write carries a key).
       noAnswer.add(1, { step });
+      chaosLog(step, res, api, 'no_answer');
       record(step, false);
       sleep(0.5);
       continue;
@@ -135,6 +185,7 @@ export function request(journey, step, method, path, body, headers, ok) {
   if (shed) shedOut.add(1, { step });
   if (res !== undefined && res.status === 0) return res; // counted in the loop
   const good = res !== undefined && ok(res);
+  if (!good) chaosLog(step, res, api, 'error');
   record(step, good);
   check(res, { [`${step}: expected answer`]: () => good });
   return res;
@@ -158,7 +209,8 @@ function json(res) {
  * waiting then gives up.
  */
 export function shopperJourney(deadline) {
-  const journey = { requests: 0, deadline };
+  // `next`: the API process of the next request; shoppers start on different ones.
+  const journey = { requests: 0, deadline, next: __VU };
   const arrived = Date.now();
   shoppersArrived.add(1);
 
@@ -168,89 +220,21 @@ export function shopperJourney(deadline) {
   if (!session) return 'error';
   const auth = { Authorization: `Bearer ${session.token}` };
 
-  // 2. Join the line (201 first time, 200 on repeat; 409 sale_closed is an answer).
-  res = request(journey, 'join', 'POST', `/v1/sales/${SALE_ID}/queue`, null, auth,
-    (r) => r.status === 201 || r.status === 200 || (r.status === 409 && problemCode(r) === 'sale_closed'));
-  if (!res || res.status === 409) {
-    shoppersClosed.add(1);
-    return 'closed';
-  }
-  let ticket = json(res);
-  if (!ticket || (res.status !== 200 && res.status !== 201)) return 'error';
-
-  // 3. Poll at poll_after_ms until the line decides.
-  while (ticket.state === 'prequeue' || ticket.state === 'waiting') {
-    const wait = Math.max(ticket.poll_after_ms || 1000, 500);
-    if (Date.now() + wait > deadline) {
-      shoppersGaveUp.add(1);
-      return 'gave_up';
-    }
-    sleep(wait / 1000);
-    res = request(journey, 'poll', 'GET', `/v1/sales/${SALE_ID}/queue/me`, null, auth, (r) => r.status === 200);
-    const next = res && res.status === 200 ? json(res) : null;
-    if (!next) return 'error';
-    ticket = next;
-  }
-  if (ticket.state === 'sold_out') {
-    shoppersSoldOut.add(1);
-    return 'sold_out';
-  }
-  if (ticket.state === 'closed') {
-    shoppersClosed.add(1);
-    return 'closed';
-  }
-  if (ticket.state === 'expired') {
-    shoppersExpired.add(1);
-    return 'expired';
-  }
-  if (ticket.state !== 'admitted' || !ticket.admission_token) {
-    record('poll', false);
-    return 'error';
-  }
+  // 2. Join the line and 3. wait in it until admitted.
+  const line = waitInLine(journey, auth, deadline);
+  if (line.outcome !== 'admitted') return line.outcome;
   shoppersAdmitted.add(1);
   timeToAdmission.add(Date.now() - arrived);
 
-  // 4. Reserve one unit (409 sold_out is an answer: someone else got the last one).
-  res = request(journey, 'reserve', 'POST', `/v1/sales/${SALE_ID}/reservations`,
-    JSON.stringify({ quantity: 1 }),
-    {
-      ...auth,
-      'Content-Type': 'application/json',
-      'X-Admission-Token': ticket.admission_token,
-      'Idempotency-Key': newKey(),
-    },
-    (r) => r.status === 201 || (r.status === 409 && problemCode(r) === 'sold_out'));
-  if (!res || res.status !== 201) {
-    if (res && res.status === 409) {
-      shoppersSoldOut.add(1);
-      return 'sold_out';
-    }
-    return 'error';
+  // 4.–6. Reserve, think, pay. CHAOS=1: a hold lost with Redis state is reserved again once.
+  let bought = buy(journey, auth, line.ticket);
+  if (bought.outcome === 'hold_lost') {
+    holdsLost.add(1);
+    bought = buy(journey, auth, line.ticket);
+    if (bought.outcome === 'hold_lost') return 'hold_lost';
   }
-  const hold = json(res);
-  holdsPlaced.add(1);
-
-  // 5. Think.
-  sleep((THINK_MS * (0.5 + Math.random())) / 1000);
-
-  // 6. Pay: some abandon (the hold expires), some are declined first.
-  const roll = Math.random();
-  if (roll < ABANDON_SHARE) {
-    holdsAbandoned.add(1);
-    return 'abandoned';
-  }
-  const checkoutPath = `/v1/reservations/${hold.reservation_id}/checkout`;
-  const checkoutHeaders = (key) => ({ ...auth, 'Content-Type': 'application/json', 'Idempotency-Key': key });
-  if (roll < ABANDON_SHARE + DECLINE_SHARE) {
-    res = request(journey, 'checkout', 'POST', checkoutPath, JSON.stringify({ payment_token: 'tok_declined' }),
-      checkoutHeaders(newKey()), (r) => r.status === 402 && problemCode(r) === 'payment_declined');
-    if (!res || res.status !== 402) return 'error';
-    paymentsDeclined.add(1);
-  }
-  res = request(journey, 'checkout', 'POST', checkoutPath, JSON.stringify({ payment_token: 'tok_ok' }),
-    checkoutHeaders(newKey()), (r) => r.status === 201);
-  const order = res && res.status === 201 ? json(res) : null;
-  if (!order) return 'error';
+  if (bought.outcome !== 'bought') return bought.outcome;
+  const order = bought.order;
   ordersPlaced.add(1);
   const placed = Date.now();
   timeToOrder.add(placed - arrived);
@@ -269,6 +253,156 @@ export function shopperJourney(deadline) {
   }
   confirmationsLate.add(1);
   return 'confirmation_late';
+}
+
+/** The most times a CHAOS=1 shopper rejoins a line that lost its ticket. */
+const MAX_REJOINS = 3;
+
+/**
+ * Joins the line (201 first time, 200 on repeat; 409 sale_closed is an answer) and polls
+ * at `poll_after_ms` until the line decides: `{ outcome, ticket }`, outcome `admitted`
+ * or why not.
+ */
+function waitInLine(journey, auth, deadline) {
+  for (let joins = 0; ; joins++) {
+    let res = request(journey, 'join', 'POST', `/v1/sales/${SALE_ID}/queue`, null, auth,
+      (r) => r.status === 201 || r.status === 200 || (r.status === 409 && problemCode(r) === 'sale_closed'));
+    if (!res || res.status === 409) {
+      shoppersClosed.add(1);
+      return { outcome: 'closed' };
+    }
+    let ticket = json(res);
+    if (!ticket || (res.status !== 200 && res.status !== 201)) return { outcome: 'error' };
+    let lost = false;
+    while (ticket.state === 'prequeue' || ticket.state === 'waiting') {
+      const wait = Math.max(ticket.poll_after_ms || 1000, 500);
+      if (Date.now() + wait > deadline) {
+        shoppersGaveUp.add(1);
+        return { outcome: 'gave_up' };
+      }
+      sleep(wait / 1000);
+      const ticketGone = (r) => CHAOS && joins < MAX_REJOINS && r.status === 404 && problemCode(r) === 'not_in_queue';
+      res = request(journey, 'poll', 'GET', `/v1/sales/${SALE_ID}/queue/me`, null, auth,
+        (r) => r.status === 200 || ticketGone(r));
+      if (res && ticketGone(res)) {
+        // The line lost the ticket (Redis restarted empty): join again, as the storefront offers.
+        chaosLog('poll', res, -1, 'lost_state');
+        rejoins.add(1);
+        lost = true;
+        break;
+      }
+      const next = res && res.status === 200 ? json(res) : null;
+      if (!next) return { outcome: 'error' };
+      ticket = next;
+    }
+    if (lost) continue;
+    if (ticket.state === 'sold_out') {
+      shoppersSoldOut.add(1);
+      return { outcome: 'sold_out' };
+    }
+    if (ticket.state === 'closed') {
+      shoppersClosed.add(1);
+      return { outcome: 'closed' };
+    }
+    if (ticket.state === 'expired') {
+      shoppersExpired.add(1);
+      return { outcome: 'expired' };
+    }
+    if (ticket.state !== 'admitted' || !ticket.admission_token) {
+      record('poll', false);
+      return { outcome: 'error' };
+    }
+    return { outcome: 'admitted', ticket };
+  }
+}
+
+/**
+ * Reserves one unit with the ticket's admission token (409 sold_out is an answer:
+ * someone else got the last one; 200 is the first answer replayed to a retry whose
+ * first attempt held the unit but lost its answer), thinks, and pays: some abandon the
+ * hold, some are declined first and pay with a new key. `{ outcome, order }`; CHAOS=1
+ * answers `hold_lost` when the hold is found gone at checkout.
+ */
+function buy(journey, auth, ticket) {
+  let res = request(journey, 'reserve', 'POST', `/v1/sales/${SALE_ID}/reservations`,
+    JSON.stringify({ quantity: 1 }),
+    {
+      ...auth,
+      'Content-Type': 'application/json',
+      'X-Admission-Token': ticket.admission_token,
+      'Idempotency-Key': newKey(),
+    },
+    (r) => r.status === 201 || r.status === 200 || (r.status === 409 && problemCode(r) === 'sold_out'));
+  if (!res || (res.status !== 201 && res.status !== 200)) {
+    if (res && res.status === 409) {
+      shoppersSoldOut.add(1);
+      return { outcome: 'sold_out' };
+    }
+    return { outcome: 'error' };
+  }
+  const hold = json(res);
+  holdsPlaced.add(1);
+
+  // Think.
+  sleep((THINK_MS * (0.5 + Math.random())) / 1000);
+
+  // Pay: some abandon (the hold expires), some are declined first.
+  const roll = Math.random();
+  if (roll < ABANDON_SHARE) {
+    holdsAbandoned.add(1);
+    return { outcome: 'abandoned' };
+  }
+  const checkoutPath = `/v1/reservations/${hold.reservation_id}/checkout`;
+  if (roll < ABANDON_SHARE + DECLINE_SHARE) {
+    res = checkout(journey, auth, checkoutPath, 'tok_declined', (r) => r.status === 402 && problemCode(r) === 'payment_declined');
+    if (res && holdGone(res)) return { outcome: 'hold_lost' };
+    if (!res || res.status !== 402) return { outcome: 'error' };
+    paymentsDeclined.add(1);
+  }
+  res = checkout(journey, auth, checkoutPath, 'tok_ok', (r) => r.status === 201);
+  if (res && holdGone(res)) return { outcome: 'hold_lost' };
+  const order = res && res.status === 201 ? json(res) : null;
+  if (!order) return { outcome: 'error' };
+  return { outcome: 'bought', order };
+}
+
+/** CHAOS=1: the checkout answer says the hold is gone (lost with Redis state, or expired meanwhile). */
+function holdGone(res) {
+  if (!CHAOS) return false;
+  const code = problemCode(res);
+  return (res.status === 410 && code === 'reservation_expired') || (res.status === 404 && code === 'reservation_not_found');
+}
+
+/**
+ * One checkout with a fresh Idempotency-Key. CHAOS=1: while an earlier attempt with the
+ * key is still being finished (its process died: `409 request_in_progress` until the
+ * key is taken over, then `409 reservation_not_held` until the reconciler returns the
+ * hold), the same request is retried with the same key, up to CHECKOUT_PATIENCE_MS.
+ */
+function checkout(journey, auth, path, card, ok) {
+  const headers = { ...auth, 'Content-Type': 'application/json', 'Idempotency-Key': newKey() };
+  const body = JSON.stringify({ payment_token: card });
+  const until = Date.now() + CHECKOUT_PATIENCE_MS;
+  const pending = (r) => {
+    const code = problemCode(r);
+    return CHAOS && r.status === 409 && (code === 'request_in_progress' || code === 'reservation_not_held');
+  };
+  for (;;) {
+    const res = request(journey, 'checkout', 'POST', path, body, headers, (r) => ok(r) || holdGone(r) || pending(r));
+    if (res && holdGone(res)) {
+      chaosLog('checkout', res, -1, 'lost_state');
+      return res;
+    }
+    if (!res || !pending(res)) return res;
+    if (Date.now() >= until || journey.requests >= MAX_REQUESTS_PER_SHOPPER) {
+      // Still not finished: out of patience, an error after all.
+      chaosLog('checkout', res, -1, 'error');
+      record('checkout', false);
+      return res;
+    }
+    chaosLog('checkout', res, -1, 'lost_state');
+    sleep(2 + Math.random() * 2);
+  }
 }
 
 /**
