@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::ids::{OrderId, ReservationId, SaleId, ShopperId};
 use crate::payment::{PaymentError, PaymentGateway};
-use crate::projection::{BeginCheckout, Finish};
+use crate::projection::{BeginCheckout, Finish, Stripe};
 use crate::sales::Money;
 use crate::{Error, Result, Sales};
 
@@ -265,15 +265,16 @@ impl Checkout {
 
     async fn place(&self, request: &CheckoutRequest) -> Result<Order> {
         let projection = self.sales.projection();
-        let sale_id = projection
-            .reservation_sale(request.reservation)
+        let stripe = projection
+            .reservation_stripe(request.reservation)
             .await?
             .ok_or(Error::ReservationNotFound)?;
+        let sale_id = stripe.sale;
         let order_id = OrderId::new();
         let now_ms = self.sales.now().timestamp_millis();
         let begun = projection
             .begin_checkout(
-                sale_id,
+                stripe,
                 request.reservation,
                 request.shopper,
                 now_ms,
@@ -298,7 +299,7 @@ impl Checkout {
             BeginCheckout::NotHeld(status) => return Err(Error::ReservationNotHeld(status)),
         };
         let abort =
-            |finish| projection.finish_checkout(sale_id, request.reservation, order_id, finish);
+            |finish| projection.finish_checkout(stripe, request.reservation, order_id, finish);
 
         let price = match self.sales.store().get(sale_id).await {
             Ok(sale) => sale.price,
@@ -370,7 +371,7 @@ impl Checkout {
             }
         }
         if let Err(e) = projection
-            .finish_checkout(sale_id, request.reservation, order_id, Finish::Sold(&units))
+            .finish_checkout(stripe, request.reservation, order_id, Finish::Sold(&units))
             .await
         {
             // The order is committed; the reconciler moves the hold to checked_out later.
@@ -454,8 +455,14 @@ impl Checkout {
         let projection = self.sales.projection();
         let before = self.sales.now().timestamp_millis() - stale_after.as_millis() as i64;
         let mut finished = 0;
-        for sale in projection.swept_sales().await? {
-            for (id, hold) in projection.stale_commits(sale, before).await? {
+        let stripes: Vec<Stripe> = projection
+            .swept_sales()
+            .await?
+            .into_iter()
+            .flat_map(|sale| projection.stripes(sale))
+            .collect();
+        for stripe in stripes {
+            for (id, hold) in projection.stale_commits(stripe, before).await? {
                 let attempt = hold.order.unwrap_or_default();
                 let committed: Option<(Uuid, Vec<i32>)> = sqlx::query_as(
                     "select o.id, array_agg(u.unit_no) from orders o join order_units u on u.order_id = o.id \
@@ -467,13 +474,13 @@ impl Checkout {
                 match committed {
                     Some((order, units)) => {
                         projection
-                            .finish_checkout(sale, id, OrderId(order), Finish::Sold(&units))
+                            .finish_checkout(stripe, id, OrderId(order), Finish::Sold(&units))
                             .await?
                     }
                     None => {
                         self.void(attempt).await;
                         projection
-                            .finish_checkout(sale, id, attempt, Finish::Abort)
+                            .finish_checkout(stripe, id, attempt, Finish::Abort)
                             .await?
                     }
                 }

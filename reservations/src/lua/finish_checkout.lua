@@ -1,6 +1,6 @@
 -- finish_checkout: ends a `committing` hold once checkout knows what Postgres did.
 --
--- KEYS: the eight sale keys (see common.lua).
+-- KEYS: the eight keys of the hold's stripe (see common.lua).
 -- ARGV: 1 hold id, 2 outcome, 3 order id, 4.. unit numbers (see below).
 -- Outcomes:
 --   'sold'      the order committed; ARGV 4.. are its units. The hold becomes
