@@ -278,6 +278,9 @@ pub enum Finish<'a> {
     Abort,
     /// These units were sold to another order; the hold ends.
     Conflict(&'a [i32]),
+    /// Nothing committed and the hold can never be bought (the shopper's orders would
+    /// pass the per-shopper limit): it ends and all its units are free again.
+    Release,
 }
 
 /// cjson encodes an empty Lua table as `{}`, not `[]`; anything but unit numbers is a
@@ -816,6 +819,7 @@ impl Projection {
             Finish::Sold(units) => ("sold", units),
             Finish::Abort => ("abort", &[]),
             Finish::Conflict(units) => ("conflict", units),
+            Finish::Release => ("release", &[]),
         };
         let mut call = self
             .stripe_keys(stripe)
