@@ -92,7 +92,8 @@ pub async fn spawn_app_like(other: &TestApp) -> TestApp {
     start_app(config).await
 }
 
-async fn start_app(config: Config) -> TestApp {
+/// Starts the app with exactly this configuration.
+pub async fn start_app(config: Config) -> TestApp {
     let prefix = config.redis_prefix.clone();
     let db = PgPool::connect(config.database_url.expose()).await.unwrap();
     let clock = ManualClock::new();
