@@ -589,6 +589,9 @@ impl Drop for CuttableProxy {
 }
 
 /// Like [`spawn_app`], with the app's Redis reached through a proxy the test can cut.
+/// The app uses the single Redis (`REDIS_URL`) even when the suite runs on a cluster:
+/// a cluster client learns every node's address from the cluster and would bypass a
+/// proxy in front of one seed node.
 pub async fn spawn_app_behind_redis_proxy() -> (TestApp, CuttableProxy) {
     let config = Config::from_env().expect("test configuration");
     let url = config.redis_url.expose().clone();
@@ -600,6 +603,10 @@ pub async fn spawn_app_behind_redis_proxy() -> (TestApp, CuttableProxy) {
     assert!(url.contains(&upstream), "REDIS_URL {url} names its port");
     let proxy = CuttableProxy::start(upstream.clone()).await;
     let proxied = url.replacen(&upstream, &proxy.addr.to_string(), 1);
-    let app = spawn_app_with(|c| c.redis_url = Secret::new(proxied)).await;
+    let app = spawn_app_with(|c| {
+        c.redis_url = Secret::new(proxied);
+        c.redis_cluster_urls = Secret::new(String::new());
+    })
+    .await;
     (app, proxy)
 }
