@@ -108,6 +108,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `FLASHSALE_SWEEP_INTERVAL_MS`: how often expired holds are returned.
     pub sweep_interval: Duration,
+    /// `FLASHSALE_STOCK_STRIPES`: how many stripes each sale's stock is split into in
+    /// Redis (1..=64; 1, the default, is the unstriped layout). Every process of a
+    /// deployment must use the same value; see the README, "Hot-sale striping".
+    pub stock_stripes: u32,
     /// `FLASHSALE_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
 }
@@ -206,6 +210,14 @@ impl Config {
             });
         }
         let shopper_ttl_secs: u64 = var("FLASHSALE_SHOPPER_TOKEN_TTL_SECS", "86400")?;
+        let stock_stripes: u32 = var("FLASHSALE_STOCK_STRIPES", "1")?;
+        let max_stripes = reservations::projection::MAX_STRIPES;
+        if !(1..=max_stripes).contains(&stock_stripes) {
+            return Err(ConfigError {
+                var: "FLASHSALE_STOCK_STRIPES",
+                message: format!("must be between 1 and {max_stripes}"),
+            });
+        }
         Ok(Config {
             bind_addr: var("FLASHSALE_BIND_ADDR", "127.0.0.1:8080")?,
             database_url: Secret::new(var(
@@ -251,6 +263,7 @@ impl Config {
             request_timeout: millis("FLASHSALE_REQUEST_TIMEOUT_MS", "10000", 100..=600_000)?,
             shutdown_grace: millis("FLASHSALE_SHUTDOWN_GRACE_MS", "10000", 0..=600_000)?,
             sweep_interval: millis("FLASHSALE_SWEEP_INTERVAL_MS", "250", 10..=60_000)?,
+            stock_stripes,
             log_format: var("FLASHSALE_LOG_FORMAT", "text")?,
         })
     }

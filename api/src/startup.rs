@@ -125,7 +125,8 @@ impl Application {
         let admission = Arc::new(AdmissionTokens::new(auth.hmac_secret(), auth.issuer()));
         let sales = Sales::new(
             SaleStore::new(db.clone()),
-            Projection::new(redis.clone(), config.redis_prefix.clone()),
+            Projection::new(redis.clone(), config.redis_prefix.clone())
+                .with_stripes(config.stock_stripes),
             clock,
         );
         let simulator = Arc::new(SimulatedPayments::new(config.payment_simulator, db.clone()));

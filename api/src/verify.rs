@@ -6,9 +6,11 @@
 //!
 //! - units: sold ≤ total, each sold unit is a real unit of the sale, sold once, and each
 //!   order has exactly as many unit rows as its quantity;
-//! - Redis: `available + held + sold = total`, Redis `sold` equals Postgres' count of
-//!   `order_units`, no hold left `committing`;
-//! - the per-shopper limit, in Postgres (bought) and in Redis (held + bought);
+//! - Redis: `available + held + sold = total` (summed over the sale's stock stripes),
+//!   Redis `sold` equals Postgres' count of `order_units`, no hold left `committing`,
+//!   every free or held unit in its own stripe and in one place only;
+//! - the per-shopper limit, in Postgres (bought, exact) and in Redis (held + bought, in
+//!   each stripe: striping makes the Redis side approximate across stripes);
 //! - events: every order has exactly one `OrderPlaced` outbox row, published, and one
 //!   `processed_events` row per consumer group; the sales ledger agrees; every order's
 //!   confirmation was sent;
@@ -28,7 +30,7 @@ use chrono::{DateTime, Utc};
 use outbox_relay::event::{ORDER_AGGREGATE, ORDER_PLACED};
 use outbox_relay::worker::ConsumerKind;
 use reservations::ids::SaleId;
-use reservations::projection::Projection;
+use reservations::projection::{Projection, SaleKeys};
 use reservations::redis_conn::RedisConn;
 use reservations::sales::StockView;
 use serde::Serialize;
@@ -288,12 +290,12 @@ pub async fn verify(
         anyhow::bail!("sale {sale} not found in Postgres");
     };
     let mut redis = projection.connection();
-    let keys = projection.keys(sale);
+    let stripes = projection.all_stripe_keys(sale);
 
     // Settle first: the relay and the workers may still be on the last orders.
     let started = tokio::time::Instant::now();
     let drained = loop {
-        let pending = pending(db, &mut redis, sale, &keys.all()[6]).await?;
+        let pending = pending(db, &mut redis, sale, &stripes).await?;
         if pending.is_settled() {
             break true;
         }
@@ -403,12 +405,23 @@ pub async fn verify(
             stock.map_or("-".to_owned(), |s| s.sold.to_string())
         ),
     ));
-    let committing = committing_holds(&mut redis, &keys.all()[6], keys.holds()).await?;
+    let mut committing = Vec::new();
+    for keys in &stripes {
+        committing.extend(committing_holds(&mut redis, keys.committing(), keys.holds()).await?);
+    }
     checks.push(Check::from_offenders(
         "no_hold_committing",
         "no hold is left in `committing` once checkouts have finished",
         format!("{} committing", committing.len()),
         committing,
+    ));
+    let misplaced = misplaced_units(&mut redis, &stripes).await?;
+    checks.push(Check::from_offenders(
+        "units_in_one_place",
+        "every free or held unit is in its own stock stripe ((unit - 1) mod stripes) and \
+         in one place only: one free list entry or one live hold",
+        format!("{} stripe(s)", stripes.len()),
+        misplaced,
     ));
 
     // ---- per-shopper limit
@@ -423,16 +436,21 @@ pub async fn verify(
     .into_iter()
     .map(|(shopper, bought)| format!("{shopper} (bought {bought})"))
     .collect();
-    let redis_users = hash_entries(&mut redis, &keys.all()[4]).await?;
-    over_limit.extend(
-        redis_users
-            .iter()
-            .filter(|(_, units)| units.parse::<i64>().unwrap_or(0) > limit)
-            .map(|(shopper, units)| format!("{shopper} (Redis holds + bought {units})")),
-    );
+    for (index, keys) in stripes.iter().enumerate() {
+        let redis_users = hash_entries(&mut redis, keys.users()).await?;
+        over_limit.extend(
+            redis_users
+                .iter()
+                .filter(|(_, units)| units.parse::<i64>().unwrap_or(0) > limit)
+                .map(|(shopper, units)| {
+                    format!("{shopper} (Redis holds + bought {units} in stripe {index})")
+                }),
+        );
+    }
     checks.push(Check::from_offenders(
         "per_user_limit_respected",
-        "no shopper bought (Postgres) or holds + bought (Redis) more than per_user_limit",
+        "no shopper bought (Postgres) more than per_user_limit, nor holds + bought more \
+         than it in any one stripe (Redis)",
         format!("limit {limit}"),
         over_limit,
     ));
@@ -616,12 +634,12 @@ fn ids<T: ToString>(items: Vec<T>) -> Vec<String> {
 }
 
 /// What is still moving for this sale: unpublished events, published events some
-/// consumer has not processed, holds in `committing`.
+/// consumer has not processed, holds in `committing` (in any stripe).
 async fn pending(
     db: &PgPool,
     redis: &mut RedisConn,
     sale: SaleId,
-    committing_key: &str,
+    stripes: &[SaleKeys],
 ) -> anyhow::Result<Pending> {
     let consumers: Vec<&str> = ConsumerKind::ALL.iter().map(|k| k.group()).collect();
     let (unpublished, unconsumed): (i64, i64) = sqlx::query_as(
@@ -638,10 +656,13 @@ async fn pending(
     .bind(&consumers)
     .fetch_one(db)
     .await?;
-    let committing: i64 = redis::cmd("ZCARD")
-        .arg(committing_key)
-        .query_async(redis)
-        .await?;
+    let mut committing = 0;
+    for keys in stripes {
+        committing += redis::cmd("ZCARD")
+            .arg(keys.committing())
+            .query_async::<i64>(redis)
+            .await?;
+    }
     Ok(Pending {
         unpublished,
         unconsumed,
@@ -667,6 +688,69 @@ async fn hash_entries(redis: &mut RedisConn, key: &str) -> anyhow::Result<Vec<(S
         }
         cursor = next;
     }
+}
+
+/// Units out of place, as "unit <n> (<why>)": a free or held unit in a stripe it does
+/// not belong to, or one that is in two places (free twice, free and held, two holds).
+/// Free lists are read in pages; a sale has at most a million units.
+async fn misplaced_units(
+    redis: &mut RedisConn,
+    stripes: &[SaleKeys],
+) -> anyhow::Result<Vec<String>> {
+    const PAGE: i64 = 10_000;
+    let count = stripes.len() as i64;
+    // unit → every (stripe, place) it was found in
+    let mut places: std::collections::HashMap<i64, Vec<(i64, String)>> =
+        std::collections::HashMap::new();
+    for (index, keys) in stripes.iter().enumerate() {
+        let mut start = 0;
+        loop {
+            let page: Vec<i64> = redis::cmd("LRANGE")
+                .arg(keys.free())
+                .arg(start)
+                .arg(start + PAGE - 1)
+                .query_async(redis)
+                .await?;
+            for unit in &page {
+                places
+                    .entry(*unit)
+                    .or_default()
+                    .push((index as i64, format!("free in stripe {index}")));
+            }
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+            start += PAGE;
+        }
+        for (id, raw) in hash_entries(redis, keys.holds()).await? {
+            let Ok(hold) = serde_json::from_str::<serde_json::Value>(&raw) else {
+                continue;
+            };
+            let live = matches!(
+                hold.get("s").and_then(|s| s.as_str()),
+                Some("held" | "committing")
+            );
+            let units = hold.get("u").and_then(|u| u.as_array());
+            for unit in units.into_iter().flatten().filter(|_| live) {
+                if let Some(unit) = unit.as_i64() {
+                    places
+                        .entry(unit)
+                        .or_default()
+                        .push((index as i64, format!("hold {id} in stripe {index}")));
+                }
+            }
+        }
+    }
+    let mut misplaced: Vec<(i64, String)> = places
+        .into_iter()
+        .filter(|(unit, at)| at.len() > 1 || at[0].0 != (unit - 1).rem_euclid(count))
+        .map(|(unit, at)| {
+            let at: Vec<String> = at.into_iter().map(|(_, place)| place).collect();
+            (unit, format!("unit {unit} ({})", at.join(", ")))
+        })
+        .collect();
+    misplaced.sort();
+    Ok(misplaced.into_iter().map(|(_, text)| text).collect())
 }
 
 /// Holds in `committing`: those in the committing set, and any hold record whose
@@ -705,7 +789,8 @@ pub async fn run(
 ) -> anyhow::Result<bool> {
     let db = crate::startup::connect_postgres(config, 4).await?;
     let redis = crate::startup::connect_redis(config).await?;
-    let projection = Projection::new(redis, config.redis_prefix.clone());
+    let projection =
+        Projection::new(redis, config.redis_prefix.clone()).with_stripes(config.stock_stripes);
     let report = verify(&db, &projection, SaleId(sale), options).await?;
     print!("{}", report.render());
     if let Some(path) = json_out {

@@ -1,14 +1,28 @@
 # Shared by the benchmark drivers: the stack, a release build, a private flashsale
 # process on loopback, and a merchant token. Source it; it sets $bin, $base, $token,
-# $prefix, $out and stops the server on exit.
+# $prefix, $out, $redis_port (the single Redis) and $redis_nodes (the ports the server's
+# keys live on), and stops the server on exit.
+# Env: CLUSTER=1 runs the server on the stack's 3-master Redis Cluster instead of the
+# single Redis; STRIPES=n splits each sale's stock into n stripes
+# (FLASHSALE_STOCK_STRIPES, default 1).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
-scripts/stack up >/dev/null
-set -a
-eval "$(scripts/stack urls)"
-set +a
+cluster=${CLUSTER:-0}
+stripes=${STRIPES:-1}
+if [ "$cluster" = 1 ]; then
+  scripts/stack up --cluster >/dev/null
+  set -a
+  eval "$(scripts/stack urls --cluster)"
+  set +a
+else
+  scripts/stack up >/dev/null
+  set -a
+  eval "$(scripts/stack urls)"
+  set +a
+  unset REDIS_CLUSTER_URLS # the server would prefer it
+fi
 # Optional: a database of the benchmarks' own (BENCH_DATABASE=name), so no other
 # flashsale process relays its outbox; `flashsale all` migrates it.
 if [ -n "${BENCH_DATABASE:-}" ]; then
@@ -22,18 +36,28 @@ command -v redis-benchmark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND
 cargo build --release --locked -q -p flashsale
 bin=$root/target/release/flashsale
 redis_port=${REDIS_URL##*:}
+if [ "$cluster" = 1 ]; then
+  redis_nodes=$(tr ',' '\n' <<<"$REDIS_CLUSTER_URLS" | sed -E 's/.*:([0-9]+)$/\1/' | tr '\n' ' ')
+else
+  redis_nodes=$redis_port
+fi
 port=${BENCH_PORT:-18181}
 base=http://127.0.0.1:$port
 prefix=bench$(date +%s)
 out=$(mktemp -d)
 
-FLASHSALE_BIND_ADDR=127.0.0.1:$port FLASHSALE_REDIS_PREFIX=$prefix RUST_LOG=warn \
-  "$bin" all >"$out/server.log" 2>&1 &
+FLASHSALE_BIND_ADDR=127.0.0.1:$port FLASHSALE_REDIS_PREFIX=$prefix FLASHSALE_STOCK_STRIPES=$stripes \
+  RUST_LOG=warn "$bin" all >"$out/server.log" 2>&1 &
 server=$!
 cleanup() {
   kill -TERM $server 2>/dev/null || true
   wait $server 2>/dev/null || true
-  redis-cli -p "$redis_port" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -p "$redis_port" del >/dev/null
+  # One UNLINK per key, sent to the node that holds it: a cluster refuses multi-key
+  # commands across slots.
+  local node
+  for node in $redis_nodes; do
+    redis-cli -p "$node" --scan --pattern "$prefix:*" | sed 's/^/UNLINK /' | redis-cli -p "$node" >/dev/null
+  done
 }
 trap cleanup EXIT
 for _ in $(seq 1 100); do curl -fsS "$base/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
@@ -48,4 +72,22 @@ create_live_sale() {
     -d "{\"name\":\"bench\",\"sku\":\"BENCH\",\"price\":{\"amount_minor\":100,\"currency\":\"EUR\"},
          \"stock\":{\"total\":$1},\"per_user_limit\":$2,\"starts_at\":\"$starts\",\"ends_at\":\"$ends\"}" |
     sed -E 's/^\{"id":"([^"]+)".*/\1/'
+}
+
+# node_of <key>: the port of the Redis that holds <key> (on a cluster, the master that
+# owns its slot, from CLUSTER KEYSLOT and CLUSTER NODES).
+node_of() {
+  if [ "$cluster" != 1 ]; then
+    echo "$redis_port"
+    return
+  fi
+  local first slot
+  first=${redis_nodes%% *}
+  slot=$(redis-cli -p "$first" cluster keyslot "$1")
+  redis-cli -p "$first" cluster nodes | awk -v slot="$slot" '$3 ~ /master/ {
+    for (i = 9; i <= NF; i++) {
+      n = split($i, r, "-"); lo = r[1]; hi = (n == 2) ? r[2] : r[1]
+      if (slot >= lo + 0 && slot <= hi + 0) { sub(/@.*/, "", $2); sub(/.*:/, "", $2); print $2; exit }
+    }
+  }'
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::ids::{OrderId, ReservationId, SaleId, ShopperId};
 use crate::payment::{PaymentError, PaymentGateway};
-use crate::projection::{BeginCheckout, Finish};
+use crate::projection::{BeginCheckout, Finish, Stripe};
 use crate::sales::Money;
 use crate::{Error, Result, Sales};
 
@@ -103,6 +103,28 @@ impl From<OrderRow> for Order {
         }
     }
 }
+
+/// The order row.
+const ORDER_INSERT: &str =
+    "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
+     values ($1, $2, $3, $4, $5, $6, $7, $1::text) returning created_at";
+
+/// The order row, only if the shopper's orders of the sale stay within the per-shopper
+/// limit (`$8`); no row means refused.
+///
+/// Why: with striped stock each stripe enforces the limit only on what it sees, so a
+/// shopper who fell back to another stripe may hold more than the limit. Orders stay
+/// exact here. Two checkouts of one shopper in one sale are serialised by a transaction
+/// advisory lock on (sale, shopper) taken just before, so each sees the other's
+/// committed order (READ COMMITTED takes a new snapshot per statement); other shoppers
+/// never wait (a hash collision at worst makes two of them take turns). The sum reads
+/// the shopper's few orders through `orders_by_shopper`. Unstriped sales skip both
+/// statements: Redis already counts the shopper's holds and orders in one place.
+const LIMIT_CHECKED_INSERT: &str =
+    "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
+     select $1, $2, $3, $4, $5, $6, $7, $1::text \
+     where (select coalesce(sum(quantity), 0) from orders where shopper_id = $3 and sale_id = $2) + $5 <= $8 \
+     returning created_at";
 
 const ORDER_SELECT: &str =
     "select o.id, o.sale_id, o.reservation_id, o.quantity, o.amount_minor, o.currency, \
@@ -265,15 +287,16 @@ impl Checkout {
 
     async fn place(&self, request: &CheckoutRequest) -> Result<Order> {
         let projection = self.sales.projection();
-        let sale_id = projection
-            .reservation_sale(request.reservation)
+        let stripe = projection
+            .reservation_stripe(request.reservation)
             .await?
             .ok_or(Error::ReservationNotFound)?;
+        let sale_id = stripe.sale;
         let order_id = OrderId::new();
         let now_ms = self.sales.now().timestamp_millis();
         let begun = projection
             .begin_checkout(
-                sale_id,
+                stripe,
                 request.reservation,
                 request.shopper,
                 now_ms,
@@ -298,10 +321,10 @@ impl Checkout {
             BeginCheckout::NotHeld(status) => return Err(Error::ReservationNotHeld(status)),
         };
         let abort =
-            |finish| projection.finish_checkout(sale_id, request.reservation, order_id, finish);
+            |finish| projection.finish_checkout(stripe, request.reservation, order_id, finish);
 
-        let price = match self.sales.store().get(sale_id).await {
-            Ok(sale) => sale.price,
+        let (price, limit) = match self.sales.store().get(sale_id).await {
+            Ok(sale) => (sale.price, sale.per_user_limit),
             Err(e) => {
                 abort(Finish::Abort).await?;
                 return Err(e);
@@ -339,7 +362,7 @@ impl Checkout {
                 sent_at: None,
             },
         };
-        match self.commit(request, &order, &units).await {
+        match self.commit(request, &order, &units, limit).await {
             Ok(()) => {}
             Err(e) => {
                 // Nothing committed: give the money back before anything else.
@@ -362,6 +385,12 @@ impl Checkout {
                     Some("orders_reservation_unique") => {
                         Error::ReservationNotHeld("checked_out".into())
                     }
+                    // The shopper's orders would pass the limit: this hold can never
+                    // be bought, so its units go back to the other shoppers now.
+                    _ if matches!(e, Error::PerUserLimitExceeded(_)) => {
+                        abort(Finish::Release).await?;
+                        e
+                    }
                     _ => {
                         abort(Finish::Abort).await?;
                         e
@@ -370,7 +399,7 @@ impl Checkout {
             }
         }
         if let Err(e) = projection
-            .finish_checkout(sale_id, request.reservation, order_id, Finish::Sold(&units))
+            .finish_checkout(stripe, request.reservation, order_id, Finish::Sold(&units))
             .await
         {
             // The order is committed; the reconciler moves the hold to checked_out later.
@@ -380,21 +409,43 @@ impl Checkout {
     }
 
     /// The one transaction: order, its units, its event, and the idempotency answer.
-    async fn commit(&self, request: &CheckoutRequest, order: &Order, units: &[i32]) -> Result<()> {
+    /// With striped stock it also keeps the per-shopper `limit` exact over orders (see
+    /// [`LIMIT_CHECKED_INSERT`]).
+    async fn commit(
+        &self,
+        request: &CheckoutRequest,
+        order: &Order,
+        units: &[i32],
+        limit: i32,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let created_at: DateTime<Utc> = sqlx::query_scalar(
-            "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
-             values ($1, $2, $3, $4, $5, $6, $7, $1::text) returning created_at",
-        )
+        let striped = self.sales.projection().stripe_count() > 1;
+        if striped {
+            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))")
+                .bind(order.sale_id.0)
+                .bind(request.shopper.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut insert = sqlx::query_scalar(if striped {
+            LIMIT_CHECKED_INSERT
+        } else {
+            ORDER_INSERT
+        })
         .bind(order.order_id.0)
         .bind(order.sale_id.0)
         .bind(request.shopper.0)
         .bind(order.reservation_id.0)
         .bind(order.quantity as i32)
         .bind(order.amount.amount_minor)
-        .bind(&order.amount.currency)
-        .fetch_one(&mut *tx)
-        .await?;
+        .bind(&order.amount.currency);
+        if striped {
+            insert = insert.bind(limit);
+        }
+        let created_at: Option<DateTime<Utc>> = insert.fetch_optional(&mut *tx).await?;
+        let Some(created_at) = created_at else {
+            return Err(Error::PerUserLimitExceeded(limit.into()));
+        };
         sqlx::query(
             "insert into order_units (sale_id, unit_no, order_id) select $1, unnest($2::int[]), $3",
         )
@@ -454,8 +505,14 @@ impl Checkout {
         let projection = self.sales.projection();
         let before = self.sales.now().timestamp_millis() - stale_after.as_millis() as i64;
         let mut finished = 0;
-        for sale in projection.swept_sales().await? {
-            for (id, hold) in projection.stale_commits(sale, before).await? {
+        let stripes: Vec<Stripe> = projection
+            .swept_sales()
+            .await?
+            .into_iter()
+            .flat_map(|sale| projection.stripes(sale))
+            .collect();
+        for stripe in stripes {
+            for (id, hold) in projection.stale_commits(stripe, before).await? {
                 let attempt = hold.order.unwrap_or_default();
                 let committed: Option<(Uuid, Vec<i32>)> = sqlx::query_as(
                     "select o.id, array_agg(u.unit_no) from orders o join order_units u on u.order_id = o.id \
@@ -467,13 +524,13 @@ impl Checkout {
                 match committed {
                     Some((order, units)) => {
                         projection
-                            .finish_checkout(sale, id, OrderId(order), Finish::Sold(&units))
+                            .finish_checkout(stripe, id, OrderId(order), Finish::Sold(&units))
                             .await?
                     }
                     None => {
                         self.void(attempt).await;
                         projection
-                            .finish_checkout(sale, id, attempt, Finish::Abort)
+                            .finish_checkout(stripe, id, attempt, Finish::Abort)
                             .await?
                     }
                 }
@@ -549,6 +606,7 @@ fn outcome_label(e: &Error) -> &'static str {
         Error::PaymentUnavailable => "payment_unavailable",
         Error::ReservationExpired => "expired",
         Error::UnitUnavailable => "unit_unavailable",
+        Error::PerUserLimitExceeded(_) => "limit_exceeded",
         Error::Database(_) | Error::Redis(_) => "unavailable",
         _ => "rejected",
     }

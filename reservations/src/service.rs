@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::clock::Clock;
 use crate::ids::{MerchantId, ReservationId, SaleId, ShopperId};
-use crate::projection::{Projection, ReserveOutcome};
+use crate::projection::{Projection, ReserveOutcome, Stripe};
 use crate::sales::{
     limits, FieldError, Sale, SaleInput, SalePatch, SaleSpec, StatusFilter, StockView, Transition,
 };
@@ -340,7 +340,9 @@ impl Sales {
     }
 
     /// Rebuilds a sale's Redis state from Postgres, once across all processes: the
-    /// holder of the per-sale lock loads; the others wait until the state is there.
+    /// holder of the per-sale lock loads every stripe that is missing (the others are
+    /// left as they are: units never move between stripes, so a stripe's free units
+    /// follow from Postgres alone); the others wait until every stripe is there.
     pub async fn rebuild(&self, id: SaleId) -> Result<()> {
         let token = uuid::Uuid::new_v4().to_string();
         for _ in 0..500 {
@@ -366,9 +368,13 @@ impl Sales {
     async fn load_from_postgres(&self, id: SaleId, why: Load) -> Result<()> {
         let sale = self.store.get(id).await?;
         let taken = self.store.taken_units(id).await?;
-        let sold = self.store.sold_count(id).await?;
+        let sold_units = self.store.sold_units(id).await?;
+        let sold = sold_units.len();
         let bought = self.store.bought_per_shopper(id).await?;
-        let loaded = self.projection.load(&sale, &taken, sold, &bought).await?;
+        let loaded = self
+            .projection
+            .load(&sale, &taken, &sold_units, &bought)
+            .await?;
         if loaded && why == Load::Recovery {
             metrics::counter!("flashsale_redis_state_rebuilt_total").increment(1);
             tracing::warn!(sale_id = %id, sold, "sale state was missing in Redis; rebuilt from Postgres");
@@ -404,12 +410,17 @@ impl Sales {
                 }
                 ReserveOutcome::Held {
                     id: held,
+                    stripe,
                     deadline_ms,
                 } => {
                     let created = held == id;
                     if created {
                         self.projection
-                            .index_reservation(id, sale, RESERVATION_INDEX_TTL_SECS)
+                            .index_reservation(
+                                id,
+                                Stripe::new(sale, stripe),
+                                RESERVATION_INDEX_TTL_SECS,
+                            )
                             .await?;
                     }
                     Ok(Reserved {
@@ -433,14 +444,14 @@ impl Sales {
 
     /// A shopper's own reservation; another shopper's is not found.
     pub async fn reservation(&self, shopper: ShopperId, id: ReservationId) -> Result<Reservation> {
-        let sale = self
+        let stripe = self
             .projection
-            .reservation_sale(id)
+            .reservation_stripe(id)
             .await?
             .ok_or(Error::ReservationNotFound)?;
         let hold = self
             .projection
-            .hold(sale, id)
+            .hold(stripe, id)
             .await?
             .filter(|h| h.owner == shopper)
             .ok_or(Error::ReservationNotFound)?;
@@ -455,7 +466,7 @@ impl Sales {
         };
         Ok(Reservation {
             reservation_id: id,
-            sale_id: sale,
+            sale_id: stripe.sale,
             quantity: hold.quantity,
             status,
             expires_at: ms_to_time(hold.deadline_ms),
@@ -464,33 +475,39 @@ impl Sales {
 
     /// The shopper gives a hold back; its units are free at once.
     pub async fn release(&self, shopper: ShopperId, id: ReservationId) -> Result<()> {
-        let sale = self
+        let stripe = self
             .projection
-            .reservation_sale(id)
+            .reservation_stripe(id)
             .await?
             .ok_or(Error::ReservationNotFound)?;
-        match self.projection.release(sale, id, shopper).await? {
+        match self.projection.release(stripe, id, shopper).await? {
             Ok(()) => Ok(()),
             Err(None) => Err(Error::ReservationNotFound),
             Err(Some(status)) => Err(Error::ReservationNotHeld(status)),
         }
     }
 
-    /// Expires due holds of every tracked sale; returns how many were expired. A sale
-    /// that has ended and holds nothing any more is no longer visited.
+    /// Expires due holds of every tracked sale, stripe by stripe; returns how many were
+    /// expired. A sale that has ended and holds nothing any more in any stripe is no
+    /// longer visited.
     pub async fn sweep_once(&self, batch: usize) -> Result<i64> {
         let now_ms = self.now().timestamp_millis();
         let mut expired = 0;
         for sale in self.projection.swept_sales().await? {
-            loop {
-                let (n, live, ends_ms) = self.projection.expire(sale, now_ms, batch).await?;
-                expired += n;
-                if live == 0 && ends_ms > 0 && now_ms >= ends_ms {
-                    self.projection.untrack_for_sweep(sale).await?;
+            let (mut live_in_sale, mut ends_ms) = (0, 0);
+            for stripe in self.projection.stripes(sale) {
+                loop {
+                    let (n, live, ends) = self.projection.expire(stripe, now_ms, batch).await?;
+                    expired += n;
+                    if (n as usize) < batch {
+                        live_in_sale += live;
+                        ends_ms = ends_ms.max(ends);
+                        break;
+                    }
                 }
-                if (n as usize) < batch {
-                    break;
-                }
+            }
+            if live_in_sale == 0 && ends_ms > 0 && now_ms >= ends_ms {
+                self.projection.untrack_for_sweep(sale).await?;
             }
         }
         if expired > 0 {

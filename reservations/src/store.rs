@@ -255,13 +255,15 @@ impl SaleStore {
         Ok(rows.into_iter().map(|(s, n)| (ShopperId(s), n)).collect())
     }
 
-    /// Units sold, counted in Postgres.
-    pub async fn sold_count(&self, id: SaleId) -> Result<i64> {
-        let n: i64 = sqlx::query_scalar("select count(*) from order_units where sale_id = $1")
-            .bind(id.0)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n)
+    /// Units sold, sorted: a rebuild counts them per stripe.
+    pub async fn sold_units(&self, id: SaleId) -> Result<Vec<i32>> {
+        let units: Vec<i32> = sqlx::query_scalar(
+            "select unit_no from order_units where sale_id = $1 order by unit_no",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(units)
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use reservations::ids::{MerchantId, ReservationId, SaleId, ShopperId};
-use reservations::projection::{Projection, ReserveOutcome};
+use reservations::projection::{Projection, ReserveOutcome, Stripe};
 use reservations::redis_conn::RedisTarget;
 use reservations::sales::{Admission, Money, Sale, SaleState};
 
@@ -83,6 +83,7 @@ impl Model {
                 return if hold.quantity == quantity {
                     ReserveOutcome::Held {
                         id: *id,
+                        stripe: 0,
                         deadline_ms: hold.deadline,
                     }
                 } else {
@@ -114,6 +115,7 @@ impl Model {
         }
         ReserveOutcome::Held {
             id,
+            stripe: 0,
             deadline_ms: deadline,
         }
     }
@@ -170,7 +172,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         ..Model::default()
     };
     projection
-        .load(&sale(sale_id, model.now), &[], 0, &[])
+        .load(&sale(sale_id, model.now), &[], &[], &[])
         .await
         .unwrap();
     let shoppers: Vec<ShopperId> = (0..SHOPPERS).map(|_| ShopperId::new()).collect();
@@ -205,7 +207,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let i = pick % model.holds.len();
                 let (id, hold) = model.holds[i].clone();
                 let got = projection
-                    .release(sale_id, id, shoppers[shopper])
+                    .release(Stripe::first(sale_id), id, shoppers[shopper])
                     .await
                     .unwrap();
                 let want = if hold.owner != shopper {
@@ -220,7 +222,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Advance { seconds } => model.now += seconds * 1000,
             Op::Sweep => {
-                let (got, _, _) = projection.expire(sale_id, model.now, 2).await.unwrap();
+                let (got, _, _) = projection
+                    .expire(Stripe::first(sale_id), model.now, 2)
+                    .await
+                    .unwrap();
                 let due: Vec<usize> = (0..model.holds.len())
                     .filter(|&i| {
                         model.holds[i].1.status == "held" && model.holds[i].1.deadline <= model.now

@@ -162,15 +162,11 @@ impl Controllers {
         let now_ms = now.timestamp_millis();
         let window_ms = self.queue.window().as_millis() as i64;
         let serving_before = self.queue.serving_at(sale_id, now_ms - window_ms).await?;
-        let reserved: i64 = redis::cmd("SCARD")
-            .arg(
-                self.queue
-                    .sales()
-                    .projection()
-                    .keys(sale_id)
-                    .reserved_shoppers(),
-            )
-            .query_async(&mut self.queue.connection())
+        let reserved = self
+            .queue
+            .sales()
+            .projection()
+            .reserved_shoppers(sale_id)
             .await?;
         // Shoppers admitted before the current window either reserved or never will.
         let no_show = if serving_before > 0 {

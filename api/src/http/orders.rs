@@ -35,7 +35,10 @@ pub struct CheckoutBody {
 }
 
 /// Pay for a held reservation. `Idempotency-Key` is required: a retry with the same key
-/// and body returns the first answer and never charges twice.
+/// and body returns the first answer and never charges twice. When the deployment
+/// stripes its stock (`FLASHSALE_STOCK_STRIPES` > 1), an order that would take the
+/// shopper's orders of the sale past `per_user_limit` is `409 per_user_limit_exceeded`
+/// (nothing is charged and the hold is released).
 #[utoipa::path(post, path = "/v1/reservations/{reservation_id}/checkout", tag = "checkout", request_body = CheckoutBody,
     params(("reservation_id" = uuid::Uuid, Path), ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$",
         description = "1–255 visible ASCII characters; a retry with the same key returns the first answer")),

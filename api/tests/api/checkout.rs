@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::helpers::{assert_problem, spawn_app, TestApp, TestShopper};
 use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
+use reservations::projection::Stripe;
 
 async fn count(app: &TestApp, sql: &str, id: Uuid) -> i64 {
     sqlx::query_scalar(sql)
@@ -406,7 +407,7 @@ async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
     for (shopper, id, order) in [(&a, hold_a, order_a), (&b, hold_b, order_b)] {
         projection
             .begin_checkout(
-                SaleId(sale),
+                Stripe::first(SaleId(sale)),
                 ReservationId(id),
                 ShopperId(shopper.id),
                 now,
@@ -421,7 +422,7 @@ async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
         .app_state
         .sales
         .projection()
-        .hold(SaleId(sale), ReservationId(hold_b))
+        .hold(Stripe::first(SaleId(sale)), ReservationId(hold_b))
         .await
         .unwrap()
         .unwrap()

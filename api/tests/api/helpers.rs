@@ -92,7 +92,8 @@ pub async fn spawn_app_like(other: &TestApp) -> TestApp {
     start_app(config).await
 }
 
-async fn start_app(config: Config) -> TestApp {
+/// Starts the app with exactly this configuration.
+pub async fn start_app(config: Config) -> TestApp {
     let prefix = config.redis_prefix.clone();
     let db = PgPool::connect(config.database_url.expose()).await.unwrap();
     let clock = ManualClock::new();
@@ -593,6 +594,9 @@ impl Drop for CuttableProxy {
 }
 
 /// Like [`spawn_app`], with the app's Redis reached through a proxy the test can cut.
+/// The app uses the single Redis (`REDIS_URL`) even when the suite runs on a cluster:
+/// a cluster client learns every node's address from the cluster and would bypass a
+/// proxy in front of one seed node.
 pub async fn spawn_app_behind_redis_proxy() -> (TestApp, CuttableProxy) {
     let config = Config::from_env().expect("test configuration");
     let url = config.redis_url.expose().clone();

@@ -11,4 +11,5 @@ mod ops;
 mod queue;
 mod reservations;
 mod shedding;
+mod stripes;
 mod verify;

@@ -13,34 +13,72 @@ use crate::helpers::{assert_problem, sale_body_with, spawn_app, TestApp, TestSho
 use reservations::ids::SaleId;
 use reservations::projection::HoldRecord;
 
-/// Every hold of a sale, read straight from Redis.
-async fn holds(app: &TestApp, sale: Uuid) -> HashMap<String, HoldRecord> {
-    let keys = app.app_state.sales.projection().keys(SaleId(sale));
-    let raw: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(keys.holds())
-        .query_async(&mut app.app_state.redis.clone())
+/// Every hold of a sale (of every stripe), read straight from Redis.
+pub async fn holds(app: &TestApp, sale: Uuid) -> HashMap<String, HoldRecord> {
+    holds_by_stripe(app, sale)
         .await
-        .unwrap();
-    raw.into_iter()
-        .map(|(id, json)| (id, serde_json::from_str(&json).unwrap()))
+        .into_iter()
+        .flatten()
         .collect()
 }
 
-/// The free unit numbers of a sale.
-async fn free_units(app: &TestApp, sale: Uuid) -> Vec<i64> {
-    let keys = app.app_state.sales.projection().keys(SaleId(sale));
-    redis::cmd("LRANGE")
-        .arg(&keys.all()[1])
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut app.app_state.redis.clone())
+/// The holds of each stripe of a sale, stripe 0 first.
+pub async fn holds_by_stripe(app: &TestApp, sale: Uuid) -> Vec<HashMap<String, HoldRecord>> {
+    let mut stripes = Vec::new();
+    for keys in app
+        .app_state
+        .sales
+        .projection()
+        .all_stripe_keys(SaleId(sale))
+    {
+        let raw: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(keys.holds())
+            .query_async(&mut app.app_state.redis.clone())
+            .await
+            .unwrap();
+        stripes.push(
+            raw.into_iter()
+                .map(|(id, json)| (id, serde_json::from_str(&json).unwrap()))
+                .collect(),
+        );
+    }
+    stripes
+}
+
+/// The free unit numbers of a sale, stripe after stripe.
+pub async fn free_units(app: &TestApp, sale: Uuid) -> Vec<i64> {
+    free_units_by_stripe(app, sale)
         .await
-        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The free unit numbers of each stripe of a sale, stripe 0 first.
+pub async fn free_units_by_stripe(app: &TestApp, sale: Uuid) -> Vec<Vec<i64>> {
+    let mut stripes = Vec::new();
+    for keys in app
+        .app_state
+        .sales
+        .projection()
+        .all_stripe_keys(SaleId(sale))
+    {
+        stripes.push(
+            redis::cmd("LRANGE")
+                .arg(keys.free())
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut app.app_state.redis.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    stripes
 }
 
 /// Stock conservation in the Redis view: every unit is in exactly one place (free,
 /// held, sold) and the counters agree with the places. Returns the stock.
-async fn assert_stock_conserved(app: &TestApp, sale: Uuid) -> reservations::sales::StockView {
+pub async fn assert_stock_conserved(app: &TestApp, sale: Uuid) -> reservations::sales::StockView {
     let stock = app
         .app_state
         .sales
@@ -54,20 +92,39 @@ async fn assert_stock_conserved(app: &TestApp, sale: Uuid) -> reservations::sale
         stock.total,
         "available + held + sold = total: {stock:?}"
     );
-    let free = free_units(app, sale).await;
+    let stripes = app.app_state.sales.projection().stripe_count() as i64;
+    let in_stripe = |unit: i64, stripe: usize| (unit - 1).rem_euclid(stripes) == stripe as i64;
+    let mut free = Vec::new();
     let mut seen: HashSet<i64> = HashSet::new();
-    for unit in &free {
-        assert!(seen.insert(*unit), "unit {unit} is free twice");
+    for (stripe, units) in free_units_by_stripe(app, sale)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        for unit in units {
+            assert!(seen.insert(unit), "unit {unit} is free twice");
+            assert!(
+                in_stripe(unit, stripe),
+                "unit {unit} free in stripe {stripe}"
+            );
+            free.push(unit);
+        }
     }
     let mut held = 0;
-    for (id, hold) in holds(app, sale).await {
-        if matches!(hold.status.as_str(), "held" | "committing") {
-            held += hold.quantity;
-            for unit in &hold.units {
-                assert!(
-                    seen.insert(*unit),
-                    "unit {unit} of hold {id} is also free or in another hold"
-                );
+    for (stripe, holds) in holds_by_stripe(app, sale).await.into_iter().enumerate() {
+        for (id, hold) in holds {
+            if matches!(hold.status.as_str(), "held" | "committing") {
+                held += hold.quantity;
+                for unit in &hold.units {
+                    assert!(
+                        seen.insert(*unit),
+                        "unit {unit} of hold {id} is also free or in another hold"
+                    );
+                    assert!(
+                        in_stripe(*unit, stripe),
+                        "unit {unit} held in stripe {stripe}"
+                    );
+                }
             }
         }
     }
@@ -214,7 +271,7 @@ async fn redis_wiped_mid_run_rebuilds_once_from_postgres_and_keeps_every_unit_on
 
 /// Inserts an order with its units, as checkout does; returns the database error if
 /// Postgres refuses it.
-async fn insert_order(
+pub async fn insert_order(
     app: &TestApp,
     sale: Uuid,
     shopper: Uuid,

@@ -16,7 +16,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, TestApp, TestShopper};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp, TestShopper};
 
 /// Reserves `quantity` units and checks them out with tok_ok; returns the order id.
 async fn buy(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
@@ -95,7 +95,8 @@ impl Pipeline {
 }
 
 async fn check(app: &TestApp, sale: Uuid, drain: Duration) -> Report {
-    let projection = Projection::new(app.app_state.redis.clone(), app.prefix.clone());
+    let projection = Projection::new(app.app_state.redis.clone(), app.prefix.clone())
+        .with_stripes(app.config.stock_stripes);
     let options = Options {
         drain_timeout: drain,
         poll_interval: Duration::from_millis(100),
@@ -188,4 +189,74 @@ async fn the_checker_passes_a_sale_sold_through_the_api_and_fails_once_an_order_
     let text = corrupt.render();
     assert!(text.contains(&forged.to_string()), "{text}");
     assert!(text.trim_end().starts_with("flashsale verify") && text.contains("FAIL:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_covers_every_stripe_and_names_a_unit_found_in_the_wrong_one() {
+    // Arrange: a sale striped four ways; shoppers buy and hold in several stripes.
+    let app = spawn_app_with(|c| c.stock_stripes = 4).await;
+    let sale = app.live_sale(12, 2).await;
+    let pipeline = Pipeline::start(&app).await;
+    for _ in 0..4 {
+        buy(&app, &app.direct_shopper(), sale, 1).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            app.reserve(&app.direct_shopper(), sale, 1, None)
+                .await
+                .status(),
+            201
+        );
+    }
+    let clean = check(&app, sale, Duration::from_secs(30)).await;
+    pipeline.stop().await;
+    assert!(clean.passed(), "{}", clean.render());
+    let stock = clean.redis.expect("Redis has every stripe");
+    assert_eq!((stock.available, stock.held, stock.sold), (5, 3, 4));
+
+    // Act: a free unit is moved to the next stripe's free list behind the system's
+    // back. The summed counters still add up.
+    let keys = app
+        .app_state
+        .sales
+        .projection()
+        .all_stripe_keys(SaleId(sale));
+    let mut redis = app.app_state.redis.clone();
+    let mut moved = None;
+    for (from, to) in [(0, 1), (1, 2), (2, 3), (3, 0)] {
+        let unit: Option<i64> = redis::cmd("LPOP")
+            .arg(keys[from].free())
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if let Some(unit) = unit {
+            let _: i64 = redis::cmd("RPUSH")
+                .arg(keys[to].free())
+                .arg(unit)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            moved = Some((unit, to));
+            break;
+        }
+    }
+    let (moved, to) = moved.expect("5 units are free somewhere");
+    let corrupt = check(&app, sale, Duration::from_secs(1)).await;
+
+    // Assert: the unit is named; the sum alone would not have seen it.
+    assert!(!failed(&corrupt, "redis_stock_conserved"));
+    assert!(
+        failed(&corrupt, "units_in_one_place"),
+        "{}",
+        corrupt.render()
+    );
+    let check = corrupt
+        .checks
+        .iter()
+        .find(|c| c.name == "units_in_one_place")
+        .unwrap();
+    assert_eq!(
+        check.offenders,
+        vec![format!("unit {moved} (free in stripe {to})")]
+    );
 }

@@ -1,15 +1,18 @@
 -- add_units: makes units up to `unit_count` free (a merchant's positive stock delta).
 --
--- KEYS: the eight sale keys (see common.lua).
--- ARGV: 1 unit_count after the change (Postgres), 2 total after the change.
--- Returns the number of units added, or -1 when the state is missing.
+-- KEYS: the eight keys of one stripe (see common.lua).
+-- ARGV: 1 unit_count after the change (Postgres), 2 total after the change (unused:
+--       each stripe counts its own units), 3 stripes, 4 this stripe's index.
+-- Returns the number of units added to this stripe, or -1 when the state is missing.
 -- Only units above meta.unit_count are pushed, so a rebuild that already read the new
 -- count and this call can run in either order without a unit appearing twice.
 if redis.call('EXISTS', K_META) == 0 then return -1 end
 local have = tonumber(redis.call('HGET', K_META, 'unit_count'))
 local want = tonumber(ARGV[1])
 local added = {}
-for unit = have + 1, want do added[#added + 1] = unit end
+for_stripe_units(have + 1, want, tonumber(ARGV[3]), tonumber(ARGV[4]), function(unit)
+  added[#added + 1] = unit
+end)
 push_free(added)
 if want > have then
   redis.call('HSET', K_META, 'unit_count', want)

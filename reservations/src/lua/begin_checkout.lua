@@ -1,7 +1,7 @@
 -- begin_checkout: moves a hold from `held` to `committing` so the sweeper leaves it
 -- alone while payment and the order transaction run.
 --
--- KEYS: the eight sale keys (see common.lua).
+-- KEYS: the eight keys of one stripe of the sale (see common.lua).
 -- ARGV: 1 hold id, 2 shopper id, 3 now_ms, 4 order id of this attempt.
 -- Returns one of:
 --   {'ok', quantity, deadline_ms, unit...}

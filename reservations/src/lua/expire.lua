@@ -1,6 +1,6 @@
 -- expire: releases holds whose deadline has passed, oldest first, up to a batch size.
 --
--- KEYS: the eight sale keys (see common.lua).
+-- KEYS: the eight keys of one stripe of the sale (see common.lua).
 -- ARGV: 1 now_ms, 2 batch size.
 -- Returns {holds expired, holds still live (held or committing), ends_ms}. Holds being
 -- checked out are not in the deadline set (checkout moved them to `committing`), so

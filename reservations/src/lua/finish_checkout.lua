@@ -1,6 +1,6 @@
 -- finish_checkout: ends a `committing` hold once checkout knows what Postgres did.
 --
--- KEYS: the eight sale keys (see common.lua).
+-- KEYS: the eight keys of the hold's stripe (see common.lua).
 -- ARGV: 1 hold id, 2 outcome, 3 order id, 4.. unit numbers (see below).
 -- Outcomes:
 --   'sold'      the order committed; ARGV 4.. are its units. The hold becomes
@@ -14,6 +14,9 @@
 --   'conflict'  Postgres refused units already sold to another order (ARGV 4.. are
 --               those): they are dropped, the other units return to the free list, and
 --               the hold ends `released`.
+--   'release'   nothing committed and the hold can never be bought (Postgres refused the
+--               order: the shopper's orders would pass the per-shopper limit): every
+--               unit returns to the free list and the hold ends `released`.
 -- Returns {'ok'}, {'noop'} (nothing to do) or {'no_state'}.
 if redis.call('EXISTS', K_META) == 0 then return {'no_state'} end
 local id, outcome, order = ARGV[1], ARGV[2], ARGV[3]
@@ -51,7 +54,7 @@ if outcome == 'abort' then
   return {'ok'}
 end
 
--- conflict
+-- conflict, or release (no units named: all of them return)
 local sold_elsewhere = {}
 for _, unit in ipairs(units) do sold_elsewhere[unit] = true end
 local back = {}

@@ -1,6 +1,6 @@
 -- release: the shopper gives a hold back; its units are free at once.
 --
--- KEYS: the eight sale keys (see common.lua).
+-- KEYS: the eight keys of one stripe of the sale (see common.lua).
 -- ARGV: 1 hold id, 2 shopper id.
 -- Returns {'ok'}, {'not_found'} (missing or another shopper's), or {'not_held', status}.
 local id, shopper = ARGV[1], ARGV[2]

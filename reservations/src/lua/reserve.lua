@@ -1,31 +1,41 @@
--- reserve: takes `quantity` free units for one shopper, all or none.
+-- reserve: takes `quantity` free units of one stripe for one shopper, all or none.
 --
--- KEYS: the eight sale keys (see common.lua).
+-- KEYS: the eight keys of the stripe (see common.lua).
 -- ARGV: 1 now_ms, 2 new hold id, 3 shopper id, 4 quantity,
---       5 idempotency key ('' when none).
+--       5 idempotency key ('' when none), 6 the stripe count the caller expects,
+--       7 '1' when this is the shopper's home stripe (only there is the shopper
+--       recorded in `reserved`, so the stripes' sets never overlap).
 -- Returns one of:
 --   {'ok', hold id, deadline_ms, replayed (0|1)}
---   {'no_state'}            the sale's state is not in Redis (caller rebuilds, retries)
+--   {'no_state'}            the stripe's state is not in Redis (caller rebuilds, retries)
+--   {'stripes', n}          the sale was loaded with n stripes, not ARGV[6]
+--   {'elsewhere', k}        the first answer to this key is a hold in stripe k
 --   {'idem_mismatch'}       the key was used with another quantity
 --   {'not_live'}            before start, after end, paused or ended
 --   {'limit', limit}        held + bought + requested would pass the per-shopper limit
---   {'sold_out', free}      fewer free units than requested
+--                           (as far as this stripe knows)
+--   {'sold_out', free}      fewer free units than requested in this stripe
 if redis.call('EXISTS', K_META) == 0 then return {'no_state'} end
 local now, id, shopper, qty, key =
   tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local m = redis.call('HMGET', K_META, 'state', 'starts_ms', 'ends_ms', 'limit', 'ttl_ms',
+  'stripes')
+local stripes = tonumber(m[6]) or 1
+if stripes ~= tonumber(ARGV[6]) then return {'stripes', stripes} end
 
 -- A retry with the same key answers the first result, whatever happened since.
 local idem_field = shopper .. ':' .. key
 if key ~= '' then
   local previous = redis.call('HGET', K_IDEM, idem_field)
   if previous then
+    local elsewhere = string.match(previous, '^@(%d+)$')
+    if elsewhere then return {'elsewhere', tonumber(elsewhere)} end
     local hold = load_hold(previous)
     if hold == nil or hold.q ~= qty then return {'idem_mismatch'} end
     return {'ok', previous, hold.d, 1}
   end
 end
 
-local m = redis.call('HMGET', K_META, 'state', 'starts_ms', 'ends_ms', 'limit', 'ttl_ms')
 if m[1] ~= 'active' or now < tonumber(m[2]) or now >= tonumber(m[3]) then
   return {'not_live'}
 end
@@ -42,6 +52,6 @@ save_hold(id, {o = shopper, q = qty, u = units, d = deadline, s = 'held', c = no
 redis.call('ZADD', K_DEADLINES, deadline, id)
 redis.call('HINCRBY', K_USERS, shopper, qty)
 redis.call('HINCRBY', K_META, 'held', qty)
-redis.call('SADD', K_RESERVED, shopper)
+if ARGV[7] == '1' then redis.call('SADD', K_RESERVED, shopper) end
 if key ~= '' then redis.call('HSET', K_IDEM, idem_field, id) end
 return {'ok', id, deadline, 0}

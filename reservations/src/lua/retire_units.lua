@@ -1,6 +1,6 @@
 -- retire_units: takes free units out of sale (a merchant's negative stock delta).
 --
--- KEYS: the eight sale keys (see common.lua).
+-- KEYS: the eight keys of one stripe of the sale (see common.lua).
 -- ARGV: 1 count.
 -- Returns {'ok', unit...}, {'insufficient', free}, or {'no_state'}.
 -- All or nothing: held units are never taken from their shoppers.

@@ -1,6 +1,6 @@
 -- sync_meta: copies a changed sale definition (not its units) into Redis.
 --
--- KEYS: the eight sale keys (see common.lua).
+-- KEYS: the eight keys of one stripe of the sale (see common.lua).
 -- ARGV: 1 state, 2 starts_ms, 3 ends_ms, 4 limit, 5 ttl_ms, 6 version.
 -- Returns 1, or 0 when the state is missing (the caller then loads it whole).
 -- An older version never overwrites a newer one (two admin requests racing).

@@ -1,6 +1,6 @@
 -- unretire_units: puts units back after Postgres refused to record their retirement.
 --
--- KEYS: the eight sale keys (see common.lua).
+-- KEYS: the eight keys of one stripe of the sale (see common.lua).
 -- ARGV: the unit numbers.
 -- Returns the number of units returned.
 local units = {}
