@@ -360,16 +360,25 @@ class Chaos:
             return False, f"{left} orders not processed by every consumer"
         return True, ""
 
-    def wait_until(self, check, limit=RECOVERY_LIMIT, every=0.5):
-        """Polls check() → (ok, why) until ok; returns (epoch when ok or None, last why)."""
+    def wait_until(self, check, limit=RECOVERY_LIMIT, every=0.5, waits=None):
+        """Polls check() → (ok, why) until ok; returns (epoch when ok or None, last why).
+        `waits`, when given, counts each reason a look failed (what the time went on)."""
         deadline = now() + limit
         why = ""
         while now() < deadline:
             ok, why = check()
             if ok:
                 return now(), ""
+            if waits is not None:
+                key = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "…", str(why))[:120]
+                waits[key] = waits.get(key, 0) + 1
             time.sleep(every)
         return None, why
+
+    @staticmethod
+    def waited_on(waits):
+        """The reasons recovery was not yet reached, most frequent first (for the report)."""
+        return "; ".join(f"{why} ×{n}" for why, n in sorted(waits.items(), key=lambda kv: -kv[1])[:3]) or None
 
     def pipeline_quiet(self):
         return all(not t.is_alive() for t in self.background)
@@ -405,17 +414,22 @@ class Chaos:
         self.restart(victim)
         restarted = now()
         self.log(f"api_kill: {victim} restarted (pid {self.fleet.pid(victim)})")
-        recovered, why = self.wait_until(self.probes_check)
+        waits = {}
+        recovered, why = self.wait_until(self.probes_check, waits=waits)
         return self.record("api_kill", started, recovered, why, victim=victim, pid=pid,
-                           restarted_after_s=round(restarted - started, 2), window_end=recovered)
+                           restarted_after_s=round(restarted - started, 2), window_end=recovered,
+                           waited_on=self.waited_on(waits))
 
     def fault_relay_kill(self):
         victim = self.rng.choice(self.fleet.names("relay"))
         delay = 1.0 if self.short else 2.0
-        # Mid-batch: the relay's transaction has claimed rows (the SKIP LOCKED select ran)
-        # and is appending them to the stream before marking them published.
+        # Mid-batch: the relay's transaction has claimed rows (its SKIP LOCKED select was
+        # the last statement and the transaction is still open: it is appending them to
+        # the stream before marking them published), and unpublished rows exist (an
+        # empty claim is not a batch).
         mid_batch = ("select count(*) from pg_stat_activity where state = 'idle in transaction' "
-                     "and query like '%from outbox where published_at is null%for update skip locked%'")
+                     "and query like '%from outbox where published_at is null%for update skip locked%' "
+                     "and exists (select 1 from outbox where published_at is null)")
         deadline, caught, polls = now() + 15.0, False, 0
         while now() < deadline:
             polls += 1
@@ -435,10 +449,11 @@ class Chaos:
         def check():
             age = self.outbox_age()
             return (age is not None and age < 1.0), f"outbox oldest unpublished {age}"
-        recovered, why = self.wait_until(check, every=0.2)
+        waits = {}
+        recovered, why = self.wait_until(check, every=0.2, waits=waits)
         return self.record("relay_kill", started, recovered, why, victim=victim, pid=pid, mid_batch=caught,
                            unpublished_at_kill=backlog, restarted_after_s=round(restarted - started, 2),
-                           window_end=recovered)
+                           window_end=recovered, waited_on=self.waited_on(waits))
 
     def fault_worker_kill(self):
         workers = self.fleet.names("worker")
@@ -475,7 +490,9 @@ class Chaos:
                         return False, f"{sum(mine.values())} entries still pending on the killed consumer"
                     left = self.unprocessed_before(started, psql)
                     return (left == 0), f"{left} orders committed before the kill not processed"
-                recovered, why = self.wait_until(check)
+                waits = {}
+                recovered, why = self.wait_until(check, waits=waits)
+                result["waited_on"] = self.waited_on(waits)
                 self.finish_pending(result, recovered, why)
             finally:
                 psql.close()
@@ -515,8 +532,10 @@ class Chaos:
         took = self.stack("restart-redis", *(["--empty"] if empty else []))
         self.redis.close()
         self.log(f"{name}: Redis restarted{' empty' if empty else ' from its AOF'} in {took:.1f} s")
-        recovered, why = self.wait_until(lambda: self.system_recovered(started))
-        return self.record(name, started, recovered, why, restart_took_s=took, window_end=recovered)
+        waits = {}
+        recovered, why = self.wait_until(lambda: self.system_recovered(started), waits=waits)
+        return self.record(name, started, recovered, why, restart_took_s=took, window_end=recovered,
+                           waited_on=self.waited_on(waits))
 
     def fault_redis_empty(self):
         return self.fault_redis_restart(empty=True)
@@ -526,8 +545,10 @@ class Chaos:
         took = self.stack("restart-postgres")
         self.psql.close()
         self.log(f"postgres_restart: Postgres restarted in {took:.1f} s")
-        recovered, why = self.wait_until(lambda: self.system_recovered(started))
-        return self.record("postgres_restart", started, recovered, why, restart_took_s=took, window_end=recovered)
+        waits = {}
+        recovered, why = self.wait_until(lambda: self.system_recovered(started), waits=waits)
+        return self.record("postgres_restart", started, recovered, why, restart_took_s=took,
+                           window_end=recovered, waited_on=self.waited_on(waits))
 
     def breaker_opened(self):
         total = 0
@@ -562,10 +583,12 @@ class Chaos:
                 self.log(f"payment_failures: restoring on {name} answered {status} {answer}")
         restored = now()
         self.log("payment_failures: simulator settings restored")
-        recovered, why = self.wait_until(self.probes_check)
+        waits = {}
+        recovered, why = self.wait_until(self.probes_check, waits=waits)
         return self.record("payment_failures", started, recovered, why, failing_for_s=10,
                            restored_after_s=round(restored - started, 2),
-                           breaker_opened=self.breaker_opened() - opened_before, window_end=recovered)
+                           breaker_opened=self.breaker_opened() - opened_before, window_end=recovered,
+                           waited_on=self.waited_on(waits))
 
     # ---------------------------------------------------------------- the run
 
@@ -622,7 +645,7 @@ class Chaos:
         ok, failed = self.probes_pass()
         if not ok:
             self.log(f"the probes fail before any fault: {failed}")
-        gap = (0.5, 2.0) if self.short else (3.0, 10.0)
+        gap = (0.5, 2.0) if self.short else (4.0, 14.0)
         pending = list(order)
         while pending:
             if not self.k6_running():
