@@ -241,6 +241,10 @@ class Chaos:
         self.fleet = Fleet(args.fleet or args.dir)
         self.sale = args.sale
         self.rng = random.Random(args.seed)
+        # The retry jitter of freeze_until draws from its own generator, so the schedule
+        # (order, pauses, victims: all drawn up front) depends on the seed alone.
+        self.jitter = random.Random(args.seed + 1)
+        self.plan = {}
         self.db_url = os.environ["DATABASE_URL"]
         self.redis_url = os.environ["REDIS_URL"]
         self.prefix = os.environ["FLASHSALE_REDIS_PREFIX"]
@@ -416,7 +420,7 @@ class Chaos:
             self.log(f"{name} not ready 30 s after its restart")
 
     def fault_api_kill(self):
-        victim = self.rng.choice(self.fleet.apis())
+        victim = self.plan["api_kill"]["victim"]
         delay = 2.0 if self.short else 3.0
         started = now()
         pid = self.fleet.kill(victim)
@@ -447,11 +451,11 @@ class Chaos:
             if found:
                 return found, looks
             os.kill(pid, signal.SIGCONT)
-            time.sleep(self.rng.uniform(0.002, 0.03))
+            time.sleep(self.jitter.uniform(0.002, 0.03))
         return None, looks
 
     def fault_relay_kill(self):
-        victim = self.rng.choice(self.fleet.names("relay"))
+        victim = self.plan["relay_kill"]["victim"]
         delay = 1.0 if self.short else 2.0
         # Mid-batch: the relay's transaction is open after claiming rows (its SKIP LOCKED
         # select, or its update marking them published, was the last statement): it is
@@ -489,7 +493,7 @@ class Chaos:
                            window_end=recovered, waited_on=self.waited_on(waits))
 
     def fault_worker_kill(self):
-        victim = self.rng.choice(self.fleet.names("worker"))
+        victim = self.plan["worker_kill"]["victim"]
         delay = 3.0 if self.short else 5.0
         pid = self.fleet.pid(victim)
 
@@ -651,20 +655,30 @@ class Chaos:
         return False
 
     def schedule(self):
-        """The order of the faults (seeded). The short run kills the worker first: its
-        entries wait 30 s (the claim idle time) before another consumer takes them, and
-        the faults that need a settled pipeline would otherwise wait that long."""
+        """The order of the faults, the pause before each and the victims, all drawn
+        from the seed up front. The short run kills the worker first: its entries wait
+        30 s (the claim idle time) before another consumer takes them, and the faults
+        that need a settled pipeline would otherwise wait that long."""
         order = list(FAULTS)
         self.rng.shuffle(order)
         if self.short:
             order.remove("worker_kill")
             order.insert(0, "worker_kill")
+        gap = (0.5, 2.0) if self.short else (4.0, 14.0)
+        victims = {"api_kill": self.fleet.apis(), "relay_kill": self.fleet.names("relay"),
+                   "worker_kill": self.fleet.names("worker")}
+        for name in order:
+            self.plan[name] = {"pause": round(self.rng.uniform(*gap), 2)}
+            if name in victims:
+                self.plan[name]["victim"] = self.rng.choice(victims[name])
         return order
 
     def run(self):
         say(f"seed {self.args.seed} (set CHAOS_SEED={self.args.seed} to repeat this schedule)")
         order = self.schedule()
-        say("fault order: " + ", ".join(order))
+        say("schedule: " + ", ".join(
+            f"{n} (pause {self.plan[n]['pause']:.1f} s" + (f", {self.plan[n]['victim']}" if "victim" in self.plan[n] else "") + ")"
+            for n in order))
         self.start_k6()
         if not self.wait_for_sale_start():
             say("k6 did not start the sale; see k6.log")
@@ -678,7 +692,6 @@ class Chaos:
         ok, failed = self.probes_pass()
         if not ok:
             self.log(f"the probes fail before any fault: {failed}")
-        gap = (0.5, 2.0) if self.short else (4.0, 14.0)
         pending = list(order)
         while pending:
             if not self.k6_running():
@@ -694,8 +707,7 @@ class Chaos:
                     for t in self.background:
                         t.join(RECOVERY_LIMIT)
             pending.remove(name)
-            pause = self.rng.uniform(*gap)
-            time.sleep(pause)
+            time.sleep(self.plan[name]["pause"])
             try:
                 getattr(self, f"fault_{name}")()
             except Exception as e:  # a fault that cannot be done is a failed run, not a crash
