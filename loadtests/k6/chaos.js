@@ -4,12 +4,12 @@
 // buy path busy through every fault window.
 //
 //   k6 run -e CHAOS=1 -e BASE_URL=http://127.0.0.1:18380,http://127.0.0.1:18381 \
-//          -e SALE_ID=<uuid> -e MERCHANT_TOKEN=<jwt> -e SHOPPERS=2000 -e DURATION=170s \
+//          -e SALE_ID=<uuid> -e MERCHANT_TOKEN=<jwt> -e SHOPPERS=2000 -e DURATION=200s \
 //          loadtests/k6/chaos.js
 //
 // Env: everything lib/shopper.js reads (CHAOS=1 for its lost-state handling and the
 // per-request log the runner reads; loadtests/run chaos sets it), SHOPPERS
-// (2000), DURATION (total bound, 170s), PREQUEUE_SECS (10), PREQUEUE_SHARE (0.1),
+// (2000), DURATION (total bound, 200s), PREQUEUE_SECS (10), PREQUEUE_SHARE (0.1),
 // SPIKE_SECS (5), SPIKE_SHARE (0.2), TAIL_SECS (seconds at the end without new
 // arrivals, so the last shoppers can finish: 30), CHAOS_MAX_ERROR_RATE (0.02: the
 // share of answers to admitted shoppers that may be errors even after failover and
@@ -19,7 +19,7 @@ import { STEPS, latencyLimits, shopperJourney, shopperThresholds } from './lib/s
 import { DEFAULT_LATENCY } from './launch.js';
 
 export const SHOPPERS = envInt('SHOPPERS', 2000);
-export const DURATION_SECS = envSeconds('DURATION', 170);
+export const DURATION_SECS = envSeconds('DURATION', 200);
 export const PREQUEUE_SECS = envInt('PREQUEUE_SECS', 10);
 
 /**

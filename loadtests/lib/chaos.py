@@ -117,8 +117,11 @@ class Psql:
 
     def _start(self):
         # Line-buffered (stdbuf): psql block-buffers a pipe, and the marker would wait.
+        # No JIT: these small queries run every half second on a busy machine, and JIT
+        # compilation would cost more than the queries.
+        env = dict(os.environ, PGOPTIONS="-c jit=off")
         self.proc = subprocess.Popen(["stdbuf", "-oL", "psql", "-X", "-q", "-tA", "-F", "\t", self.url],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.buf = b""
 
     def close(self):
@@ -238,6 +241,10 @@ class Chaos:
         self.fleet = Fleet(args.fleet or args.dir)
         self.sale = args.sale
         self.rng = random.Random(args.seed)
+        # The retry jitter of freeze_until draws from its own generator, so the schedule
+        # (order, pauses, victims: all drawn up front) depends on the seed alone.
+        self.jitter = random.Random(args.seed + 1)
+        self.plan = {}
         self.db_url = os.environ["DATABASE_URL"]
         self.redis_url = os.environ["REDIS_URL"]
         self.prefix = os.environ["FLASHSALE_REDIS_PREFIX"]
@@ -323,10 +330,14 @@ class Chaos:
         """Orders of the sale committed before `at` whose event some consumer group has
         not processed (or that is still unpublished); None when Postgres does not answer."""
         groups = ",".join(f"'{g}'" for g in CONSUMER_GROUPS)
+        # The sale's events first (a hash join), then their processed_events rows: the
+        # outbox holds every sale's events, and a lookup per outbox row is too slow.
         v = (psql or self.psql).scalar(
-            f"select count(*) from orders o join outbox e on e.aggregate_id = o.id and e.event_type = 'OrderPlaced' "
+            f"select count(*) from (select e.id from orders o "
+            f"join outbox e on e.aggregate_id = o.id and e.event_type = 'OrderPlaced' "
+            f"left join processed_events p on p.event_id = e.id and p.consumer in ({groups}) "
             f"where o.sale_id = '{self.sale}' and o.created_at < to_timestamp({at}) "
-            f"and (select count(*) from processed_events p where p.event_id = e.id and p.consumer in ({groups})) < {len(CONSUMER_GROUPS)}",
+            f"group by e.id having count(p.event_id) < {len(CONSUMER_GROUPS)}) late",
             timeout=5)
         return None if v is None else int(v)
 
@@ -353,23 +364,36 @@ class Chaos:
         if not ok:
             return False, f"probes: {failed}"
         age = self.outbox_age()
-        if age is None or age >= 1.0:
-            return False, f"outbox oldest unpublished {age}"
+        if age is None:
+            return False, "Postgres gave no answer in 3 s"
+        if age >= 1.0:
+            return False, f"oldest unpublished outbox row {age:.1f} s old"
         left = self.unprocessed_before(since)
-        if left is None or left > 0:
+        if left is None:
+            return False, "Postgres gave no answer in 5 s"
+        if left > 0:
             return False, f"{left} orders not processed by every consumer"
         return True, ""
 
-    def wait_until(self, check, limit=RECOVERY_LIMIT, every=0.5):
-        """Polls check() → (ok, why) until ok; returns (epoch when ok or None, last why)."""
+    def wait_until(self, check, limit=RECOVERY_LIMIT, every=0.5, waits=None):
+        """Polls check() → (ok, why) until ok; returns (epoch when ok or None, last why).
+        `waits`, when given, counts each reason a look failed (what the time went on)."""
         deadline = now() + limit
         why = ""
         while now() < deadline:
             ok, why = check()
             if ok:
                 return now(), ""
+            if waits is not None:
+                key = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "…", str(why))[:120]
+                waits[key] = waits.get(key, 0) + 1
             time.sleep(every)
         return None, why
+
+    @staticmethod
+    def waited_on(waits):
+        """The reasons recovery was not yet reached, most frequent first (for the report)."""
+        return "; ".join(f"{why} ×{n}" for why, n in sorted(waits.items(), key=lambda kv: -kv[1])[:3]) or None
 
     def pipeline_quiet(self):
         return all(not t.is_alive() for t in self.background)
@@ -396,7 +420,7 @@ class Chaos:
             self.log(f"{name} not ready 30 s after its restart")
 
     def fault_api_kill(self):
-        victim = self.rng.choice(self.fleet.apis())
+        victim = self.plan["api_kill"]["victim"]
         delay = 2.0 if self.short else 3.0
         started = now()
         pid = self.fleet.kill(victim)
@@ -405,65 +429,91 @@ class Chaos:
         self.restart(victim)
         restarted = now()
         self.log(f"api_kill: {victim} restarted (pid {self.fleet.pid(victim)})")
-        recovered, why = self.wait_until(self.probes_check)
+        waits = {}
+        recovered, why = self.wait_until(self.probes_check, waits=waits)
         return self.record("api_kill", started, recovered, why, victim=victim, pid=pid,
-                           restarted_after_s=round(restarted - started, 2), window_end=recovered)
+                           restarted_after_s=round(restarted - started, 2), window_end=recovered,
+                           waited_on=self.waited_on(waits))
+
+    def freeze_until(self, pid, caught, limit=15.0):
+        """Freezes `pid` (SIGSTOP) and asks `caught()` whether it is frozen in the state
+        wanted; if not, thaws it (SIGCONT) and tries again a few milliseconds later, up
+        to `limit` seconds. Returns (what caught() answered, looks); the process is left
+        frozen when caught, so the SIGKILL that follows hits exactly that state."""
+        deadline, looks = now() + limit, 0
+        while now() < deadline:
+            looks += 1
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                found = caught()
+            except Exception:
+                found = None
+            if found:
+                return found, looks
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(self.jitter.uniform(0.002, 0.03))
+        return None, looks
 
     def fault_relay_kill(self):
-        victim = self.rng.choice(self.fleet.names("relay"))
+        victim = self.plan["relay_kill"]["victim"]
         delay = 1.0 if self.short else 2.0
-        # Mid-batch: the relay's transaction has claimed rows (the SKIP LOCKED select ran)
-        # and is appending them to the stream before marking them published.
-        mid_batch = ("select count(*) from pg_stat_activity where state = 'idle in transaction' "
-                     "and query like '%from outbox where published_at is null%for update skip locked%'")
-        deadline, caught, polls = now() + 15.0, False, 0
-        while now() < deadline:
-            polls += 1
-            if (self.psql.scalar(mid_batch, timeout=2) or "0") != "0":
-                caught = True
-                break
-        backlog = self.psql.scalar("select count(*) from outbox where published_at is null") or "?"
+        # Mid-batch: the relay's transaction is open after claiming rows (its SKIP LOCKED
+        # select, or its update marking them published, was the last statement): it is
+        # appending them to the stream or about to commit. Unpublished rows exist (an
+        # empty claim is not a batch). Checked while the relay is frozen.
+        mid_batch = ("select count(*) from outbox where published_at is null and exists ("
+                     "select 1 from pg_stat_activity where state = 'idle in transaction' and "
+                     "(query like '%from outbox where published_at is null%for update skip locked%' "
+                     "or query like 'update outbox set published_at%'))")
+        pid = self.fleet.pid(victim)
+
+        def in_batch():
+            rows = int(self.psql.scalar(mid_batch, timeout=2) or "0")
+            return rows if rows > 0 else None
+        backlog, looks = self.freeze_until(pid, in_batch)
         started = now()
-        pid = self.fleet.kill(victim)
+        self.fleet.kill(victim)
         self.log(f"relay_kill: kill -9 {victim} (pid {pid}) "
-                 + ("in the middle of a batch" if caught else f"(no batch in flight seen in {polls} looks)")
-                 + f", {backlog} rows unpublished; restart in {delay:.0f} s")
+                 + (f"frozen in the middle of a batch ({backlog} rows unpublished)" if backlog
+                    else f"(no batch in flight caught in {looks} looks)")
+                 + f"; restart in {delay:.0f} s")
         time.sleep(delay)
         self.restart(victim)
         restarted = now()
 
         def check():
             age = self.outbox_age()
-            return (age is not None and age < 1.0), f"outbox oldest unpublished {age}"
-        recovered, why = self.wait_until(check, every=0.2)
-        return self.record("relay_kill", started, recovered, why, victim=victim, pid=pid, mid_batch=caught,
-                           unpublished_at_kill=backlog, restarted_after_s=round(restarted - started, 2),
-                           window_end=recovered)
+            if age is None:
+                return False, "Postgres gave no answer in 3 s"
+            return age < 1.0, f"oldest unpublished outbox row {age:.1f} s old"
+        waits = {}
+        recovered, why = self.wait_until(check, every=0.2, waits=waits)
+        return self.record("relay_kill", started, recovered, why, victim=victim, pid=pid, mid_batch=bool(backlog),
+                           unpublished_at_kill=backlog, looks=looks, restarted_after_s=round(restarted - started, 2),
+                           window_end=recovered, waited_on=self.waited_on(waits))
 
     def fault_worker_kill(self):
-        workers = self.fleet.names("worker")
+        victim = self.plan["worker_kill"]["victim"]
         delay = 3.0 if self.short else 5.0
-        deadline, victim, pending_at_kill = now() + 15.0, None, 0
-        while now() < deadline and victim is None:
-            pending = self.pending_by_consumer()
-            candidates = [w for w in workers if sum(self.consumer_of(self.fleet.pid(w), pending).values()) > 0]
-            if candidates:
-                victim = self.rng.choice(candidates)
-                pending_at_kill = sum(self.consumer_of(self.fleet.pid(victim), pending).values())
-            else:
-                time.sleep(0.005)
-        caught = victim is not None
-        victim = victim or self.rng.choice(workers)
+        pid = self.fleet.pid(victim)
+
+        def holding():
+            mine = sum(self.consumer_of(pid, self.pending_by_consumer()).values())
+            return mine if mine > 0 else None
+        pending_at_kill, looks = self.freeze_until(pid, holding)
         started = now()
-        pid = self.fleet.kill(victim)
-        self.log(f"worker_kill: kill -9 {victim} (pid {pid}) with {pending_at_kill} entries pending on it"
-                 + ("" if caught else " (none seen pending in 15 s)") + f"; restart in {delay:.0f} s")
+        self.fleet.kill(victim)
+        self.log(f"worker_kill: kill -9 {victim} (pid {pid}) "
+                 + (f"frozen with {pending_at_kill} entries pending on it" if pending_at_kill
+                    else f"(no entry pending on it in {looks} looks)")
+                 + f"; restart in {delay:.0f} s")
         time.sleep(delay)
         self.restart(victim)
         restarted = now()
         self.log(f"worker_kill: {victim} restarted (pid {self.fleet.pid(victim)}); "
                  "waiting in the background for its pending entries to be claimed")
-        result = self.record_pending("worker_kill", started, victim=victim, pid=pid, pending_at_kill=pending_at_kill,
+        result = self.record_pending("worker_kill", started, victim=victim, pid=pid, pending_at_kill=pending_at_kill or 0,
+                                     looks=looks,
                                      restarted_after_s=round(restarted - started, 2), window_end=restarted)
 
         def measure():
@@ -474,8 +524,12 @@ class Chaos:
                     if sum(mine.values()) > 0:
                         return False, f"{sum(mine.values())} entries still pending on the killed consumer"
                     left = self.unprocessed_before(started, psql)
+                    if left is None:
+                        return False, "Postgres gave no answer in 5 s"
                     return (left == 0), f"{left} orders committed before the kill not processed"
-                recovered, why = self.wait_until(check)
+                waits = {}
+                recovered, why = self.wait_until(check, waits=waits)
+                result["waited_on"] = self.waited_on(waits)
                 self.finish_pending(result, recovered, why)
             finally:
                 psql.close()
@@ -515,8 +569,10 @@ class Chaos:
         took = self.stack("restart-redis", *(["--empty"] if empty else []))
         self.redis.close()
         self.log(f"{name}: Redis restarted{' empty' if empty else ' from its AOF'} in {took:.1f} s")
-        recovered, why = self.wait_until(lambda: self.system_recovered(started))
-        return self.record(name, started, recovered, why, restart_took_s=took, window_end=recovered)
+        waits = {}
+        recovered, why = self.wait_until(lambda: self.system_recovered(started), waits=waits)
+        return self.record(name, started, recovered, why, restart_took_s=took, window_end=recovered,
+                           waited_on=self.waited_on(waits))
 
     def fault_redis_empty(self):
         return self.fault_redis_restart(empty=True)
@@ -526,8 +582,10 @@ class Chaos:
         took = self.stack("restart-postgres")
         self.psql.close()
         self.log(f"postgres_restart: Postgres restarted in {took:.1f} s")
-        recovered, why = self.wait_until(lambda: self.system_recovered(started))
-        return self.record("postgres_restart", started, recovered, why, restart_took_s=took, window_end=recovered)
+        waits = {}
+        recovered, why = self.wait_until(lambda: self.system_recovered(started), waits=waits)
+        return self.record("postgres_restart", started, recovered, why, restart_took_s=took,
+                           window_end=recovered, waited_on=self.waited_on(waits))
 
     def breaker_opened(self):
         total = 0
@@ -562,10 +620,12 @@ class Chaos:
                 self.log(f"payment_failures: restoring on {name} answered {status} {answer}")
         restored = now()
         self.log("payment_failures: simulator settings restored")
-        recovered, why = self.wait_until(self.probes_check)
+        waits = {}
+        recovered, why = self.wait_until(self.probes_check, waits=waits)
         return self.record("payment_failures", started, recovered, why, failing_for_s=10,
                            restored_after_s=round(restored - started, 2),
-                           breaker_opened=self.breaker_opened() - opened_before, window_end=recovered)
+                           breaker_opened=self.breaker_opened() - opened_before, window_end=recovered,
+                           waited_on=self.waited_on(waits))
 
     # ---------------------------------------------------------------- the run
 
@@ -595,20 +655,30 @@ class Chaos:
         return False
 
     def schedule(self):
-        """The order of the faults (seeded). The short run kills the worker first: its
-        entries wait 30 s (the claim idle time) before another consumer takes them, and
-        the faults that need a settled pipeline would otherwise wait that long."""
+        """The order of the faults, the pause before each and the victims, all drawn
+        from the seed up front. The short run kills the worker first: its entries wait
+        30 s (the claim idle time) before another consumer takes them, and the faults
+        that need a settled pipeline would otherwise wait that long."""
         order = list(FAULTS)
         self.rng.shuffle(order)
         if self.short:
             order.remove("worker_kill")
             order.insert(0, "worker_kill")
+        gap = (0.5, 2.0) if self.short else (4.0, 14.0)
+        victims = {"api_kill": self.fleet.apis(), "relay_kill": self.fleet.names("relay"),
+                   "worker_kill": self.fleet.names("worker")}
+        for name in order:
+            self.plan[name] = {"pause": round(self.rng.uniform(*gap), 2)}
+            if name in victims:
+                self.plan[name]["victim"] = self.rng.choice(victims[name])
         return order
 
     def run(self):
         say(f"seed {self.args.seed} (set CHAOS_SEED={self.args.seed} to repeat this schedule)")
         order = self.schedule()
-        say("fault order: " + ", ".join(order))
+        say("schedule: " + ", ".join(
+            f"{n} (pause {self.plan[n]['pause']:.1f} s" + (f", {self.plan[n]['victim']}" if "victim" in self.plan[n] else "") + ")"
+            for n in order))
         self.start_k6()
         if not self.wait_for_sale_start():
             say("k6 did not start the sale; see k6.log")
@@ -622,7 +692,6 @@ class Chaos:
         ok, failed = self.probes_pass()
         if not ok:
             self.log(f"the probes fail before any fault: {failed}")
-        gap = (0.5, 2.0) if self.short else (3.0, 10.0)
         pending = list(order)
         while pending:
             if not self.k6_running():
@@ -638,8 +707,7 @@ class Chaos:
                     for t in self.background:
                         t.join(RECOVERY_LIMIT)
             pending.remove(name)
-            pause = self.rng.uniform(*gap)
-            time.sleep(pause)
+            time.sleep(self.plan[name]["pause"])
             try:
                 getattr(self, f"fault_{name}")()
             except Exception as e:  # a fault that cannot be done is a failed run, not a crash
