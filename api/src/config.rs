@@ -78,6 +78,14 @@ pub struct Config {
     /// `FLASHSALE_QUEUE_RATE_PER_SECOND` / `FLASHSALE_QUEUE_BURST`: join and poll
     /// requests one shopper may make (then 429).
     pub queue_rate: (u32, u32),
+    /// `FLASHSALE_IP_RATE_PER_SECOND` / `FLASHSALE_IP_BURST`: guest sessions, joins and
+    /// polls one client address may make, whatever sessions it holds (then 429);
+    /// `None` (rate 0, the default): no cap per address.
+    pub client_cap: Option<(u32, u32)>,
+    /// `FLASHSALE_CLIENT_IP_HEADER`: the header where a trusted load balancer appends
+    /// the client's address (e.g. `x-forwarded-for`; its last entry is used); empty: the
+    /// connection's peer address.
+    pub client_ip_header: Option<axum::http::HeaderName>,
     /// `FLASHSALE_STATIC_DIR`: the storefront and dashboard files (default: `api/static`
     /// of the source tree the binary was built from; set it when shipping the binary).
     pub static_dir: PathBuf,
@@ -241,6 +249,20 @@ impl Config {
                 var::<u32>("FLASHSALE_QUEUE_RATE_PER_SECOND", "2")?.clamp(1, 10_000),
                 var::<u32>("FLASHSALE_QUEUE_BURST", "10")?.clamp(1, 10_000),
             ),
+            client_cap: match var::<u32>("FLASHSALE_IP_RATE_PER_SECOND", "0")?.min(100_000) {
+                0 => None,
+                rate => Some((
+                    rate,
+                    var::<u32>("FLASHSALE_IP_BURST", "50")?.clamp(1, 100_000),
+                )),
+            },
+            client_ip_header: match var::<String>("FLASHSALE_CLIENT_IP_HEADER", "")?.trim() {
+                "" => None,
+                name => Some(name.parse().map_err(|_| ConfigError {
+                    var: "FLASHSALE_CLIENT_IP_HEADER",
+                    message: format!("not a header name (got {name:?})"),
+                })?),
+            },
             reconcile_after: millis("FLASHSALE_RECONCILE_AFTER_MS", "30000", 100..=3_600_000)?,
             admin_public_key_file: var(
                 "FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE",

@@ -188,10 +188,13 @@ impl IntoResponse for ApiError {
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         };
-        if status.is_server_error() {
-            // The cause chain goes to the log with the request's span; the client gets
-            // no internals.
+        // The cause chain goes to the log with the request's span; the client gets no
+        // internals. A 503 is a designed answer (a provider down, a breaker open, a store
+        // restarting), not a defect: WARN, so ERROR stays the page-worthy level.
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = ?anyhow::Error::from(self), code, "request failed");
+        } else if status.is_server_error() {
+            tracing::warn!(error = ?anyhow::Error::from(self), code, "request failed");
         }
         let detail = if detail.is_empty() {
             match status {

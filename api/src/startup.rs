@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::http::shed::{Shedder, ShopperLimiter};
+use crate::http::shed::{ClientCap, Shedder, ShopperLimiter};
 use crate::http::{self, AppState};
 use crate::signals::{self, ProcessSignals, RedisSignals};
 use reservations::checkout::Checkout;
@@ -162,6 +162,9 @@ impl Application {
                 config.queue_rate.0,
                 config.queue_rate.1,
             )),
+            client_cap: config.client_cap.map(|(rate, burst)| {
+                Arc::new(ClientCap::new(rate, burst, config.client_ip_header.clone()))
+            }),
             request_timeout: config.request_timeout,
             static_dir: config.static_dir.clone(),
         };
@@ -283,10 +286,10 @@ async fn serve_http(
         .max_header_size(http::MAX_HEADER_BYTES);
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -295,7 +298,15 @@ async fn serve_http(
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The peer address, for the cap per client address (axum's ConnectInfo).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = connections.watch(connection);
         tokio::spawn(async move {
@@ -341,6 +352,9 @@ async fn sweep_holds(state: AppState, interval: Duration, shutdown: Cancellation
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {
                 state.queue_limiter.prune();
+                if let Some(cap) = &state.client_cap {
+                    cap.prune();
+                }
                 if let Err(e) = state.sales.sweep_once(500).await {
                     tracing::warn!(error = %e, "hold sweep failed; retrying next tick");
                 }

@@ -223,3 +223,22 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         )))
     }
 }
+
+/// Counts the request against the operator's cap per client address, when one is
+/// configured (`FLASHSALE_IP_RATE_PER_SECOND`); `429 rate_limited` past it.
+pub struct ClientCapped;
+
+impl FromRequestParts<AppState> for ClientCapped {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(cap) = &state.client_cap {
+            let peer = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip());
+            cap.check(&parts.headers, peer)?;
+        }
+        Ok(ClientCapped)
+    }
+}

@@ -66,6 +66,8 @@ pub struct AppState {
     pub shedder: Arc<shed::Shedder>,
     /// Per-shopper rate limit of join and poll.
     pub queue_limiter: Arc<shed::ShopperLimiter>,
+    /// The operator's optional cap per client address (guest sessions, join, poll).
+    pub client_cap: Option<Arc<shed::ClientCap>>,
     /// Where the storefront and dashboard files are.
     pub static_dir: std::path::PathBuf,
     /// How long a request may run.

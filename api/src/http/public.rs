@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::http::extract::IdPath;
+use crate::http::extract::{ClientCapped, IdPath};
 use crate::http::AppState;
 use reservations::ids::{SaleId, ShopperId};
 use reservations::sales::{Money, SaleStatus};
@@ -31,8 +31,12 @@ pub struct Session {
 }
 
 /// Start a guest session: a shopper token for the waiting room and checkout.
-#[utoipa::path(post, path = "/v1/sessions", tag = "public", responses((status = 201, body = Session)))]
-async fn create_session(State(state): State<AppState>) -> (StatusCode, axum::Json<Session>) {
+#[utoipa::path(post, path = "/v1/sessions", tag = "public", responses((status = 201, body = Session),
+    (status = 429, body = crate::error::Problem)))]
+async fn create_session(
+    State(state): State<AppState>,
+    _: ClientCapped,
+) -> (StatusCode, axum::Json<Session>) {
     let shopper = ShopperId::new();
     let (token, exp) = state.auth.issue_shopper(shopper.0, state.sales.now());
     let session = Session {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::http::extract::{IdPath, Shopper};
+use crate::http::extract::{ClientCapped, IdPath, Shopper};
 use crate::http::AppState;
 use reservations::ids::SaleId;
 use waiting_room::queue::DrawInfo;
@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
 async fn join(
     State(state): State<AppState>,
+    _: ClientCapped,
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
 ) -> Result<(StatusCode, axum::Json<Ticket>), ApiError> {
@@ -48,6 +49,7 @@ async fn join(
         (status = 429, body = crate::error::Problem)), security(("shopper" = [])))]
 async fn me(
     State(state): State<AppState>,
+    _: ClientCapped,
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
 ) -> Result<axum::Json<Ticket>, ApiError> {

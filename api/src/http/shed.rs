@@ -8,13 +8,17 @@
 //!   shoppers who are buying keep their capacity. Operations routes are never shed.
 //! - **Per-shopper rate limits** on join and poll (`429 rate_limited` + `Retry-After`):
 //!   one client polling in a loop cannot crowd out the rest of the line.
+//! - **An optional cap per client address** on guest sessions, join and poll, for the
+//!   client that mints a guest session per request to dodge the per-shopper limit.
 
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -124,13 +128,17 @@ pub async fn shed_load(State(shedder): State<Arc<Shedder>>, req: Request, next: 
     next.run(req).await
 }
 
-/// Per-shopper request rate on the waiting room's routes.
-pub struct ShopperLimiter {
-    limiter: DefaultKeyedRateLimiter<uuid::Uuid>,
+/// A request rate per key: per shopper on the waiting room's routes, and per client
+/// address where the operator enables an IP cap.
+pub struct KeyedLimiter<K: Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
 }
 
-impl ShopperLimiter {
-    /// `per_second` sustained, `burst` at once, per shopper.
+/// Per-shopper request rate on the waiting room's routes.
+pub type ShopperLimiter = KeyedLimiter<uuid::Uuid>;
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
+    /// `per_second` sustained, `burst` at once, per key.
     pub fn new(per_second: u32, burst: u32) -> Self {
         let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).expect("non-zero"))
             .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero"));
@@ -139,9 +147,9 @@ impl ShopperLimiter {
         }
     }
 
-    /// Counts one request of `shopper`, or says how long to wait.
-    pub fn check(&self, shopper: uuid::Uuid) -> Result<(), ApiError> {
-        self.limiter.check_key(&shopper).map_err(|not_until| {
+    /// Counts one request of `key`, or says how long to wait.
+    pub fn check(&self, key: K) -> Result<(), ApiError> {
+        self.limiter.check_key(&key).map_err(|not_until| {
             metrics::counter!("flashsale_requests_rate_limited_total").increment(1);
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
@@ -152,10 +160,48 @@ impl ShopperLimiter {
         })
     }
 
-    /// Forgets shoppers who have not been seen for a while (bounded memory).
+    /// Forgets keys that have not been seen for a while (bounded memory).
     pub fn prune(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+    }
+}
+
+/// The operator's optional cap per client address on guest sessions, join and poll
+/// (`FLASHSALE_IP_RATE_PER_SECOND`): one client minting guest sessions gets fresh
+/// per-shopper limits with each, but not a fresh address.
+pub struct ClientCap {
+    limiter: KeyedLimiter<IpAddr>,
+    /// Where a trusted load balancer writes the client's address (its last entry is the
+    /// one the balancer appended); `None`: the connection's peer address.
+    header: Option<HeaderName>,
+}
+
+impl ClientCap {
+    /// A cap of `per_second` sustained, `burst` at once, per client address.
+    pub fn new(per_second: u32, burst: u32, header: Option<HeaderName>) -> Self {
+        Self {
+            limiter: KeyedLimiter::new(per_second, burst),
+            header,
+        }
+    }
+
+    /// Counts one request of the client that sent `headers` over a connection from
+    /// `peer`. A request whose address cannot be told is counted under the peer.
+    pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        let forwarded = self.header.as_ref().and_then(|name| {
+            let value = headers.get_all(name).iter().last()?.to_str().ok()?;
+            value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+        });
+        match forwarded.or(peer) {
+            Some(ip) => self.limiter.check(ip),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets clients that have not been seen for a while.
+    pub fn prune(&self) {
+        self.limiter.prune();
     }
 }
 

@@ -5,7 +5,104 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::helpers::{assert_problem, spawn_app_with, TestShopper};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::{assert_problem, spawn_app_with, TestApp, TestShopper};
+
+/// One client (by the address the load balancer reports) that mints a guest session
+/// for every join: `count` joins, each under a session of its own; the statuses.
+async fn joins_with_fresh_sessions(
+    app: &TestApp,
+    sale: Uuid,
+    client: &str,
+    count: usize,
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..count {
+        let session = app
+            .request(Method::POST, "/v1/sessions", None)
+            .header("x-forwarded-for", format!("203.0.113.9, {client}"))
+            .send()
+            .await
+            .unwrap();
+        if session.status() != 201 {
+            statuses.push(session.status().as_u16());
+            continue;
+        }
+        let token = session.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let join = app
+            .request(
+                Method::POST,
+                &format!("/v1/sales/{sale}/queue"),
+                Some(&token),
+            )
+            .header("x-forwarded-for", client)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(join.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn with_an_ip_cap_one_client_minting_guest_sessions_is_limited_and_another_is_served() {
+    let app = spawn_app_with(|c| {
+        c.queue_rate = (1, 3);
+        c.client_cap = Some((1, 6));
+        c.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+    })
+    .await;
+    let sale = app.live_sale(10, 1).await;
+
+    // Each fresh session has a fresh per-shopper allowance; the client's address does not.
+    let flooder = joins_with_fresh_sessions(&app, sale, "198.51.100.7", 10).await;
+    let neighbour = joins_with_fresh_sessions(&app, sale, "198.51.100.8", 1).await;
+
+    assert_eq!(
+        flooder.iter().filter(|s| **s == 201).count(),
+        3,
+        "{flooder:?}"
+    );
+    assert!(flooder[6..].iter().all(|s| *s == 429), "{flooder:?}");
+    assert_eq!(neighbour, vec![201], "another client is unaffected");
+    let limited = app
+        .request(Method::POST, "/v1/sessions", None)
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_problem(limited, 429, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn without_a_header_the_ip_cap_counts_the_connections_peer_address() {
+    let app = spawn_app_with(|c| c.client_cap = Some((1, 4))).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let session = app.request(Method::POST, "/v1/sessions", None).send().await;
+        statuses.push(session.unwrap().status().as_u16());
+    }
+
+    assert_eq!(statuses[..4], [201; 4], "{statuses:?}");
+    assert!(statuses[4..].iter().all(|s| *s == 429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn by_default_there_is_no_cap_per_client_address() {
+    let app = spawn_app_with(|_| {}).await;
+
+    for _ in 0..30 {
+        let session = app.request(Method::POST, "/v1/sessions", None).send().await;
+        assert_eq!(session.unwrap().status(), 201);
+    }
+}
 
 #[tokio::test]
 async fn a_shopper_polling_in_a_loop_gets_429_while_another_is_served() {
