@@ -24,8 +24,12 @@ use crate::{Error, Result, Sales};
 /// How long a claimed idempotency key without an answer is considered in flight; after
 /// that its request is presumed dead (process killed) and a retry may take it over.
 const ABANDONED_AFTER: Duration = Duration::from_secs(30);
-/// How long a retry waits for the first request with the same key to answer.
-const WAIT_FOR_FIRST: Duration = Duration::from_secs(10);
+/// How long a retry waits for the first request with the same key to answer: well
+/// inside the default 10 s request timeout, so a client retrying a checkout whose
+/// process died hears `409 request_in_progress` (and retries again) rather than a
+/// `503 request_timeout`. A live first request answers within the payment timeout
+/// (3 s) and one transaction.
+const WAIT_FOR_FIRST: Duration = Duration::from_secs(5);
 
 /// Whether the worker has sent the confirmation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
