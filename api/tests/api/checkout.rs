@@ -167,14 +167,7 @@ async fn checkout_error_codes_follow_the_contract() {
     .await;
 
     let released = app.hold(&shopper, sale, 1).await;
-    app.request(
-        Method::DELETE,
-        &format!("/v1/reservations/{released}"),
-        Some(&shopper.token),
-    )
-    .send()
-    .await
-    .unwrap();
+    app.release(&shopper, released).await;
     assert_problem(
         app.checkout(&shopper, released, Some("k-3"), "tok_ok")
             .await,

@@ -160,6 +160,30 @@ impl TestApp {
         self.request(Method::GET, path, token).send().await.unwrap()
     }
 
+    /// The shopper gives a reservation back (`DELETE`); the response.
+    pub async fn release(&self, shopper: &TestShopper, reservation: Uuid) -> Response {
+        self.request(
+            Method::DELETE,
+            &format!("/v1/reservations/{reservation}"),
+            Some(&shopper.token),
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// `count` new shoppers reserve one unit of `sale` at once; their statuses.
+    pub async fn reserve_at_once(&self, sale: Uuid, count: usize) -> Vec<u16> {
+        futures::future::join_all((0..count).map(|_| async move {
+            let shopper = self.direct_shopper();
+            self.reserve(&shopper, sale, 1, None)
+                .await
+                .status()
+                .as_u16()
+        }))
+        .await
+    }
+
     /// A request as this app's merchant.
     pub fn merchant(&self, method: Method, path: &str) -> RequestBuilder {
         self.request(method, path, Some(&self.merchant_token))

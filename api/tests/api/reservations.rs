@@ -250,12 +250,7 @@ async fn redis_wiped_mid_run_rebuilds_once_from_postgres_and_keeps_every_unit_on
 
     // Act: Redis loses everything, then 60 shoppers reserve at once.
     app.wipe_redis().await;
-    let statuses: Vec<u16> = futures::future::join_all((0..60).map(|_| {
-        let shopper = app.direct_shopper();
-        let app = &app;
-        async move { app.reserve(&shopper, sale, 1, None).await.status().as_u16() }
-    }))
-    .await;
+    let statuses = app.reserve_at_once(sale, 60).await;
 
     // Assert: rebuilt once (no unit listed twice), holds lost with Redis are gone, the
     // sold unit is not free, and every new reservation succeeded.

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -165,15 +164,7 @@ async fn a_retried_reserve_with_the_same_key_meets_its_first_answer_after_a_fall
     assert_eq!(stripe_of(&app, sale, first).await, 2);
 
     // Act: home has free units again, then the shopper retries with the same key.
-    let released = app
-        .request(
-            Method::DELETE,
-            &format!("/v1/reservations/{blocking}"),
-            Some(&neighbour.token),
-        )
-        .send()
-        .await
-        .unwrap();
+    let released = app.release(&neighbour, blocking).await;
     assert_eq!(released.status(), 204);
     let again = app.reserve(&shopper, sale, 1, Some("k-1")).await;
     let other_body = app.reserve(&shopper, sale, 2, Some("k-1")).await;
@@ -208,15 +199,7 @@ async fn release_expiry_and_checkout_work_on_a_stripe_other_than_zero() {
     );
 
     // Act
-    let release = app
-        .request(
-            Method::DELETE,
-            &format!("/v1/reservations/{released}"),
-            Some(&releaser.token),
-        )
-        .send()
-        .await
-        .unwrap();
+    let release = app.release(&releaser, released).await;
     let checkout = app.checkout(&buyer, bought, Some("pay-1"), "tok_ok").await;
     app.clock.advance(Duration::from_secs(601));
     app.app_state.sales.sweep_once(100).await.unwrap();
@@ -274,12 +257,7 @@ async fn redis_wiped_then_rebuilt_loads_every_stripe_once_from_postgres() {
 
     // Act: Redis loses everything, then 60 shoppers reserve at once.
     app.wipe_redis().await;
-    let statuses: Vec<u16> = futures::future::join_all((0..60).map(|_| {
-        let shopper = app.direct_shopper();
-        let app = &app;
-        async move { app.reserve(&shopper, sale, 1, None).await.status().as_u16() }
-    }))
-    .await;
+    let statuses = app.reserve_at_once(sale, 60).await;
 
     // Assert: one load of each stripe (no unit twice, each in its stripe), the sold unit
     // is not free, and every new reservation succeeded.
@@ -376,15 +354,7 @@ async fn shopper_over_the_limit(app: &TestApp, sale: Uuid) -> (TestShopper, Uuid
     let blocking = app.hold(&neighbour, sale, 1).await;
     let shopper = shopper_at_home_in(app, 0);
     let away = app.hold(&shopper, sale, 1).await;
-    let released = app
-        .request(
-            Method::DELETE,
-            &format!("/v1/reservations/{blocking}"),
-            Some(&neighbour.token),
-        )
-        .send()
-        .await
-        .unwrap();
+    let released = app.release(&neighbour, blocking).await;
     assert_eq!(released.status(), 204);
     let home = app.hold(&shopper, sale, 1).await;
     assert_ne!(
@@ -485,15 +455,7 @@ async fn reservation_index_entries_without_a_stripe_are_read_as_stripe_zero() {
     assert_eq!(entry_zero, Some(sale.to_string()));
     assert_eq!(entry_one, Some(format!("{sale}:1")));
     for (shopper, id) in [(&zero, at_zero), (&one, at_one)] {
-        let released = app
-            .request(
-                Method::DELETE,
-                &format!("/v1/reservations/{id}"),
-                Some(&shopper.token),
-            )
-            .send()
-            .await
-            .unwrap();
+        let released = app.release(&shopper, id).await;
         assert_eq!(released.status(), 204);
     }
     assert_eq!(assert_stock_conserved(&app, sale).await.available, 8);
