@@ -192,7 +192,7 @@ impl SaleKeys {
         &self.keys
     }
 
-    /// The set of shoppers who reserved at least once.
+    /// The set of shoppers who reached the reserve step (held, or were told sold out).
     pub fn reserved_shoppers(&self) -> &str {
         &self.keys[7]
     }
@@ -939,8 +939,9 @@ impl Projection {
         })
     }
 
-    /// Shoppers who reserved at least once, over every stripe (each shopper is recorded
-    /// in their home stripe only, so the sets do not overlap).
+    /// Shoppers who reached the reserve step (held at least once, or were told sold
+    /// out), over every stripe (each shopper is recorded in their home stripe only, so
+    /// the sets do not overlap).
     pub async fn reserved_shoppers(&self, sale: SaleId) -> Result<i64> {
         let counts = self.stripes(sale).map(|stripe| async move {
             redis::cmd("SCARD")

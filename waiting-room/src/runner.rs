@@ -168,7 +168,8 @@ impl Controllers {
             .projection()
             .reserved_shoppers(sale_id)
             .await?;
-        // Shoppers admitted before the current window either reserved or never will.
+        // Shoppers admitted before the current window either reached the reserve step
+        // (held, or were told sold out) or never will.
         let no_show = if serving_before > 0 {
             (1.0 - reserved as f64 / serving_before as f64).clamp(0.0, 1.0)
         } else {

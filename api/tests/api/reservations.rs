@@ -631,3 +631,27 @@ async fn an_ended_sale_is_swept_until_its_last_hold_returns_then_no_longer_visit
         "the last hold came back first"
     );
 }
+
+#[tokio::test]
+async fn a_shopper_told_sold_out_counts_for_the_waiting_room_as_having_had_their_turn() {
+    // Arrange: one unit, held by the first shopper.
+    let app = spawn_app().await;
+    let sale = app.live_sale(1, 1).await;
+    let (buyer, late) = (app.direct_shopper(), app.direct_shopper());
+    app.hold(&buyer, sale, 1).await;
+
+    // Act
+    let refused = app.reserve(&late, sale, 1, None).await;
+
+    // Assert: the late shopper is no longer a buyer to come, so a unit that returns
+    // later is offered to the line rather than kept for them.
+    assert_problem(refused, 409, "sold_out").await;
+    let reached = app
+        .app_state
+        .sales
+        .projection()
+        .reserved_shoppers(SaleId(sale))
+        .await
+        .unwrap();
+    assert_eq!(reached, 2);
+}

@@ -15,9 +15,10 @@
 --   6 idem        hash: "<shopper>:<idempotency key>" -> hold id, or "@<k>" on the
 --                 shopper's home stripe when the first answer is a hold in stripe k
 --   7 committing  sorted set: hold id scored by when checkout began (holds in `committing`)
---   8 reserved    set of shoppers who reserved at least once (the waiting room's
---                 no-show rate counts admitted shoppers who never did); a shopper is
---                 recorded only in their home stripe, so the sets never overlap
+--   8 reserved    set of shoppers who reached the reserve step: held at least once,
+--                 or were told sold out (the waiting room counts admitted shoppers not
+--                 in it as still to come, or as no-shows); a shopper is recorded only
+--                 in their home stripe, so the sets never overlap
 --
 -- Invariant kept by every script, in every stripe: LLEN(free) + meta.held + meta.sold =
 -- meta.total. Unit u lives only in stripe (u - 1) mod stripes.

@@ -43,7 +43,13 @@ local limit = tonumber(m[4])
 local have = tonumber(redis.call('HGET', K_USERS, shopper)) or 0
 if have + qty > limit then return {'limit', limit} end
 local free = redis.call('LLEN', K_FREE)
-if free < qty then return {'sold_out', free} end
+if free < qty then
+  -- Told sold out, the shopper has had their turn: the waiting room counts them as
+  -- shown up, not as a buyer still to come, so units that return later (expired or
+  -- released holds) are offered to the line instead of waiting for them.
+  if ARGV[7] == '1' then redis.call('SADD', K_RESERVED, shopper) end
+  return {'sold_out', free}
+end
 
 local units = redis.call('LPOP', K_FREE, qty)
 for i, unit in ipairs(units) do units[i] = tonumber(unit) end
