@@ -35,7 +35,7 @@ pub const INCREASE_SHARE: f64 = 0.08;
 pub const HEALTHY_SHARE: f64 = 0.8;
 /// Outbox events older than this mean the order pipeline is saturated.
 pub const BACKLOG_AGE_LIMIT_MS: i64 = 2_000;
-/// Admitted shoppers expected to show up may exceed the stock left by this factor
+/// Admitted shoppers expected to show up may exceed the free units by this factor
 /// (some shoppers buy less than the limit, some holds expire).
 pub const STOCK_OVERCOMMIT: f64 = 1.5;
 
@@ -110,7 +110,7 @@ impl Reason {
             Reason::NearTarget => "checkout_p95 near target: holding the rate",
             Reason::RateCeiling => "at the merchant's max_admit_per_second",
             Reason::ActiveCeiling => "at the merchant's max_active_shoppers",
-            Reason::StockCovered => "admitted shoppers can buy all stock left",
+            Reason::StockCovered => "admitted shoppers can buy every free unit",
             Reason::LineEmpty => "nobody waiting",
         }
     }
@@ -183,7 +183,9 @@ pub fn decide(rate: f64, signals: &Signals, limits: &Limits) -> Decision {
     }
     let expected_buyers =
         signals.admitted_pending as f64 * (1.0 - signals.no_show_rate.clamp(0.0, 1.0));
-    if expected_buyers >= signals.stock_left as f64 * STOCK_OVERCOMMIT {
+    // Held units are not offered: while every unit left is in someone's hold, the line
+    // waits for the ones that come back rather than being let in to hear "sold out".
+    if expected_buyers >= signals.free_units as f64 * STOCK_OVERCOMMIT {
         return hold(next, Reason::StockCovered);
     }
     Decision {
@@ -286,10 +288,30 @@ mod tests {
     }
 
     #[test]
+    fn while_every_unit_left_is_held_the_line_waits_for_units_to_come_back() {
+        let all_held = Signals {
+            stock_left: 50,
+            free_units: 0,
+            admitted_pending: 0,
+            ..healthy()
+        };
+        let d = decide(20.0, &all_held, &auto(300.0));
+        assert_eq!((d.admit_rate, d.reason), (0.0, Reason::StockCovered));
+        assert!(!d.sold_out, "held units may still come back");
+
+        let some_back = Signals {
+            free_units: 5,
+            ..all_held
+        };
+        assert!(decide(20.0, &some_back, &auto(300.0)).admit_rate > 0.0);
+    }
+
+    #[test]
     fn no_shows_let_more_shoppers_in_before_the_stock_is_covered() {
-        // 100 units left, 120 admitted shoppers pending.
+        // 100 units left, 200 admitted shoppers pending.
         let base = Signals {
             stock_left: 100,
+            free_units: 100,
             admitted_pending: 200,
             ..healthy()
         };
