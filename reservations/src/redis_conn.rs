@@ -41,11 +41,6 @@ impl RedisTarget {
         }
     }
 
-    /// Whether this is a cluster.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
-
     /// A new connection of its own (a multiplexed one that reconnects by itself).
     /// `response_timeout` bounds every command: callers that block (`XREADGROUP
     /// BLOCK`) pass one longer than their block time.
