@@ -7,8 +7,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app, TestApp, TestShopper};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, TestShopper};
 use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
+use reservations::payment::Latency;
 use reservations::projection::Stripe;
 
 async fn count(app: &TestApp, sql: &str, id: Uuid) -> i64 {
@@ -455,4 +456,43 @@ async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
     assert_eq!(payments(&app, "voided").await, 1);
     let stock = stock(&app, sale).await;
     assert_eq!((stock.available, stock.held, stock.sold), (8, 1, 1));
+}
+
+#[tokio::test]
+async fn a_retry_while_the_first_checkout_is_still_in_flight_answers_409_request_in_progress() {
+    // Arrange: a provider that takes 6.5 s, longer than a retry waits for the first
+    // attempt (5 s) and shorter than the request timeout (10 s).
+    let app = spawn_app_with(|c| {
+        c.payment_timeout = Duration::from_secs(9);
+        c.payment_simulator.latency_ms = Latency {
+            p50: 6_500,
+            p99: 6_500,
+        };
+    })
+    .await;
+    let sale = app.live_sale(10, 1).await;
+    let shopper = app.shopper().await;
+    let reservation = app.hold(&shopper, sale, 1).await;
+
+    // Act: the first attempt is in flight when the retry with its key arrives.
+    let first = app.checkout(&shopper, reservation, Some("k-slow"), "tok_ok");
+    let retry = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.checkout(&shopper, reservation, Some("k-slow"), "tok_ok")
+            .await
+    };
+    let (first, retry) = tokio::join!(first, retry);
+
+    // Assert: the retry is told to come back (not a timeout, not a second charge), and
+    // a later retry gets the first attempt's order.
+    assert_problem(retry, 409, "request_in_progress").await;
+    assert_eq!(first.status(), 201);
+    let order: Value = first.json().await.unwrap();
+    let replay = app
+        .checkout(&shopper, reservation, Some("k-slow"), "tok_ok")
+        .await;
+    assert_eq!(replay.status(), 201);
+    let replayed: Value = replay.json().await.unwrap();
+    assert!(order["order_id"].is_string(), "{order}");
+    assert_eq!(replayed["order_id"], order["order_id"]);
 }
