@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::http::extract::{AppJson, AppQuery, IdPath, Merchant};
+use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use crate::signals::RedisSignals;
 use reservations::ids::SaleId;
@@ -24,14 +25,15 @@ use waiting_room::runner::SignalSource;
 
 /// The admin routes.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/admin/sales", post(create_sale).get(list_sales))
         .route("/v1/admin/sales/{sale_id}", get(get_sale).patch(patch_sale))
         .route("/v1/admin/sales/{sale_id}/stock", post(change_stock))
         .route("/v1/admin/sales/{sale_id}/pause", post(pause))
         .route("/v1/admin/sales/{sale_id}/resume", post(resume))
         .route("/v1/admin/sales/{sale_id}/end", post(end))
-        .route("/v1/admin/sales/{sale_id}/stats", get(stats))
+        .route("/v1/admin/sales/{sale_id}/stats", get(stats));
+    shed::classed(routes, Priority::Other)
 }
 
 /// A sale as the merchant sees it.

@@ -231,7 +231,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
         })
-        .layer(middleware::from_fn_with_state(state.shedder.clone(), shed::shed_load))
+        .layer(shed::provide(state.shedder.clone()))
         .layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn_with_state(timeout, enforce_timeout))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -12,17 +12,21 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::ApiError;
 use crate::http::admin::{decode_cursor, encode_cursor, page_limit};
 use crate::http::extract::{AppJson, AppQuery, IdPath, IdempotencyKey, Merchant, Shopper};
+use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::checkout::{CheckoutRequest, Order};
 use reservations::ids::{OrderId, ReservationId, SaleId};
 
 /// The checkout and order routes.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/reservations/{reservation_id}/checkout", post(checkout))
+    let buy = Router::new().route("/v1/reservations/{reservation_id}/checkout", post(checkout));
+    let history = Router::new()
         .route("/v1/orders/{order_id}", get(get_order))
         .route("/v1/orders", get(list_orders))
-        .route("/v1/admin/sales/{sale_id}/orders", get(sale_orders))
+        .route("/v1/admin/sales/{sale_id}/orders", get(sale_orders));
+    Router::new()
+        .merge(shed::classed(buy, Priority::Buy))
+        .merge(shed::classed(history, Priority::Other))
 }
 
 /// Body of a checkout.

@@ -19,6 +19,7 @@ use tower::ServiceBuilder;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 
 /// Pages may be cached briefly and then revalidated (`Last-Modified`): a release shows
@@ -65,9 +66,10 @@ pub fn router(dir: &Path) -> Router<AppState> {
             HeaderValue::from_static("nosniff"),
         ))
         .service(ServeDir::new(dir));
-    Router::new()
+    let pages = Router::new()
         .route("/", page("index.html"))
         .route("/sales/{sale_id}", page("sale.html"))
         .route("/merchant", page("merchant.html"))
-        .nest_service("/static", assets)
+        .nest_service("/static", assets);
+    shed::classed(pages, Priority::Other)
 }

@@ -11,15 +11,20 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::http::extract::{ClientCapped, IdPath};
+use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::{SaleId, ShopperId};
 use reservations::sales::{Money, SaleStatus};
 
 /// The public routes.
 pub fn router() -> Router<AppState> {
+    // A guest session is how a shopper enters the line: shedding it with the other
+    // traffic would turn a crowd away before it can even queue.
+    let entry = Router::new().route("/v1/sessions", post(create_session));
+    let page = Router::new().route("/v1/sales/{sale_id}", get(get_sale));
     Router::new()
-        .route("/v1/sessions", post(create_session))
-        .route("/v1/sales/{sale_id}", get(get_sale))
+        .merge(shed::classed(entry, Priority::Queue))
+        .merge(shed::classed(page, Priority::Other))
 }
 
 /// A guest shopper session.

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::http::extract::{ClientCapped, IdPath, Shopper};
+use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::SaleId;
 use waiting_room::queue::DrawInfo;
@@ -16,11 +17,15 @@ use waiting_room::Ticket;
 
 /// The waiting-room routes.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let line = Router::new()
         .route("/v1/sales/{sale_id}/queue", post(join))
-        .route("/v1/sales/{sale_id}/queue/me", get(me).delete(leave))
+        .route("/v1/sales/{sale_id}/queue/me", get(me).delete(leave));
+    let draw = Router::new()
         .route("/v1/sales/{sale_id}/draw", get(draw))
-        .route("/v1/sales/{sale_id}/draw/tickets", get(drawn_tickets))
+        .route("/v1/sales/{sale_id}/draw/tickets", get(drawn_tickets));
+    Router::new()
+        .merge(shed::classed(line, Priority::Queue))
+        .merge(shed::classed(draw, Priority::Other))
 }
 
 /// Join the line: 201 the first time, 200 with the same ticket after.

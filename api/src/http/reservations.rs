@@ -3,25 +3,29 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::http::extract::{AppJson, IdPath, IdempotencyKey, Shopper};
+use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::{ReservationId, SaleId};
 use reservations::{Quantity, Reservation};
 
 /// The reservation routes.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    // Reserving and releasing are the buy path (a release gives units back to the
+    // shoppers still buying); reading a hold is not.
+    let buy = Router::new()
         .route("/v1/sales/{sale_id}/reservations", post(reserve))
-        .route(
-            "/v1/reservations/{reservation_id}",
-            get(get_reservation).delete(release),
-        )
+        .route("/v1/reservations/{reservation_id}", delete(release));
+    let read = Router::new().route("/v1/reservations/{reservation_id}", get(get_reservation));
+    Router::new()
+        .merge(shed::classed(buy, Priority::Buy))
+        .merge(shed::classed(read, Priority::Other))
 }
 
 /// Body of a reserve call.

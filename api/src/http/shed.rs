@@ -6,6 +6,8 @@
 //!   (order history, merchant listings, public pages) only below 60%. Under overload
 //!   the lowest class is refused first with `503 overloaded` + `Retry-After`, so the
 //!   shoppers who are buying keep their capacity. Operations routes are never shed.
+//!   Each area's router gives its routes their class with [`classed`]; this module only
+//!   counts slots.
 //! - **Per-shopper rate limits** on join and poll (`429 rate_limited` + `Retry-After`):
 //!   one client polling in a loop cannot crowd out the rest of the line.
 //! - **An optional cap per client address** on guest sessions, join and poll, for the
@@ -17,10 +19,11 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::Router;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::error::{problem, ApiError};
@@ -39,22 +42,6 @@ pub enum Priority {
 }
 
 impl Priority {
-    /// The class of a route (its matched path) and method.
-    pub fn of(route: &str, method: &Method) -> Priority {
-        match route {
-            "/healthz" | "/readyz" | "/metrics" => Priority::Exempt,
-            "/v1/sales/{sale_id}/reservations" | "/v1/reservations/{reservation_id}/checkout" => {
-                Priority::Buy
-            }
-            "/v1/reservations/{reservation_id}" if method == Method::DELETE => Priority::Buy,
-            // A guest session is how a shopper enters the line: shedding it first would
-            // turn a crowd away before it can even queue.
-            "/v1/sessions" => Priority::Queue,
-            r if r.starts_with("/v1/sales/{sale_id}/queue") => Priority::Queue,
-            _ => Priority::Other,
-        }
-    }
-
     /// Share of the slots this class may fill.
     fn ceiling(self) -> f64 {
         match self {
@@ -104,14 +91,30 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Middleware: refuses a request whose class has no slot left.
-pub async fn shed_load(State(shedder): State<Arc<Shedder>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let priority = Priority::of(&route, req.method());
+/// Gives every route of `router` the shedding class `priority`. Each area's router
+/// declares the class of its routes where it lists them (`http/*.rs`), so a new route
+/// is classed where it is written, never by matching path strings here. The shared
+/// [`Shedder`] reaches the check through a request extension that [`provide`] sets on
+/// the whole application; a route without a class is not limited.
+pub fn classed<S>(router: Router<S>, priority: Priority) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router.route_layer(middleware::from_fn(move |req: Request, next: Next| {
+        shed_load(priority, req, next)
+    }))
+}
+
+/// Makes the process's [`Shedder`] available to the per-route checks of [`classed`].
+pub fn provide(shedder: Arc<Shedder>) -> axum::Extension<Arc<Shedder>> {
+    axum::Extension(shedder)
+}
+
+/// Refuses a request whose class has no slot left; otherwise holds a slot while it runs.
+async fn shed_load(priority: Priority, req: Request, next: Next) -> Response {
+    let Some(shedder) = req.extensions().get::<Arc<Shedder>>().cloned() else {
+        return next.run(req).await;
+    };
     let Some(_slot) = shedder.admit(priority) else {
         metrics::counter!("flashsale_requests_shed_total", "class" => format!("{priority:?}"))
             .increment(1);
