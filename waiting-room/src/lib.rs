@@ -1,14 +1,20 @@
 //! The waiting room: who may reserve, and when.
 //!
-//! Today this crate owns the admission token — the pass a shopper shows to reserve.
-//! The queue, the pre-queue draw and the feedback-controlled admission controller will
-//! live here too; they issue tokens through [`AdmissionTokens`], and the reservation
-//! endpoint checks them through the [`AdmissionCheck`] port, so plugging the queue in
-//! changes no reservation code.
+//! This crate owns the line of each sale (positions, the pre-queue and its verifiable
+//! draw), the admission tokens that let a shopper reserve, and the feedback-controlled
+//! admission controller that decides how fast the line moves. The reservation endpoint
+//! checks tokens through the [`AdmissionCheck`] port, so it knows nothing of the line.
 //!
 //! # Layout
 //!
+//! - [`queue`]: the line of one sale in Redis (join, ticket, leave, the draw at the
+//!   start, the counters the controller and `/stats` read) and its Lua scripts.
+//! - [`draw`]: the committed seed and the draw order anyone can recompute.
 //! - [`admission`]: admission tokens and the check the reservation endpoint calls.
+//! - [`controller`]: the admission law, a pure function with its reasoning.
+//! - [`runner`]: one controller per sale across all processes (a Redis lease), feeding
+//!   the law its signals and moving the line.
+//! - [`error`]: the crate's error type.
 
 pub mod admission;
 pub mod controller;
