@@ -14,6 +14,8 @@
 //! - [`redis_conn`]: one connection type for a single Redis or a Redis Cluster.
 //! - [`service`]: the operations the HTTP layer calls ([`Sales`]).
 //! - [`checkout`]: hold → order in one transaction with its outbox event; order reads.
+//! - [`events`]: the domain events ([`events::DomainEvent`]), their names, and
+//!   [`events::append`], the one way an event enters the outbox.
 //! - [`payment`]: the payment port, the simulated provider, timeout and breaker.
 //! - [`clock`]: the clock port.
 //! - [`error`]: the crate's error type.
@@ -21,6 +23,7 @@
 pub mod checkout;
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod payment;
 pub mod projection;
