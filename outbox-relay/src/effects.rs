@@ -20,15 +20,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use reservations::ids::OrderId;
+use reservations::events::OrderPlaced;
 use reservations::payment::PaymentGateway;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::consumer::ConsumerKind;
 use crate::error::{Error, Result};
-use crate::event::OrderPlaced;
 use crate::mailer::{Mailer, OrderConfirmation};
-use crate::worker::ConsumerKind;
 
 /// An `OrderPlaced` event read from a stream entry.
 pub(crate) struct Parsed {
@@ -181,9 +180,9 @@ impl Effects {
                 let order = &event.order;
                 let confirmation = OrderConfirmation {
                     event_id: event.event_id,
-                    order_id: order.order_id,
-                    shopper_id: order.shopper_id,
-                    sale_id: order.sale_id,
+                    order_id: order.order_id.0,
+                    shopper_id: order.shopper_id.0,
+                    sale_id: order.sale_id.0,
                     quantity: order.quantity,
                     amount_minor: order.amount.amount_minor,
                     currency: order.amount.currency.clone(),
@@ -192,7 +191,7 @@ impl Effects {
             }
             ConsumerKind::PaymentCapture => self
                 .payments
-                .capture(OrderId(event.order.order_id))
+                .capture(event.order.order_id)
                 .await
                 .map_err(Error::from),
             ConsumerKind::SalesLedger => Ok(()),
@@ -273,7 +272,7 @@ impl Effects {
 
         match kind {
             ConsumerKind::OrderConfirmation => {
-                let orders: Vec<Uuid> = fresh.iter().map(|e| e.order.order_id).collect();
+                let orders: Vec<Uuid> = fresh.iter().map(|e| e.order.order_id.0).collect();
                 let event_ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
                 sqlx::query(
                     "insert into notifications (order_id, event_id) \
@@ -286,7 +285,7 @@ impl Effects {
                 .await?;
             }
             ConsumerKind::PaymentCapture => {
-                let orders: Vec<Uuid> = fresh.iter().map(|e| e.order.order_id).collect();
+                let orders: Vec<Uuid> = fresh.iter().map(|e| e.order.order_id.0).collect();
                 sqlx::query(
                     "insert into payment_captures (order_id) select unnest($1::uuid[]) \
                      on conflict (order_id) do nothing",
@@ -301,7 +300,7 @@ impl Effects {
                 // A BTreeMap orders the sales, so concurrent ledgers lock rows alike.
                 let mut totals: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
                 for event in &fresh {
-                    let total = totals.entry(event.order.sale_id).or_default();
+                    let total = totals.entry(event.order.sale_id.0).or_default();
                     total.0 += i64::from(event.order.quantity);
                     total.1 += event.order.amount.amount_minor;
                 }

@@ -1,5 +1,7 @@
 //! The event as it travels: an outbox row becomes one stream entry with flat string
-//! fields, and a worker turns the entry back into an [`Event`] and its payload.
+//! fields, and a worker turns the entry back into an [`Event`] envelope and decodes its
+//! payload into the domain's own type, [`DomainEvent`] (crate `reservations`, module
+//! `events`: the one definition of every event, used by the producer too).
 //!
 //! Stream entry fields: `id` (the event id, the deduplication key of every consumer),
 //! `type`, `aggregate_type`, `aggregate_id`, `occurred_at` (RFC 3339), `correlation_id`
@@ -8,16 +10,13 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
-/// The aggregate type of orders, and so the name of the order stream.
-pub const ORDER_AGGREGATE: &str = "order";
-
-/// The event type checkout writes when an order commits.
-pub const ORDER_PLACED: &str = "OrderPlaced";
+/// The event names and payloads are the domain's; re-exported so relay users (and
+/// `flashsale verify`) keep naming them `outbox_relay::event::…`.
+pub use reservations::events::{DomainEvent, OrderPlaced, ORDER_AGGREGATE, ORDER_PLACED};
 
 /// The stream of one aggregate type: `<prefix>:stream:{<aggregate_type>}`.
 ///
@@ -99,40 +98,13 @@ impl Event {
             payload: text("payload")?,
         })
     }
-}
 
-/// The payload of [`ORDER_PLACED`]: what the workers need to confirm, capture and count
-/// an order without reading it back from Postgres.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderPlaced {
-    /// The order.
-    pub order_id: Uuid,
-    /// The sale it belongs to.
-    pub sale_id: Uuid,
-    /// Who bought.
-    pub shopper_id: Uuid,
-    /// The hold the order was made from.
-    pub reservation_id: Uuid,
-    /// Units bought.
-    pub quantity: i32,
-    /// What the shopper pays.
-    pub amount: Amount,
-}
-
-/// An amount of money in minor units (cents) of a currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Amount {
-    /// Minor units, e.g. 12900 for 129.00.
-    pub amount_minor: i64,
-    /// ISO 4217 code, e.g. `EUR`.
-    pub currency: String,
-}
-
-impl OrderPlaced {
-    /// Parses the payload of an [`ORDER_PLACED`] event.
-    pub fn parse(event: &Event) -> Result<OrderPlaced> {
-        serde_json::from_str(&event.payload)
-            .map_err(|e| Error::MalformedEvent(format!("OrderPlaced payload: {e}")))
+    /// Decodes the payload into the domain event its type names; `Ok(None)` for a type
+    /// this build does not know. A payload that does not parse is
+    /// [`Error::MalformedEvent`]: retrying cannot help.
+    pub fn decode(&self) -> Result<Option<DomainEvent>> {
+        DomainEvent::parse(&self.event_type, &self.payload)
+            .map_err(|e| Error::MalformedEvent(format!("{} payload: {e}", self.event_type)))
     }
 }
 
@@ -194,11 +166,13 @@ mod tests {
             "reservation_id": Uuid::new_v4(), "quantity": 2,
             "amount": { "amount_minor": 25800, "currency": "EUR" },
         }));
-        let parsed = OrderPlaced::parse(&event).unwrap();
-        assert_eq!(parsed.order_id, order);
+        let Some(DomainEvent::OrderPlaced(parsed)) = event.decode().unwrap() else {
+            panic!("an OrderPlaced event decodes as one");
+        };
+        assert_eq!(parsed.order_id.0, order);
         assert_eq!(parsed.amount.amount_minor, 25800);
 
         let poison = order_placed_event(serde_json::json!({ "hello": "world" }));
-        assert!(!OrderPlaced::parse(&poison).unwrap_err().is_transient());
+        assert!(!poison.decode().unwrap_err().is_transient());
     }
 }

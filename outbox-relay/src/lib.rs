@@ -18,17 +18,22 @@
 //!
 //! # Layout
 //!
-//! - [`event`]: the event as it travels (stream fields), the `OrderPlaced` payload and
-//!   the stream key names.
+//! - [`event`]: the event as it travels (stream fields) and the stream key names. The
+//!   events themselves (names, payloads) are one type owned by the domain that emits
+//!   them, `reservations::events::DomainEvent`, re-exported here.
+//! - [`consumer`]: the consumer groups `order-confirmation`, `payment-capture` and
+//!   `sales-ledger` ([`consumer::ConsumerKind`]), named once for the workers, the
+//!   relay and the audits.
 //! - [`relay`]: the outbox relay ([`relay::run`]) and the backlog figures for `/stats`.
-//! - [`worker`]: the consumer groups `order-confirmation`, `payment-capture` and
-//!   `sales-ledger` ([`worker::run`]).
+//! - [`worker`]: the loops that run each consumer group ([`worker::run`]); what each
+//!   group does with an event is in the private `effects` module.
 //! - [`mailer`]: the mailer port the confirmation worker sends through, and its
 //!   simulated implementation.
 //! - [`error`]: the crate's error type.
 
 #![warn(missing_docs)]
 
+pub mod consumer;
 pub mod error;
 pub mod event;
 pub mod mailer;

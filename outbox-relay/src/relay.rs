@@ -39,9 +39,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::backoff::{sleep_or_shutdown, Backoff};
+use crate::consumer::ConsumerKind;
 use crate::error::Result;
 use crate::event::{stream_key, Event, ORDER_AGGREGATE, ORDER_PLACED};
-use crate::worker::ConsumerKind;
 
 /// The Postgres channel the outbox trigger notifies.
 const CHANNEL: &str = "outbox";

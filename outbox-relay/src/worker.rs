@@ -1,5 +1,7 @@
-//! The event workers: three consumer groups on the order stream, each applying every
-//! `OrderPlaced` event exactly once (see the effects in `effects.rs`).
+//! The event workers: three consumer groups ([`ConsumerKind`]) on the order stream,
+//! each applying every `OrderPlaced` event exactly once. This module runs the loops
+//! (read, claim, retry, acknowledge, dead-letter); what each group does with an event
+//! is in `effects.rs`, and the group names in `consumer.rs`.
 //!
 //! - `order-confirmation` sends a confirmation through the [`Mailer`] port and records
 //!   it in `notifications`;
@@ -31,6 +33,7 @@ use redis::streams::{
     StreamPendingCountReply, StreamReadOptions, StreamReadReply,
 };
 use redis::AsyncCommands;
+use reservations::events::DomainEvent;
 use reservations::payment::PaymentGateway;
 use reservations::redis_conn::{RedisConn, RedisTarget};
 use sqlx::PgPool;
@@ -40,10 +43,11 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::{jitter, sleep_or_shutdown, step, Backoff};
 use crate::effects::{Applied, Effects, Failure, Parsed};
 use crate::error::Result;
-use crate::event::{
-    dead_letter_key, stream_key, Event, OrderPlaced, ORDER_AGGREGATE, ORDER_PLACED,
-};
+use crate::event::{dead_letter_key, stream_key, Event, ORDER_AGGREGATE};
 use crate::mailer::Mailer;
+
+/// Re-exported where it was first defined: callers name it `worker::ConsumerKind`.
+pub use crate::consumer::ConsumerKind;
 
 /// A consumer that has not read for this long and holds no pending entry is removed
 /// from its group: every process start adds a consumer name, and dead names would
@@ -109,36 +113,6 @@ pub fn unique_consumer_name() -> String {
         std::process::id(),
         rand::random::<u32>()
     )
-}
-
-/// The consumer groups on the order stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConsumerKind {
-    /// Sends the order confirmation (`notifications`).
-    OrderConfirmation,
-    /// Captures the payment (`payment_captures`).
-    PaymentCapture,
-    /// Counts units and revenue per sale (`sales_ledger`).
-    SalesLedger,
-}
-
-impl ConsumerKind {
-    /// Every consumer group, in the order [`run`] starts them.
-    pub const ALL: [ConsumerKind; 3] = [
-        ConsumerKind::OrderConfirmation,
-        ConsumerKind::PaymentCapture,
-        ConsumerKind::SalesLedger,
-    ];
-
-    /// The group name, also the `consumer` column of `processed_events` and the
-    /// `consumer` label of the metrics.
-    pub fn group(self) -> &'static str {
-        match self {
-            ConsumerKind::OrderConfirmation => "order-confirmation",
-            ConsumerKind::PaymentCapture => "payment-capture",
-            ConsumerKind::SalesLedger => "sales-ledger",
-        }
-    }
 }
 
 /// Runs the three consumers of the order stream until `shutdown` is cancelled, then
@@ -512,13 +486,8 @@ impl Consumer {
                     continue;
                 }
             };
-            if event.event_type != ORDER_PLACED {
-                // Another event type on the order stream: not this consumer's business.
-                verdicts[i] = Some(Verdict::Done("ignored"));
-                continue;
-            }
-            match OrderPlaced::parse(&event) {
-                Ok(order) => {
+            match event.decode() {
+                Ok(Some(DomainEvent::OrderPlaced(order))) => {
                     // Commit-to-consumed lag: from the order's transaction to this consumer.
                     let lag = (chrono::Utc::now() - event.occurred_at)
                         .num_milliseconds()
@@ -531,6 +500,8 @@ impl Consumer {
                     });
                     parsed_at.push(i);
                 }
+                // Another event type on the order stream: not this consumer's business.
+                Ok(_) => verdicts[i] = Some(Verdict::Done("ignored")),
                 Err(e) => verdicts[i] = Some(Verdict::Failed(Failure::from(&e))),
             }
         }

@@ -13,14 +13,20 @@
 //! - [`projection`]: a sale's hot state in Redis and the scripts in `lua/`.
 //! - [`redis_conn`]: one connection type for a single Redis or a Redis Cluster.
 //! - [`service`]: the operations the HTTP layer calls ([`Sales`]).
-//! - [`checkout`]: hold → order in one transaction with its outbox event; order reads.
-//! - [`payment`]: the payment port, the simulated provider, timeout and breaker.
+//! - [`checkout`]: hold → order ([`checkout::Placement`]): the flow, idempotency keys
+//!   ([`checkout::idempotency`]), the order transaction, the reconciler of checkouts a
+//!   dead process left half done, and the order read model ([`checkout::orders`]).
+//! - [`events`]: the domain events ([`events::DomainEvent`]), their names, and
+//!   [`events::append`], the one way an event enters the outbox.
+//! - [`payment`]: the payment port, the simulated provider, timeout and breaker, and
+//!   the parsed [`payment::PaymentToken`].
 //! - [`clock`]: the clock port.
 //! - [`error`]: the crate's error type.
 
 pub mod checkout;
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod payment;
 pub mod projection;

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use crate::ids::OrderId;
-use crate::sales::Money;
+use crate::sales::{FieldError, Money};
 
 /// Why a payment call did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -321,6 +321,33 @@ impl PaymentGateway for GuardedGateway {
     }
 }
 
+/// A card token as the shopper's client sent it: 1–255 characters. Parsed once at the
+/// edge ([`PaymentToken::parse`]); the gateway receives only tokens that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentToken(String);
+
+impl PaymentToken {
+    /// The longest token accepted, in characters (API.md).
+    pub const MAX_CHARS: usize = 255;
+
+    /// Accepts 1–255 characters; otherwise `422 invalid_field` on `payment_token`.
+    pub fn parse(token: String) -> Result<PaymentToken, FieldError> {
+        let chars = token.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(FieldError {
+                field: "payment_token",
+                message: "must be 1–255 characters".into(),
+            });
+        }
+        Ok(PaymentToken(token))
+    }
+
+    /// The token, for the gateway.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +406,17 @@ mod tests {
         samples.sort();
         let median = samples[1000].as_millis();
         assert!((80..=125).contains(&median), "median {median} ms");
+    }
+
+    #[test]
+    fn a_payment_token_is_one_to_255_characters() {
+        assert!(PaymentToken::parse("tok_ok".into()).is_ok());
+        assert!(PaymentToken::parse("é".repeat(255)).is_ok());
+        let too_long = PaymentToken::parse("x".repeat(256)).unwrap_err();
+        assert_eq!(
+            too_long.to_string(),
+            "payment_token: must be 1–255 characters"
+        );
+        assert!(PaymentToken::parse(String::new()).is_err());
     }
 }

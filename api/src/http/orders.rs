@@ -14,8 +14,10 @@ use crate::http::admin::{decode_cursor, encode_cursor, page_limit};
 use crate::http::extract::{AppJson, AppQuery, IdPath, IdempotencyKey, Merchant, Shopper};
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
-use reservations::checkout::{CheckoutRequest, Order};
+use reservations::checkout::{CheckoutRequest, Order, Placement};
 use reservations::ids::{OrderId, ReservationId, SaleId};
+use reservations::payment::PaymentToken;
+use reservations::Error as Domain;
 
 /// The checkout and order routes.
 pub fn router() -> Router<AppState> {
@@ -66,14 +68,7 @@ async fn checkout(
             "checkout requires an Idempotency-Key header",
         )
     })?;
-    let token_len = body.payment_token.chars().count();
-    if token_len == 0 || token_len > 255 {
-        return Err(ApiError::client(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "payment_token: must be 1–255 characters",
-        ));
-    }
+    let payment_token = PaymentToken::parse(body.payment_token).map_err(Domain::from)?;
     let correlation_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -87,14 +82,18 @@ async fn checkout(
             shopper,
             reservation: ReservationId(reservation),
             idempotency_key: key,
-            payment_token: body.payment_token,
+            payment_token,
             correlation_id,
         })
         .await;
     state.signals.checkout.record(started.elapsed());
-    let answer = answer?;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::CREATED);
-    Ok((status, axum::Json(answer.body)).into_response())
+    let (status, order) = match answer? {
+        Placement::Placed(order) => (StatusCode::CREATED, order),
+        // A replay answers what the first request answered (API.md: "a retry with the
+        // same key and body returns the first result"), its status included.
+        Placement::Replayed(order) => (StatusCode::CREATED, order),
+    };
+    Ok((status, axum::Json(order)).into_response())
 }
 
 /// One of the shopper's orders.

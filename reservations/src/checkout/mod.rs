@@ -1,0 +1,299 @@
+//! Checkout: a hold becomes an order. The payment is authorized first; then ONE
+//! Postgres transaction writes the order, one `order_units` row per unit (the oversell
+//! guard), the `OrderPlaced` outbox event and the idempotency answer. The money is
+//! captured later by a worker reacting to `OrderPlaced`; whenever the transaction does
+//! not commit, the authorization is voided — nobody pays for an order that does not
+//! exist.
+//!
+//! Checkout answers in domain values: [`Placement::Placed`] for the request that placed
+//! the order, [`Placement::Replayed`] for a retry with the same idempotency key. What
+//! either means in HTTP is the `api` crate's business.
+//!
+//! # Layout
+//!
+//! - this module: the flow ([`Checkout::checkout`]): claim the key, take the hold,
+//!   authorize, commit, finish the hold in Redis.
+//! - [`idempotency`]: claim a key, save the answer, replay it.
+//! - `transaction`: the one Postgres transaction of an order.
+//! - `reconciler`: finishes checkouts a dead process left in `committing`.
+//! - [`orders`]: the order read model ([`Order`]) and the order queries.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::ids::{OrderId, ReservationId, SaleId, ShopperId};
+use crate::payment::{PaymentError, PaymentGateway, PaymentToken};
+use crate::projection::{BeginCheckout, Finish};
+use crate::sales::Money;
+use crate::{Error, Result, Sales};
+
+pub mod idempotency;
+pub mod orders;
+mod reconciler;
+mod transaction;
+
+pub use orders::{Confirmation, ConfirmationStatus, Order, OrderStatus};
+
+use idempotency::{Claim, IdempotencyKey};
+use transaction::{unique_violation, Commit};
+
+/// A checkout request, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest {
+    /// Who pays.
+    pub shopper: ShopperId,
+    /// The hold.
+    pub reservation: ReservationId,
+    /// The required idempotency key.
+    pub idempotency_key: String,
+    /// The card token.
+    pub payment_token: PaymentToken,
+    /// The request id that caused it, carried into the event.
+    pub correlation_id: String,
+}
+
+impl CheckoutRequest {
+    fn key(&self) -> IdempotencyKey<'_> {
+        IdempotencyKey {
+            shopper: self.shopper,
+            key: &self.idempotency_key,
+        }
+    }
+}
+
+/// How a checkout ended well.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placement {
+    /// This request placed the order.
+    Placed(Order),
+    /// An earlier request with the same idempotency key and body placed it; this is
+    /// the order as that request answered it.
+    Replayed(Order),
+}
+
+impl Placement {
+    /// The order, placed now or earlier.
+    pub fn into_order(self) -> Order {
+        match self {
+            Placement::Placed(order) | Placement::Replayed(order) => order,
+        }
+    }
+}
+
+/// Checkout and order reads, on their own Postgres pool (a bulkhead: listings and admin
+/// traffic can never take the buy path's connections).
+#[derive(Clone)]
+pub struct Checkout {
+    sales: Sales,
+    /// The checkout bulkhead: only the buy path writes through it.
+    pool: PgPool,
+    /// The general pool: order reads and listings.
+    reads: PgPool,
+    payments: Arc<dyn PaymentGateway>,
+}
+
+impl Checkout {
+    /// Checkout over `sales`, writing through `pool`, reading orders through `reads`,
+    /// paying through `payments`.
+    pub fn new(
+        sales: Sales,
+        pool: PgPool,
+        reads: PgPool,
+        payments: Arc<dyn PaymentGateway>,
+    ) -> Self {
+        Self {
+            sales,
+            pool,
+            reads,
+            payments,
+        }
+    }
+
+    /// The payment gateway (the capture worker and tests share it).
+    pub fn payments(&self) -> Arc<dyn PaymentGateway> {
+        self.payments.clone()
+    }
+
+    /// Places the order, or replays the first answer to this idempotency key.
+    pub async fn checkout(&self, request: CheckoutRequest) -> Result<Placement> {
+        let reservation = request.reservation.to_string();
+        let hash = idempotency::request_hash(&[&reservation, request.payment_token.as_str()]);
+        if let Claim::Answered(order) =
+            idempotency::claim::<Order>(&self.pool, request.key(), &hash).await?
+        {
+            return Ok(Placement::Replayed(order));
+        }
+        match self.place(&request).await {
+            Ok(order) => {
+                metrics::counter!("flashsale_checkouts_total", "outcome" => "confirmed")
+                    .increment(1);
+                Ok(Placement::Placed(order))
+            }
+            Err(e) => {
+                metrics::counter!("flashsale_checkouts_total", "outcome" => outcome_label(&e))
+                    .increment(1);
+                // A failed attempt leaves no answer behind: the key may be retried.
+                idempotency::release(&self.pool, request.key()).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn place(&self, request: &CheckoutRequest) -> Result<Order> {
+        let projection = self.sales.projection();
+        let stripe = projection
+            .reservation_stripe(request.reservation)
+            .await?
+            .ok_or(Error::ReservationNotFound)?;
+        let sale_id = stripe.sale;
+        let order_id = OrderId::new();
+        let now_ms = self.sales.now().timestamp_millis();
+        let begun = projection
+            .begin_checkout(
+                stripe,
+                request.reservation,
+                request.shopper,
+                now_ms,
+                order_id,
+            )
+            .await?;
+        let (quantity, units) = match begun {
+            BeginCheckout::Committing {
+                quantity, units, ..
+            } => (quantity, units),
+            // The index knows the hold, Redis does not: it was lost with Redis state.
+            BeginCheckout::Missing | BeginCheckout::Expired => {
+                return Err(Error::ReservationExpired)
+            }
+            BeginCheckout::NotFound => return Err(Error::ReservationNotFound),
+            BeginCheckout::AlreadyCommitting => {
+                return Err(Error::ReservationNotHeld("being checked out".into()))
+            }
+            BeginCheckout::NotHeld(status) if status == "expired" => {
+                return Err(Error::ReservationExpired)
+            }
+            BeginCheckout::NotHeld(status) => return Err(Error::ReservationNotHeld(status)),
+        };
+        let abort =
+            |finish| projection.finish_checkout(stripe, request.reservation, order_id, finish);
+
+        let (price, limit) = match self.sales.store().get(sale_id).await {
+            Ok(sale) => (sale.price, sale.per_user_limit),
+            Err(e) => {
+                abort(Finish::Abort).await?;
+                return Err(e);
+            }
+        };
+        let amount = Money {
+            amount_minor: price.amount_minor * quantity,
+            currency: price.currency,
+        };
+        if let Err(e) = self
+            .payments
+            .authorize(order_id, &amount, request.payment_token.as_str())
+            .await
+        {
+            abort(Finish::Abort).await?;
+            return Err(match e {
+                PaymentError::Declined => Error::PaymentDeclined,
+                PaymentError::Unavailable(reason) => {
+                    tracing::warn!(%reason, order_id = %order_id, "payment authorization failed");
+                    Error::PaymentUnavailable
+                }
+            });
+        }
+
+        let order = Order {
+            order_id,
+            sale_id,
+            reservation_id: request.reservation,
+            quantity,
+            amount,
+            status: OrderStatus::Confirmed,
+            created_at: self.sales.now(),
+            confirmation: Confirmation {
+                status: ConfirmationStatus::Pending,
+                sent_at: None,
+            },
+        };
+        let commit = Commit {
+            shopper: request.shopper,
+            key: request.key(),
+            units: &units,
+            limit,
+            striped: projection.stripe_count() > 1,
+            correlation_id: &request.correlation_id,
+        };
+        match transaction::commit(&self.pool, &order, commit).await {
+            Ok(()) => {}
+            Err(e) => {
+                // Nothing committed: give the money back before anything else.
+                self.void(order_id).await;
+                return Err(match unique_violation(&e).as_deref() {
+                    Some("order_units_pkey") => {
+                        let sold = self
+                            .sold_among(sale_id, &units)
+                            .await
+                            .unwrap_or_else(|_| units.clone());
+                        tracing::warn!(sale_id = %sale_id, ?sold, "unit handed out twice by Redis; Postgres refused the second sale");
+                        metrics::counter!("flashsale_oversell_prevented_total").increment(1);
+                        abort(Finish::Conflict(&sold)).await?;
+                        Error::UnitUnavailable
+                    }
+                    Some("orders_reservation_unique") => {
+                        Error::ReservationNotHeld("checked_out".into())
+                    }
+                    // The shopper's orders would pass the limit: this hold can never
+                    // be bought, so its units go back to the other shoppers now.
+                    _ if matches!(e, Error::PerUserLimitExceeded(_)) => {
+                        abort(Finish::Release).await?;
+                        e
+                    }
+                    _ => {
+                        abort(Finish::Abort).await?;
+                        e
+                    }
+                });
+            }
+        }
+        if let Err(e) = projection
+            .finish_checkout(stripe, request.reservation, order_id, Finish::Sold(&units))
+            .await
+        {
+            // The order is committed; the reconciler moves the hold to checked_out later.
+            tracing::warn!(error = %e, order_id = %order_id, "order committed but Redis not updated; the reconciler will finish it");
+        }
+        Ok(order)
+    }
+
+    async fn sold_among(&self, sale: SaleId, units: &[i32]) -> Result<Vec<i32>> {
+        Ok(sqlx::query_scalar(
+            "select unit_no from order_units where sale_id = $1 and unit_no = any($2)",
+        )
+        .bind(sale.0)
+        .bind(units)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn void(&self, order: OrderId) {
+        if let Err(e) = self.payments.void(order).await {
+            // The reconciler voids it later: the order does not exist, so it finds
+            // nothing committed for this hold.
+            tracing::warn!(error = %e, order_id = %order, "void failed; the reconciler retries");
+        }
+    }
+}
+
+fn outcome_label(e: &Error) -> &'static str {
+    match e {
+        Error::PaymentDeclined => "declined",
+        Error::PaymentUnavailable => "payment_unavailable",
+        Error::ReservationExpired => "expired",
+        Error::UnitUnavailable => "unit_unavailable",
+        Error::PerUserLimitExceeded(_) => "limit_exceeded",
+        Error::Database(_) | Error::Redis(_) => "unavailable",
+        _ => "rejected",
+    }
+}

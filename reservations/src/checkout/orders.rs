@@ -1,0 +1,157 @@
+//! The order read model: [`Order`] as the API shows it, and the order queries (one
+//! order, a shopper's pages, a sale's pages) on the general pool.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Checkout;
+use crate::ids::{OrderId, ReservationId, SaleId, ShopperId};
+use crate::sales::Money;
+use crate::{Error, Result};
+
+/// Whether the worker has sent the confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmationStatus {
+    /// Not yet.
+    Pending,
+    /// Sent (see `sent_at`).
+    Sent,
+}
+
+/// The confirmation block of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Confirmation {
+    /// `pending` until the worker sends it.
+    pub status: ConfirmationStatus,
+    /// When it was sent.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Always, for now: an order exists only once committed.
+    Confirmed,
+}
+
+/// An order as the API shows it. It is also what the idempotency record stores and
+/// replays (see [`super::idempotency`]), so its JSON shape is a stored format too:
+/// fields may be added, not renamed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Order {
+    /// The order's id.
+    pub order_id: OrderId,
+    /// Its sale.
+    pub sale_id: SaleId,
+    /// The hold it came from.
+    pub reservation_id: ReservationId,
+    /// Units bought.
+    pub quantity: i64,
+    /// Price × quantity.
+    pub amount: Money,
+    /// Always `confirmed`: an order exists only once committed.
+    pub status: OrderStatus,
+    /// When it was committed.
+    pub created_at: DateTime<Utc>,
+    /// Filled in by the confirmation worker.
+    pub confirmation: Confirmation,
+}
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: Uuid,
+    sale_id: Uuid,
+    reservation_id: Uuid,
+    quantity: i32,
+    amount_minor: i64,
+    currency: String,
+    created_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+}
+
+impl From<OrderRow> for Order {
+    fn from(r: OrderRow) -> Order {
+        Order {
+            order_id: OrderId(r.id),
+            sale_id: SaleId(r.sale_id),
+            reservation_id: ReservationId(r.reservation_id),
+            quantity: i64::from(r.quantity),
+            amount: Money {
+                amount_minor: r.amount_minor,
+                currency: r.currency,
+            },
+            status: OrderStatus::Confirmed,
+            created_at: r.created_at,
+            confirmation: Confirmation {
+                status: if r.sent_at.is_some() {
+                    ConfirmationStatus::Sent
+                } else {
+                    ConfirmationStatus::Pending
+                },
+                sent_at: r.sent_at,
+            },
+        }
+    }
+}
+
+const ORDER_SELECT: &str =
+    "select o.id, o.sale_id, o.reservation_id, o.quantity, o.amount_minor, o.currency, \
+     o.created_at, n.sent_at from orders o left join notifications n on n.order_id = o.id";
+
+impl Checkout {
+    /// A shopper's own order.
+    pub async fn order(&self, shopper: ShopperId, id: OrderId) -> Result<Order> {
+        let sql = format!("{ORDER_SELECT} where o.id = $1 and o.shopper_id = $2");
+        let row: Option<OrderRow> = sqlx::query_as(&sql)
+            .bind(id.0)
+            .bind(shopper.0)
+            .fetch_optional(&self.reads)
+            .await?;
+        row.map(Order::from).ok_or(Error::OrderNotFound)
+    }
+
+    /// A page of a shopper's orders, newest first, after the keyset position `after`.
+    pub async fn shopper_orders(
+        &self,
+        shopper: ShopperId,
+        limit: i64,
+        after: Option<(DateTime<Utc>, Uuid)>,
+    ) -> Result<Vec<Order>> {
+        self.page("o.shopper_id", shopper.0, limit, after).await
+    }
+
+    /// A page of a sale's orders, newest first (the merchant has been checked).
+    pub async fn sale_orders(
+        &self,
+        sale: SaleId,
+        limit: i64,
+        after: Option<(DateTime<Utc>, Uuid)>,
+    ) -> Result<Vec<Order>> {
+        self.page("o.sale_id", sale.0, limit, after).await
+    }
+
+    async fn page(
+        &self,
+        column: &str,
+        value: Uuid,
+        limit: i64,
+        after: Option<(DateTime<Utc>, Uuid)>,
+    ) -> Result<Vec<Order>> {
+        let sql = format!(
+            "{ORDER_SELECT} where {column} = $1 and ($2::timestamptz is null or (o.created_at, o.id) < ($2, $3)) \
+             order by o.created_at desc, o.id desc limit $4"
+        );
+        let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+            .bind(value)
+            .bind(after.map(|a| a.0))
+            .bind(after.map(|a| a.1))
+            .bind(limit)
+            .fetch_all(&self.reads)
+            .await?;
+        Ok(rows.into_iter().map(Order::from).collect())
+    }
+}

@@ -1,0 +1,115 @@
+//! The order transaction: the one Postgres transaction in which an order becomes
+//! true — the order row, one `order_units` row per unit (the oversell guard), its
+//! `OrderPlaced` outbox event and the idempotency answer. All or nothing.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::idempotency::{self, IdempotencyKey};
+use super::orders::Order;
+use crate::events::{self, DomainEvent, OrderPlaced};
+use crate::ids::ShopperId;
+use crate::{Error, Result};
+
+/// The order row.
+const ORDER_INSERT: &str =
+    "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
+     values ($1, $2, $3, $4, $5, $6, $7, $1::text) returning created_at";
+
+/// The order row, only if the shopper's orders of the sale stay within the per-shopper
+/// limit (`$8`); no row means refused.
+///
+/// Why: with striped stock each stripe enforces the limit only on what it sees, so a
+/// shopper who fell back to another stripe may hold more than the limit. Orders stay
+/// exact here. Two checkouts of one shopper in one sale are serialised by a transaction
+/// advisory lock on (sale, shopper) taken just before, so each sees the other's
+/// committed order (READ COMMITTED takes a new snapshot per statement); other shoppers
+/// never wait (a hash collision at worst makes two of them take turns). The sum reads
+/// the shopper's few orders through `orders_by_shopper`. Unstriped sales skip both
+/// statements: Redis already counts the shopper's holds and orders in one place.
+const LIMIT_CHECKED_INSERT: &str =
+    "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
+     select $1, $2, $3, $4, $5, $6, $7, $1::text \
+     where (select coalesce(sum(quantity), 0) from orders where shopper_id = $3 and sale_id = $2) + $5 <= $8 \
+     returning created_at";
+
+/// What the transaction writes besides the order itself.
+pub(super) struct Commit<'a> {
+    /// Who pays.
+    pub(super) shopper: ShopperId,
+    /// The claimed key the answer is saved under.
+    pub(super) key: IdempotencyKey<'a>,
+    /// The units Redis handed out, one `order_units` row each.
+    pub(super) units: &'a [i32],
+    /// The sale's per-shopper limit; checked here only when `striped`.
+    pub(super) limit: i32,
+    /// Whether the deployment stripes its stock (see [`LIMIT_CHECKED_INSERT`]).
+    pub(super) striped: bool,
+    /// The request behind it, carried into the event.
+    pub(super) correlation_id: &'a str,
+}
+
+/// Commits `order`: order, units, event and idempotency answer in one transaction.
+/// The saved answer carries the commit's `created_at`. A shopper past the limit is
+/// [`Error::PerUserLimitExceeded`]; a unit sold twice or a hold ordered twice surface
+/// as the database's unique violations (see [`unique_violation`]).
+pub(super) async fn commit(pool: &PgPool, order: &Order, c: Commit<'_>) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    if c.striped {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))")
+            .bind(order.sale_id.0)
+            .bind(c.shopper.0)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut insert = sqlx::query_scalar(if c.striped {
+        LIMIT_CHECKED_INSERT
+    } else {
+        ORDER_INSERT
+    })
+    .bind(order.order_id.0)
+    .bind(order.sale_id.0)
+    .bind(c.shopper.0)
+    .bind(order.reservation_id.0)
+    .bind(order.quantity as i32)
+    .bind(order.amount.amount_minor)
+    .bind(&order.amount.currency);
+    if c.striped {
+        insert = insert.bind(c.limit);
+    }
+    let created_at: Option<DateTime<Utc>> = insert.fetch_optional(&mut *tx).await?;
+    let Some(created_at) = created_at else {
+        return Err(Error::PerUserLimitExceeded(c.limit.into()));
+    };
+    sqlx::query(
+        "insert into order_units (sale_id, unit_no, order_id) select $1, unnest($2::int[]), $3",
+    )
+    .bind(order.sale_id.0)
+    .bind(c.units)
+    .bind(order.order_id.0)
+    .execute(&mut *tx)
+    .await?;
+    let placed = DomainEvent::OrderPlaced(OrderPlaced {
+        order_id: order.order_id,
+        sale_id: order.sale_id,
+        shopper_id: c.shopper,
+        reservation_id: order.reservation_id,
+        quantity: order.quantity as i32,
+        amount: order.amount.clone(),
+    });
+    events::append(&mut tx, &placed, c.correlation_id).await?;
+    let mut answer = order.clone();
+    answer.created_at = created_at;
+    idempotency::save(&mut tx, c.key, &answer).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The constraint a unique violation (SQLSTATE 23505) names, if `e` is one.
+pub(super) fn unique_violation(e: &Error) -> Option<String> {
+    let Error::Database(e) = e else {
+        return None;
+    };
+    let db = e.as_database_error()?;
+    (db.code().as_deref() == Some("23505")).then(|| db.constraint().unwrap_or_default().to_owned())
+}
