@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod error;
 pub mod event;
 pub mod mailer;
