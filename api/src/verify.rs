@@ -19,11 +19,11 @@
 //! committing) is given time to drain first: the checker waits while work is still
 //! moving, up to a bound, so a run that stopped a moment ago is not reported as broken.
 //! Then it runs the audits in a fixed order, merges their checks and figures, and
-//! renders the report (text, or JSON with `--json`). Everything found is listed with
-//! the offending ids; the command exits non-zero when any check fails.
+//! renders the report (text in the `render` submodule, or JSON with `--json`).
+//! Everything found is listed with the offending ids; the command exits non-zero when
+//! any check fails.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use outbox_relay::audit::Backlog;
@@ -37,8 +37,7 @@ use uuid::Uuid;
 
 pub use reservations::audit::Check;
 
-/// How many offending ids the text report prints per check (the JSON keeps more).
-const SHOWN_OFFENDERS: usize = 20;
+mod render;
 
 /// How long to wait for the asynchronous part to settle before judging.
 #[derive(Debug, Clone, Copy)]
@@ -95,89 +94,6 @@ impl Report {
     /// The failed checks.
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| !c.passed)
-    }
-
-    /// The report as text: a header with the figures, one line per check, offenders
-    /// under each failed check, and the verdict last.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "flashsale verify: sale {} ({})",
-            self.sale_id, self.name
-        );
-        let redis = match &self.redis {
-            Some(s) => format!(
-                "available {} + held {} + sold {} = {} (total {})",
-                s.available,
-                s.held,
-                s.sold,
-                s.available + s.held + s.sold,
-                s.total
-            ),
-            None => "no state".to_owned(),
-        };
-        let _ = writeln!(
-            out,
-            "  postgres: total {} · orders {} · units sold {} · oversold {} · lost {}",
-            self.total, self.orders, self.units_sold, self.oversold, self.lost
-        );
-        let _ = writeln!(out, "  redis:    {redis}");
-        let _ = writeln!(
-            out,
-            "  pipeline: {} after {:.1} s",
-            if self.drained {
-                "drained"
-            } else {
-                "NOT drained"
-            },
-            self.waited_ms as f64 / 1000.0
-        );
-        let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
-        for check in &self.checks {
-            let verdict = if check.passed { "ok  " } else { "FAIL" };
-            let _ = writeln!(
-                out,
-                "  {verdict} {:width$}  {}",
-                check.name,
-                check.detail,
-                width = width
-            );
-            if !check.passed {
-                let _ = writeln!(out, "         invariant: {}", check.invariant);
-            }
-            if check.offender_count > 0 {
-                let shown: Vec<&str> = check
-                    .offenders
-                    .iter()
-                    .take(SHOWN_OFFENDERS)
-                    .map(String::as_str)
-                    .collect();
-                let more = check.offender_count - shown.len();
-                let _ = writeln!(
-                    out,
-                    "         {} offender(s): {}{}",
-                    check.offender_count,
-                    shown.join(", "),
-                    if more > 0 {
-                        format!(", … and {more} more")
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-        }
-        let failed = self.failures().count();
-        if failed == 0 {
-            let _ = writeln!(out, "PASS: {} checks hold", self.checks.len());
-        } else {
-            let _ = writeln!(
-                out,
-                "FAIL: {failed} of {} checks violated",
-                self.checks.len()
-            );
-        }
-        out
     }
 }
 
