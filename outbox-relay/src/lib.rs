@@ -29,10 +29,13 @@
 //!   group does with an event is in the private `effects` module.
 //! - [`mailer`]: the mailer port the confirmation worker sends through, and its
 //!   simulated implementation.
+//! - [`audit`]: the checks `flashsale verify` runs over the outbox, the consumers'
+//!   inbox, the sales ledger and the confirmations.
 //! - [`error`]: the crate's error type.
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod consumer;
 pub mod error;
 pub mod event;

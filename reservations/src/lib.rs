@@ -23,6 +23,7 @@
 //! - [`clock`]: the clock port.
 //! - [`error`]: the crate's error type.
 
+pub mod audit;
 pub mod checkout;
 pub mod clock;
 pub mod error;
