@@ -1,8 +1,9 @@
 //! Integration tests of the waiting room through its domain API ([`waiting_room::Queue`]):
-//! the line and the pre-queue draw against the real Redis and Postgres of the local stack
+//! the line, the pre-queue draw and the admission controllers against the real Redis and Postgres of the local stack
 //! (`scripts/stack up`), each test with its own database and Redis prefix and a manual
 //! clock (`test_support`). What the HTTP endpoints answer is tested in `api/tests`.
 
+mod controller;
 mod line;
 
 use std::sync::Arc;
@@ -52,9 +53,21 @@ impl Room {
     }
 
     /// Stores an active sale of `total` units, one per shopper, starting `starts_in`
-    /// from now (negative: already started) and ending in three hours. Straight into
-    /// `sales`: the line reads the sale, it does not create it.
+    /// from now (negative: already started) and ending in three hours, with the default
+    /// admission (auto, 300 ms p95 target). Straight into `sales`: the waiting room
+    /// reads the sale, it does not create it.
     pub async fn sale(&self, total: i32, starts_in: chrono::Duration) -> SaleId {
+        let auto = serde_json::json!({ "mode": "auto", "checkout_p95_target_ms": 300 });
+        self.sale_with(total, starts_in, auto).await
+    }
+
+    /// Like [`Room::sale`], with these admission settings (a sale's `admission` JSON).
+    pub async fn sale_with(
+        &self,
+        total: i32,
+        starts_in: chrono::Duration,
+        admission: serde_json::Value,
+    ) -> SaleId {
         use reservations::clock::Clock;
         let now = self.clock.now();
         let sale = Uuid::now_v7();
@@ -62,14 +75,14 @@ impl Room {
             "insert into sales (id, merchant_id, name, sku, description, price_minor, currency, \
              unit_count, total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, admission) \
              values ($1, $2, 'Trail runner — launch edition', 'TR-LE-42', 'Limited run.', 12900, 'EUR', \
-             $3, $3, 1, 600, $4, $5, 'active', \
-             '{\"mode\": \"auto\", \"checkout_p95_target_ms\": 300}'::jsonb)",
+             $3, $3, 1, 600, $4, $5, 'active', $6::jsonb)",
         )
         .bind(sale)
         .bind(Uuid::new_v4())
         .bind(total)
         .bind(now + starts_in)
         .bind(now + chrono::Duration::hours(3))
+        .bind(admission.to_string())
         .execute(&self.db)
         .await
         .expect("insert a sale");
