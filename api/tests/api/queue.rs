@@ -1,18 +1,18 @@
-//! The waiting room: fair, dense positions under real concurrency, a draw anyone can
-//! check, admission tokens, sold out for everyone at once, one controller per sale,
-//! and a controller that slows admission when checkout slows down.
+//! The waiting room over HTTP: the line's answers, admission tokens, sold out for
+//! everyone at once, and a controller that slows admission when checkout slows down.
+//! The line's positions, the draw and the controllers' lease are tested through the
+//! domain in `waiting-room/tests/room`.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use test_support::eventually_within;
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_problem, sale_body_with, spawn_app, spawn_app_like, spawn_app_with, TestApp, TestShopper,
+    assert_problem, sale_body_with, spawn_app, spawn_app_with, TestApp, TestShopper,
 };
 
 async fn join(app: &TestApp, shopper: &TestShopper, sale: Uuid) -> reqwest::Response {
@@ -34,16 +34,6 @@ async fn me(app: &TestApp, shopper: &TestShopper, sale: Uuid) -> Value {
     response.json().await.unwrap()
 }
 
-/// The serving position, read through `app` with the merchant token `token`.
-async fn serving(app: &TestApp, token: &str, sale: Uuid) -> i64 {
-    let response = app
-        .get(&format!("/v1/admin/sales/{sale}/stats"), Some(token))
-        .await;
-    response.json::<Value>().await.unwrap()["queue"]["serving_position"]
-        .as_i64()
-        .unwrap()
-}
-
 async fn stats(app: &TestApp, sale: Uuid) -> Value {
     app.merchant(Method::GET, &format!("/v1/admin/sales/{sale}/stats"))
         .send()
@@ -52,22 +42,6 @@ async fn stats(app: &TestApp, sale: Uuid) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-/// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 async fn scheduled_sale(app: &TestApp, total: i64, starts_in: chrono::Duration) -> Uuid {
@@ -79,157 +53,6 @@ async fn scheduled_sale(app: &TestApp, total: i64, starts_in: chrono::Duration) 
         })))
         .await;
     sale["id"].as_str().unwrap().parse().unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_thousand_concurrent_joins_get_dense_unique_positions_and_rejoining_returns_the_same_ticket(
-) {
-    let app = spawn_app().await;
-    let sale = app.live_sale(100, 1).await;
-    let shoppers: Vec<TestShopper> = (0..20_000).map(|_| app.direct_shopper()).collect();
-
-    let tickets: Vec<(u16, Value)> = futures::stream::iter(shoppers.iter())
-        .map(|shopper| {
-            let app = &app;
-            async move {
-                let response = join(app, shopper, sale).await;
-                (
-                    response.status().as_u16(),
-                    response.json::<Value>().await.unwrap(),
-                )
-            }
-        })
-        .buffer_unordered(256)
-        .collect()
-        .await;
-
-    assert!(tickets.iter().all(|(status, _)| *status == 201));
-    let mut positions: Vec<i64> = tickets
-        .iter()
-        .map(|(_, t)| t["position"].as_i64().unwrap())
-        .collect();
-    positions.sort_unstable();
-    assert_eq!(
-        positions,
-        (1..=20_000).collect::<Vec<i64>>(),
-        "dense and unique"
-    );
-    for shopper in shoppers.iter().take(200) {
-        let first = me(&app, shopper, sale).await;
-        let again = join(&app, shopper, sale).await;
-        assert_eq!(again.status(), 200);
-        let again: Value = again.json().await.unwrap();
-        assert_eq!(
-            (&again["ticket_id"], &again["position"]),
-            (&first["ticket_id"], &first["position"])
-        );
-    }
-}
-
-/// The README's recipe, written out independently of the server's code.
-fn recompute_draw(seed_hex: &str, tickets: &[String]) -> Vec<String> {
-    let seed = hex::decode(seed_hex).unwrap();
-    let mut sorted = tickets.to_vec();
-    sorted.sort();
-    let list_digest = Sha256::digest(sorted.join("\n"));
-    let mut keyed: Vec<(String, String)> = tickets
-        .iter()
-        .map(|t| {
-            (
-                hex::encode(Sha256::digest(
-                    [seed.as_slice(), list_digest.as_slice(), t.as_bytes()].concat(),
-                )),
-                t.clone(),
-            )
-        })
-        .collect();
-    keyed.sort();
-    keyed.into_iter().map(|(_, t)| t).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn prequeued_shoppers_are_drawn_verifiably_and_ahead_of_every_later_arrival() {
-    // Arrange: 120 shoppers join before the start.
-    let app = spawn_app().await;
-    let sale = scheduled_sale(&app, 50, chrono::Duration::minutes(1)).await;
-    let early: Vec<TestShopper> = (0..120).map(|_| app.direct_shopper()).collect();
-    let mut arrival = Vec::new();
-    for shopper in &early {
-        let ticket: Value = join(&app, shopper, sale).await.json().await.unwrap();
-        assert_eq!(ticket["state"], "prequeue");
-        assert!(ticket["position"].is_null());
-        arrival.push(ticket["ticket_id"].as_str().unwrap().to_owned());
-    }
-    let before: Value = app
-        .client
-        .get(app.url(&format!("/v1/sales/{sale}/draw")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        before["seed"].is_null(),
-        "the seed stays secret until the start"
-    );
-    assert_eq!(before["ticket_count"], 120);
-    let commitment = before["commitment"].as_str().unwrap().to_owned();
-
-    // Act: the sale starts; 30 more shoppers arrive one by one.
-    app.clock.advance(Duration::from_secs(61));
-    let late: Vec<TestShopper> = (0..30).map(|_| app.direct_shopper()).collect();
-    let mut late_positions = Vec::new();
-    for shopper in &late {
-        let ticket: Value = join(&app, shopper, sale).await.json().await.unwrap();
-        late_positions.push(ticket["position"].as_i64().unwrap());
-    }
-
-    // Assert: pre-queued shoppers hold 1..=120 in the drawn order, later arrivals follow
-    // first in, first out, and the revealed seed reproduces the order.
-    assert_eq!(late_positions, (121..=150).collect::<Vec<i64>>());
-    let mut by_position = vec![String::new(); 120];
-    for shopper in &early {
-        let ticket = me(&app, shopper, sale).await;
-        let position = ticket["position"].as_i64().unwrap();
-        assert!((1..=120).contains(&position));
-        by_position[position as usize - 1] = ticket["ticket_id"].as_str().unwrap().to_owned();
-    }
-    assert_eq!(
-        by_position.iter().collect::<HashSet<_>>().len(),
-        120,
-        "nobody lost or duplicated"
-    );
-    assert_ne!(
-        by_position, arrival,
-        "arrival before the start gives no edge"
-    );
-    let after: Value = app
-        .client
-        .get(app.url(&format!("/v1/sales/{sale}/draw")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let seed = after["seed"].as_str().unwrap();
-    assert_eq!(
-        hex::encode(Sha256::digest(hex::decode(seed).unwrap())),
-        commitment
-    );
-    assert_eq!(after["commitment"], commitment.as_str());
-    assert_eq!(recompute_draw(seed, &arrival), by_position);
-    let published: Value = app
-        .client
-        .get(app.url(&format!("/v1/sales/{sale}/draw/tickets")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(published["tickets"], json!(by_position));
 }
 
 #[tokio::test]
@@ -298,7 +121,7 @@ async fn an_admitted_shopper_gets_a_token_that_reserves_for_them_only() {
     let shopper = app.direct_shopper();
     assert_eq!(join(&app, &shopper, sale).await.status(), 201);
 
-    let admitted = eventually(Duration::from_secs(10), || async {
+    let admitted = eventually_within(Duration::from_secs(10), || async {
         me(&app, &shopper, sale).await["state"] == "admitted"
     })
     .await;
@@ -348,50 +171,6 @@ async fn when_the_last_unit_sells_every_waiting_ticket_turns_sold_out_within_a_t
     assert_eq!(
         stats(&app, sale).await["admission"]["last_change_reason"],
         "sold out: nothing left and no hold can return"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_controller_admits_per_sale_and_another_takes_over_when_it_dies() {
-    // A fixed rate of 20 shoppers a second: two controllers admitting at once would
-    // show as about 40 a second.
-    let first = spawn_app().await;
-    let now = first.clock_now();
-    let sale: Uuid = first
-        .create_sale(sale_body_with(json!({
-            "stock": { "total": 100000 }, "per_user_limit": 1,
-            "starts_at": now - chrono::Duration::minutes(1), "ends_at": now + chrono::Duration::hours(1),
-            "admission": { "mode": "fixed", "max_admit_per_second": 20.0 },
-        })))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let shoppers: Vec<TestShopper> = (0..600).map(|_| first.direct_shopper()).collect();
-    futures::stream::iter(&shoppers)
-        .for_each_concurrent(64, |s| async {
-            join(&first, s, sale).await;
-        })
-        .await;
-    let second = spawn_app_like(&first).await;
-    let token = first.merchant_token.clone();
-
-    let start = serving(&first, &token, sale).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let with_two = serving(&first, &token, sale).await - start;
-    drop(first); // the lease holder (or not) stops; the lease expires within 3 s
-    let before = serving(&second, &token, sale).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let after_takeover = serving(&second, &token, sale).await - before;
-
-    assert!(
-        (40..=80).contains(&with_two),
-        "3 s at 20/s with two processes admitted {with_two}"
-    );
-    assert!(
-        after_takeover >= 40,
-        "the survivor keeps admitting: {after_takeover} in 6 s"
     );
 }
 
@@ -451,14 +230,14 @@ async fn the_controller_slows_admission_when_checkout_slows_and_recovers_after()
     let scenario = async {
         // Healthy: the rate climbs.
         assert!(
-            eventually(Duration::from_secs(10), || async { rate().await > 20.0 }).await,
+            eventually_within(Duration::from_secs(10), || async { rate().await > 20.0 }).await,
             "rate climbs while healthy"
         );
         let healthy_peak = rate().await;
         // Payments slow to ~800 ms: p95 passes the 300 ms target, the rate falls.
         simulator(800, 1200).await;
         assert!(
-            eventually(Duration::from_secs(15), || async {
+            eventually_within(Duration::from_secs(15), || async {
                 rate().await < healthy_peak / 2.0
             })
             .await,
@@ -473,7 +252,7 @@ async fn the_controller_slows_admission_when_checkout_slows_and_recovers_after()
         // under target and the rate climbs again.
         simulator(5, 20).await;
         assert!(
-            eventually(Duration::from_secs(30), || async {
+            eventually_within(Duration::from_secs(30), || async {
                 let s = stats(&app, sale).await;
                 s["signals"]["checkout_p95_ms"].as_f64().unwrap() < 300.0
                     && s["admission"]["rate_per_second"].as_f64().unwrap() > slow_floor * 2.0
