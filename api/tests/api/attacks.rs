@@ -339,11 +339,8 @@ async fn shopper_token_is_refused_on_every_admin_and_operator_route() {
         assert_problem(response, 401, "unauthorized").await;
     }
     let unchanged = app.admin_get_sale(sale).await;
-    assert_eq!(
-        unchanged["version"], 1,
-        "the sale is untouched: {unchanged}"
-    );
-    assert_eq!(unchanged["status"], "scheduled");
+    assert_eq!(unchanged.version, 1, "the sale is untouched: {unchanged:?}");
+    assert_eq!(unchanged.status, "scheduled");
 }
 
 /// `token` with its payload replaced by `edit(payload)` and the old signature kept.
@@ -654,7 +651,7 @@ async fn negative_and_overflowing_quantities_are_refused() {
         assert_problem(response, status, code).await;
     }
     let view = app.admin_get_sale(sale).await;
-    assert_eq!(view["stock"]["available"], 10, "nothing was held: {view}");
+    assert_eq!(view.stock.available, 10, "nothing was held: {view:?}");
     assert_healthy(&app).await;
 }
 
@@ -698,8 +695,8 @@ async fn extreme_stock_deltas_and_sale_numbers_are_refused() {
         assert_eq!(response.status(), 422, "{field} = {value}");
     }
     let view = app.admin_get_sale(sale).await;
-    assert_eq!(view["stock"]["total"], 500, "stock unchanged: {view}");
-    assert_eq!(view["version"], 1);
+    assert_eq!(view.stock.total, 500, "stock unchanged: {view:?}");
+    assert_eq!(view.version, 1);
     assert_healthy(&app).await;
 }
 
@@ -722,7 +719,7 @@ async fn a_json_array_is_not_taken_for_an_object_body() {
         assert_problem(response, 400, "invalid_body").await;
     }
     let view = app.admin_get_sale(sale).await;
-    assert_eq!(view["stock"]["total"], 500, "stock unchanged: {view}");
+    assert_eq!(view.stock.total, 500, "stock unchanged: {view:?}");
     let accepted = app
         .admin_sale(Method::POST, sale, "/stock")
         .header(

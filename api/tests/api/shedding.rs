@@ -177,7 +177,7 @@ async fn under_overload_other_traffic_is_shed_first_and_the_buy_path_still_serve
             .await
             .unwrap();
         let buyer = app.direct_shopper();
-        let reserve = app.reserve(&buyer, sale, 1, None).await;
+        let reserve = app.reserve_request(&buyer, sale, 1, None).await;
         (listing, reserve)
     };
 

@@ -71,7 +71,12 @@ async fn five_thousand_concurrent_reserves_over_four_stripes_sell_exactly_the_st
     let statuses: Vec<u16> = futures::stream::iter(calls)
         .map(|shopper| {
             let app = &app;
-            async move { app.reserve(&shopper, sale, 1, None).await.status().as_u16() }
+            async move {
+                app.reserve_request(&shopper, sale, 1, None)
+                    .await
+                    .status()
+                    .as_u16()
+            }
         })
         .buffer_unordered(200)
         .collect()
@@ -121,13 +126,13 @@ async fn a_shopper_whose_home_stripe_is_sold_out_falls_back_to_the_next_stripe()
     let app = spawn_striped_app().await;
     let sale = app.live_sale(8, 10).await;
     let shopper = shopper_at_home_in(&app, 2);
-    let first = reservation_id(app.reserve(&shopper, sale, 2, None).await).await;
+    let first = reservation_id(app.reserve_request(&shopper, sale, 2, None).await).await;
 
     // Act: home (stripe 2) is now sold out.
-    let second = app.reserve(&shopper, sale, 2, None).await;
+    let second = app.reserve_request(&shopper, sale, 2, None).await;
     assert_eq!(second.status(), 201);
     let second = reservation_id(second).await;
-    let too_many = app.reserve(&shopper, sale, 3, None).await;
+    let too_many = app.reserve_request(&shopper, sale, 3, None).await;
 
     // Assert: home first, then the next stripe in order; 3 units fit no single stripe
     // (2 each) although 4 are free, so they are sold out.
@@ -138,7 +143,7 @@ async fn a_shopper_whose_home_stripe_is_sold_out_falls_back_to_the_next_stripe()
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!((stock.available, stock.held), (4, 4));
     // Stripe 3 full too: the fallback wraps around to stripe 0.
-    let third = reservation_id(app.reserve(&shopper, sale, 1, None).await).await;
+    let third = reservation_id(app.reserve_request(&shopper, sale, 1, None).await).await;
     assert_eq!(stripe_of(&app, sale, third).await, 0);
     let reserved = app
         .app_state
@@ -157,9 +162,9 @@ async fn a_retried_reserve_with_the_same_key_meets_its_first_answer_after_a_fall
     let app = spawn_striped_app().await;
     let sale = app.live_sale(8, 2).await;
     let neighbour = shopper_at_home_in(&app, 1);
-    let blocking = reservation_id(app.reserve(&neighbour, sale, 2, None).await).await;
+    let blocking = reservation_id(app.reserve_request(&neighbour, sale, 2, None).await).await;
     let shopper = shopper_at_home_in(&app, 1);
-    let first = app.reserve(&shopper, sale, 1, Some("k-1")).await;
+    let first = app.reserve_request(&shopper, sale, 1, Some("k-1")).await;
     assert_eq!(first.status(), 201);
     let first = reservation_id(first).await;
     assert_eq!(stripe_of(&app, sale, first).await, 2);
@@ -167,8 +172,8 @@ async fn a_retried_reserve_with_the_same_key_meets_its_first_answer_after_a_fall
     // Act: home has free units again, then the shopper retries with the same key.
     let released = app.release(&neighbour, blocking).await;
     assert_eq!(released.status(), 204);
-    let again = app.reserve(&shopper, sale, 1, Some("k-1")).await;
-    let other_body = app.reserve(&shopper, sale, 2, Some("k-1")).await;
+    let again = app.reserve_request(&shopper, sale, 1, Some("k-1")).await;
+    let other_body = app.reserve_request(&shopper, sale, 2, Some("k-1")).await;
 
     // Assert: the first answer, not a second hold in the home stripe; another body 422.
     assert_eq!(again.status(), 200);
@@ -246,7 +251,7 @@ async fn redis_wiped_then_rebuilt_loads_every_stripe_once_from_postgres() {
     let sale = app.live_sale(100, 2).await;
     for _ in 0..10 {
         assert_eq!(
-            app.reserve(&app.direct_shopper(), sale, 2, None)
+            app.reserve_request(&app.direct_shopper(), sale, 2, None)
                 .await
                 .status(),
             201
@@ -296,7 +301,7 @@ async fn losing_one_stripe_rebuilds_that_stripe_and_keeps_the_holds_of_the_other
         .await
         .unwrap();
     let newcomer = shopper_at_home_in(&app, 2);
-    let response = app.reserve(&newcomer, sale, 1, None).await;
+    let response = app.reserve_request(&newcomer, sale, 1, None).await;
 
     // Assert: only stripe 2's hold is gone (410 at checkout); the others still hold.
     assert_eq!(response.status(), 201);
@@ -335,8 +340,7 @@ async fn added_units_join_their_stripe_and_retired_units_come_from_every_stripe_
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!((stock.total, stock.available), (8, 8));
     let view = app.admin_get_sale(sale).await;
-    assert_eq!(view["stock"]["total"], 8);
-    assert_eq!(view["stock"]["available"], 8);
+    assert_eq!((view.stock.total, view.stock.available), (8, 8));
     // More than is free is refused whole, and nothing moves.
     assert_problem(
         app.change_stock(sale, -9).await,
@@ -475,7 +479,7 @@ async fn a_process_with_another_stripe_count_refuses_a_sale_loaded_with_four() {
 
     // Act
     let response = misconfigured
-        .reserve(&misconfigured.direct_shopper(), sale, 1, None)
+        .reserve_request(&misconfigured.direct_shopper(), sale, 1, None)
         .await;
 
     // Assert: it refuses (500) instead of reading stripe 0 as the whole sale, and the

@@ -20,7 +20,7 @@ use crate::helpers::{spawn_app, spawn_app_with, TestApp, TestShopper};
 
 /// Reserves `quantity` units and checks them out with tok_ok; returns the order id.
 async fn buy(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
-    let held = app.reserve(shopper, sale, quantity, None).await;
+    let held = app.reserve_request(shopper, sale, quantity, None).await;
     assert_eq!(held.status(), 201);
     let reservation = held.json::<Value>().await.unwrap()["reservation_id"]
         .as_str()
@@ -123,7 +123,10 @@ async fn the_checker_passes_a_sale_sold_through_the_api_and_fails_once_an_order_
     let pipeline = Pipeline::start(&app).await;
     let alices_order = buy(&app, &alice, sale, 2).await;
     buy(&app, &bob, sale, 1).await;
-    assert_eq!(app.reserve(&carol, sale, 1, None).await.status(), 201);
+    assert_eq!(
+        app.reserve_request(&carol, sale, 1, None).await.status(),
+        201
+    );
 
     // Act
     let clean = check(&app, sale, Duration::from_secs(30)).await;
@@ -202,7 +205,7 @@ async fn the_checker_covers_every_stripe_and_names_a_unit_found_in_the_wrong_one
     }
     for _ in 0..3 {
         assert_eq!(
-            app.reserve(&app.direct_shopper(), sale, 1, None)
+            app.reserve_request(&app.direct_shopper(), sale, 1, None)
                 .await
                 .status(),
             201
