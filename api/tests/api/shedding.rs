@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app_with, TestApp, TestShopper};
+use crate::helpers::{answer, assert_problem, spawn_app_with, Session, TestApp, TestShopper};
 
 /// One client (by the address the load balancer reports) that mints a guest session
 /// for every join: `count` joins, each under a session of its own; the statuses.
@@ -30,10 +29,7 @@ async fn joins_with_fresh_sessions(
             statuses.push(session.status().as_u16());
             continue;
         }
-        let token = session.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = answer::<Session>(session).await.expect("a session").token;
         let join = app
             .request(
                 Method::POST,

@@ -9,10 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app_with, TestApp, TestShopper};
+use crate::helpers::{answer, assert_problem, spawn_app_with, Reservation, TestApp, TestShopper};
 use crate::reservations::{
     assert_stock_conserved, free_units, free_units_by_stripe, holds, holds_by_stripe, insert_order,
 };
@@ -49,14 +48,13 @@ async fn stripe_of(app: &TestApp, sale: Uuid, id: Uuid) -> usize {
 }
 
 async fn reservation_id(response: reqwest::Response) -> Uuid {
-    let body: Value = response.json().await.unwrap();
-    body["reservation_id"].as_str().unwrap().parse().unwrap()
+    let hold: Reservation = answer(response).await.expect("a reservation");
+    hold.reservation_id
 }
 
-async fn reservation_status(app: &TestApp, shopper: &TestShopper, id: Uuid) -> Value {
-    app.get_json(&format!("/v1/reservations/{id}"), &shopper.token)
-        .await["status"]
-        .clone()
+async fn reservation_status(app: &TestApp, shopper: &TestShopper, id: Uuid) -> String {
+    let hold = app.reservation(shopper, id).await;
+    hold.expect("the owner reads it").status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

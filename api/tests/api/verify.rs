@@ -8,41 +8,27 @@ use flashsale::verify::{self, Options, Report};
 use outbox_relay::mailer::SimulatedMailer;
 use outbox_relay::relay::{self, RelayConfig};
 use outbox_relay::worker::{self, WorkerConfig};
-use reqwest::Method;
 use reservations::ids::SaleId;
 use reservations::projection::Projection;
-use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, TestShopper};
+use crate::helpers::{answer, spawn_app, spawn_app_with, Order, TestApp, TestShopper};
 
 /// Reserves `quantity` units and checks them out with tok_ok; returns the order id.
 async fn buy(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
-    let held = app.reserve_request(shopper, sale, quantity, None).await;
-    assert_eq!(held.status(), 201);
-    let reservation = held.json::<Value>().await.unwrap()["reservation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let response = app
-        .request(
-            Method::POST,
-            &format!("/v1/reservations/{reservation}/checkout"),
-            Some(&shopper.token),
-        )
-        .header("idempotency-key", Uuid::new_v4().to_string())
-        .json(&json!({ "payment_token": "tok_ok" }))
-        .send()
+    let held = app
+        .reserve(shopper, sale, quantity)
         .await
-        .unwrap();
+        .expect("units are free");
+    let key = Uuid::new_v4().to_string();
+    let response = app
+        .checkout(shopper, held.reservation_id, Some(&key), "tok_ok")
+        .await;
     assert_eq!(response.status(), 201);
-    response.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    let order: Order = answer(response).await.expect("an order");
+    order.order_id
 }
 
 /// The relay and the event workers of `app`'s deployment, in this process.

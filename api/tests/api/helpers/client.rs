@@ -120,17 +120,6 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
-    /// `GET path` with a bearer token, as JSON.
-    pub async fn get_json(&self, path: &str, token: &str) -> Value {
-        self.request(Method::GET, path, Some(token))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
     /// Creates a sale and returns its JSON.
     pub async fn create_sale(&self, body: Value) -> Value {
         let response = self
@@ -253,21 +242,6 @@ impl TestApp {
             .expect("a session for anyone");
         assert_eq!(status, 201, "a new session");
         session
-    }
-
-    /// `POST /v1/admin/sales` as this app's merchant (201 expected): the new sale.
-    pub async fn new_sale(&self, body: Value) -> Sale {
-        let response = self.merchant(Method::POST, "/v1/admin/sales").json(&body);
-        let (status, sale) = answer_with_status(response.send().await.unwrap())
-            .await
-            .expect("the sale is created");
-        assert_eq!(status, 201, "create sale");
-        sale
-    }
-
-    /// The public sale page data of `sale`.
-    pub async fn sale_page(&self, sale: Uuid) -> Result<SalePage, Problem> {
-        answer(self.get(&format!("/v1/sales/{sale}"), None).await).await
     }
 
     /// The live statistics of one of this merchant's sales.

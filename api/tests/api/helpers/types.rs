@@ -78,8 +78,10 @@ pub struct Sale {
     pub admission: Admission,
 }
 
-/// The public stock of a sale page: no held or sold counts for shoppers.
+/// The public stock of a sale page. Exactly these two fields: held and sold counts are
+/// the merchant's business, so one appearing on the public page breaks the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PublicStock {
     pub total: i64,
     pub available: i64,
