@@ -42,7 +42,7 @@ async fn readyz_returns_503_when_redis_is_unreachable() {
     assert!(response.headers().contains_key("retry-after"));
     let problem = answer::<Value>(response).await.unwrap_err();
     problem.assert_is(503, "not_ready", "Redis cut");
-    assert_eq!(problem.detail.as_deref(), Some("not answering: redis"));
+    assert_eq!(problem.detail, "not answering: redis");
 }
 
 #[tokio::test]
@@ -56,7 +56,7 @@ async fn readyz_returns_503_when_postgres_is_unreachable() {
     assert!(response.headers().contains_key("retry-after"));
     let problem = answer::<Value>(response).await.unwrap_err();
     problem.assert_is(503, "not_ready", "Postgres closed");
-    assert_eq!(problem.detail.as_deref(), Some("not answering: postgres"));
+    assert_eq!(problem.detail, "not answering: postgres");
 }
 
 // ---- metrics and OpenAPI --------------------------------------------------------------

@@ -229,7 +229,8 @@ pub struct Problem {
     pub kind: String,
     pub title: String,
     pub status: u16,
-    pub detail: Option<String>,
+    /// What went wrong this time, for a human (every problem carries one).
+    pub detail: String,
     /// The stable snake_case string a client branches on.
     pub code: String,
 }
