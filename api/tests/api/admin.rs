@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    answer, assert_invalid_field, assert_keys, assert_problem, etag, sale_body_with, spawn_app,
-    spawn_app_with_token_forge, unsigned_token, Page, Sale, Stats, Stock,
+    answer, assert_case, assert_invalid_field, assert_keys, assert_problem, etag, sale_body_with,
+    spawn_app, spawn_app_with_token_forge, unsigned_token, Expect, Page, Sale, Stats, Stock,
 };
 
 // ---- create ---------------------------------------------------------------------------
@@ -329,13 +329,14 @@ async fn another_merchant_cannot_see_or_change_a_sale() {
     ];
 
     for (method, path, body) in attempts {
+        let case = format!("{method} {path}");
         let mut request = app.request(method, &path, Some(&intruder));
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
 
-        assert_problem(response, 404, "sale_not_found").await;
+        assert_case(&case, response, Expect::Problem(404, "sale_not_found")).await;
     }
 
     let untouched = app.admin_get_sale(sale).await;
@@ -602,9 +603,10 @@ async fn patch_of_a_locked_field_of_a_live_sale_returns_409() {
     ];
 
     for patch in locked {
+        let case = patch.to_string();
         let response = app.patch_sale(sale, patch, None).await;
 
-        assert_problem(response, 409, "sale_locked").await;
+        assert_case(&case, response, Expect::Problem(409, "sale_locked")).await;
     }
     assert_eq!(app.admin_get_sale(sale).await.version, 1);
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use uuid::Uuid;
 
-use crate::helpers::{answer, assert_problem, spawn_app_with, Reservation, TestApp, TestShopper};
+use crate::helpers::{assert_problem, spawn_app_with, TestApp, TestShopper};
 use crate::reservations::{
     assert_stock_conserved, free_units, free_units_by_stripe, holds, holds_by_stripe, insert_order,
 };
@@ -45,11 +45,6 @@ async fn stripe_of(app: &TestApp, sale: Uuid, id: Uuid) -> usize {
         .collect();
     assert_eq!(found.len(), 1, "hold {id} lives in exactly one stripe");
     found[0]
-}
-
-async fn reservation_id(response: reqwest::Response) -> Uuid {
-    let hold: Reservation = answer(response).await.expect("a reservation");
-    hold.reservation_id
 }
 
 async fn reservation_status(app: &TestApp, shopper: &TestShopper, id: Uuid) -> String {
@@ -124,24 +119,25 @@ async fn a_shopper_whose_home_stripe_is_sold_out_falls_back_to_the_next_stripe()
     let app = spawn_striped_app().await;
     let sale = app.live_sale(8, 10).await;
     let shopper = shopper_at_home_in(&app, 2);
-    let first = reservation_id(app.reserve_request(&shopper, sale, 2, None).await).await;
+    let first = app.hold(&shopper, sale, 2).await;
 
     // Act: home (stripe 2) is now sold out.
-    let second = app.reserve_request(&shopper, sale, 2, None).await;
-    assert_eq!(second.status(), 201);
-    let second = reservation_id(second).await;
-    let too_many = app.reserve_request(&shopper, sale, 3, None).await;
+    let second = app.reserve(&shopper, sale, 2).await;
+    let second = second.expect("the next stripe has 2 free").reservation_id;
+    let too_many = app.reserve(&shopper, sale, 3).await;
 
     // Assert: home first, then the next stripe in order; 3 units fit no single stripe
     // (2 each) although 4 are free, so they are sold out.
     assert_eq!(stripe_of(&app, sale, first).await, 2);
     assert_eq!(stripe_of(&app, sale, second).await, 3);
-    assert_problem(too_many, 409, "sold_out").await;
+    too_many
+        .unwrap_err()
+        .assert_is(409, "sold_out", "3 units, 2 a stripe");
     assert_eq!(reservation_status(&app, &shopper, second).await, "held");
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!((stock.available, stock.held), (4, 4));
     // Stripe 3 full too: the fallback wraps around to stripe 0.
-    let third = reservation_id(app.reserve_request(&shopper, sale, 1, None).await).await;
+    let third = app.hold(&shopper, sale, 1).await;
     assert_eq!(stripe_of(&app, sale, third).await, 0);
     let reserved = app
         .app_state
@@ -160,23 +156,28 @@ async fn a_retried_reserve_with_the_same_key_meets_its_first_answer_after_a_fall
     let app = spawn_striped_app().await;
     let sale = app.live_sale(8, 2).await;
     let neighbour = shopper_at_home_in(&app, 1);
-    let blocking = reservation_id(app.reserve_request(&neighbour, sale, 2, None).await).await;
+    let blocking = app.hold(&neighbour, sale, 2).await;
     let shopper = shopper_at_home_in(&app, 1);
-    let first = app.reserve_request(&shopper, sale, 1, Some("k-1")).await;
-    assert_eq!(first.status(), 201);
-    let first = reservation_id(first).await;
+    let (status, first) = app
+        .reserve_with_key(&shopper, sale, 1, "k-1")
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    let first = first.reservation_id;
     assert_eq!(stripe_of(&app, sale, first).await, 2);
 
     // Act: home has free units again, then the shopper retries with the same key.
     let released = app.release(&neighbour, blocking).await;
     assert_eq!(released.status(), 204);
-    let again = app.reserve_request(&shopper, sale, 1, Some("k-1")).await;
-    let other_body = app.reserve_request(&shopper, sale, 2, Some("k-1")).await;
+    let again = app.reserve_with_key(&shopper, sale, 1, "k-1").await;
+    let other_body = app.reserve_with_key(&shopper, sale, 2, "k-1").await;
 
     // Assert: the first answer, not a second hold in the home stripe; another body 422.
-    assert_eq!(again.status(), 200);
-    assert_eq!(reservation_id(again).await, first);
-    assert_problem(other_body, 422, "idempotency_key_reused").await;
+    let (status, again) = again.expect("the first answer again");
+    assert_eq!((status.as_u16(), again.reservation_id), (200, first));
+    other_body
+        .unwrap_err()
+        .assert_is(422, "idempotency_key_reused", "same key, another body");
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!((stock.available, stock.held), (7, 1));
 }
