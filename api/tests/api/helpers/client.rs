@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::assertions::{answer, answer_with_status, sale_id};
 use super::spawn::{TestApp, TestShopper};
-use super::types::{Order, Page, Problem, Reservation, Sale, SalePage, Session, Stats};
+use super::types::{Order, Page, Problem, Reservation, Sale, Session, Stats, Ticket};
 
 /// A valid create body; `overrides` replaces top-level fields.
 pub fn sale_body_with(overrides: Value) -> Value {
@@ -308,6 +308,23 @@ impl TestApp {
                 .await,
         )
         .await
+    }
+
+    /// Joins the line of `sale`: `201` and a new ticket, or `200` and the same one again.
+    pub async fn join_queue(
+        &self,
+        shopper: &TestShopper,
+        sale: Uuid,
+    ) -> Result<(StatusCode, Ticket), Problem> {
+        let path = format!("/v1/sales/{sale}/queue");
+        let request = self.request(Method::POST, &path, Some(&shopper.token));
+        answer_with_status(request.send().await.unwrap()).await
+    }
+
+    /// The shopper's ticket in the line of `sale`.
+    pub async fn my_ticket(&self, shopper: &TestShopper, sale: Uuid) -> Result<Ticket, Problem> {
+        let path = format!("/v1/sales/{sale}/queue/me");
+        answer(self.get(&path, Some(&shopper.token)).await).await
     }
 
     /// The shopper's own orders (first page).

@@ -7,9 +7,6 @@
 //! Everything is re-exported here, so a test imports `crate::helpers::{…}` whatever
 //! module an item lives in.
 
-// Each test file uses a part of the helpers; the re-exports are for all of them.
-#![allow(unused_imports)]
-
 pub mod assertions;
 pub mod client;
 pub mod proxies;
@@ -17,9 +14,6 @@ pub mod spawn;
 pub mod tokens;
 pub mod types;
 
-pub use assertions::*;
-pub use client::*;
-pub use proxies::*;
-pub use spawn::*;
-pub use tokens::*;
-pub use types::*;
+// Each test file uses a part of the helpers; the re-exports are for all of them.
+#[allow(unused_imports)]
+pub use {assertions::*, client::*, proxies::*, spawn::*, tokens::*, types::*};
