@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_invalid_field, assert_keys, assert_problem, etag, sale_body_with, sale_id, spawn_app,
-    spawn_app_with_token_forge, unsigned_token,
+    answer, assert_case, assert_invalid_field, assert_keys, assert_problem, etag, sale_body_with,
+    spawn_app, spawn_app_with_token_forge, unsigned_token, Expect, Page, Sale, Stats, Stock,
 };
 
 // ---- create ---------------------------------------------------------------------------
@@ -49,10 +49,8 @@ async fn create_returns_201_with_the_full_sale_and_etag_v1() {
             "admission",
         ],
     );
-    assert!(
-        sale["id"].as_str().unwrap().parse::<Uuid>().is_ok(),
-        "id is a UUID"
-    );
+    let typed: Sale = serde_json::from_value(sale.clone()).expect("a sale as API.md writes it");
+    assert!(!typed.id.is_nil(), "id is a UUID");
     for field in [
         "name",
         "sku",
@@ -63,14 +61,12 @@ async fn create_returns_201_with_the_full_sale_and_etag_v1() {
     ] {
         assert_eq!(sale[field], body[field], "{field}");
     }
-    assert_eq!(
-        sale["stock"],
-        json!({ "total": 500, "available": 500, "held": 0, "sold": 0 })
-    );
-    assert_eq!(sale["starts_at"], "2031-01-01T10:00:00Z");
-    assert_eq!(sale["ends_at"], "2031-01-01T12:00:00Z");
-    assert_eq!(sale["status"], "scheduled");
-    assert_eq!(sale["version"], 1);
+    assert_eq!(typed.stock, Stock::new(500, 500, 0, 0));
+    assert_eq!(typed.starts_at, "2031-01-01T10:00:00Z");
+    assert_eq!(typed.ends_at, "2031-01-01T12:00:00Z");
+    assert_eq!(typed.status, "scheduled");
+    assert_eq!(typed.version, 1);
+    // The whole admission object, nulls included: a missing key is a contract break.
     assert_eq!(
         sale["admission"],
         json!({ "mode": "auto", "max_active_shoppers": null,
@@ -333,19 +329,20 @@ async fn another_merchant_cannot_see_or_change_a_sale() {
     ];
 
     for (method, path, body) in attempts {
+        let case = format!("{method} {path}");
         let mut request = app.request(method, &path, Some(&intruder));
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
 
-        assert_problem(response, 404, "sale_not_found").await;
+        assert_case(&case, response, Expect::Problem(404, "sale_not_found")).await;
     }
 
     let untouched = app.admin_get_sale(sale).await;
-    assert_eq!(untouched["version"], 1);
-    assert_eq!(untouched["status"], "live");
-    assert_eq!(untouched["stock"]["total"], 10);
+    assert_eq!(untouched.version, 1);
+    assert_eq!(untouched.status, "live");
+    assert_eq!(untouched.stock.total, 10);
 }
 
 #[tokio::test]
@@ -356,20 +353,15 @@ async fn another_merchants_listing_does_not_include_the_sale() {
 
     let page = app.list_sales(&intruder, "").await;
 
-    assert_eq!(page["items"], json!([]));
-    assert_eq!(page["next_cursor"], Value::Null);
+    assert!(page.items.is_empty(), "{page:?}");
+    assert_eq!(page.next_cursor, None);
 }
 
 // ---- list -----------------------------------------------------------------------------
 
 /// The ids of a page's items.
-fn ids(page: &Value) -> Vec<Uuid> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(sale_id)
-        .collect()
+fn ids(page: &Page<Sale>) -> Vec<Uuid> {
+    page.items.iter().map(|sale| sale.id).collect()
 }
 
 #[tokio::test]
@@ -385,9 +377,9 @@ async fn list_pages_through_every_sale_with_a_cursor() {
     let mut query = "limit=2".to_owned();
     loop {
         let page = app.list_sales(&app.merchant_token, &query).await;
-        sizes.push(page["items"].as_array().unwrap().len());
+        sizes.push(page.items.len());
         seen.extend(ids(&page));
-        match page["next_cursor"].as_str() {
+        match page.next_cursor {
             Some(cursor) => query = format!("limit=2&cursor={cursor}"),
             None => break,
         }
@@ -423,8 +415,8 @@ async fn list_filters_by_status() {
 
         let found: HashSet<Uuid> = ids(&page).into_iter().collect();
         assert_eq!(found, sales, "status={status}");
-        for item in page["items"].as_array().unwrap() {
-            assert_eq!(item["status"], status);
+        for item in &page.items {
+            assert_eq!(item.status, status);
         }
     }
 }
@@ -440,9 +432,9 @@ async fn list_filters_sold_out_sales() {
     let response = app.merchant(Method::GET, path).send().await.unwrap();
 
     assert_eq!(response.status(), 200, "sold_out is a status (API.md)");
-    let page: Value = response.json().await.unwrap();
+    let page: Page<Sale> = answer(response).await.expect("a page of sales");
     assert_eq!(ids(&page), [sold_out]);
-    assert_eq!(page["items"][0]["status"], "sold_out");
+    assert_eq!(page.items[0].status, "sold_out");
 }
 
 #[tokio::test]
@@ -482,9 +474,9 @@ async fn get_returns_the_sale_with_etag_of_its_version() {
 
     assert_eq!(response.status(), 200);
     assert_eq!(etag(&response), "\"v2\"");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["version"], 2);
-    assert_eq!(sale_id(&body), sale);
+    let body: Sale = answer(response).await.expect("the sale");
+    assert_eq!(body.version, 2);
+    assert_eq!(body.id, sale);
 }
 
 #[tokio::test]
@@ -511,10 +503,10 @@ async fn patch_changes_name_and_bumps_version() {
 
     assert_eq!(response.status(), 200);
     assert_eq!(etag(&response), "\"v2\"");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["name"], "Renamed");
-    assert_eq!(body["version"], 2);
-    assert_eq!(app.admin_get_sale(sale).await["name"], "Renamed");
+    let body: Sale = answer(response).await.expect("the patched sale");
+    assert_eq!(body.name, "Renamed");
+    assert_eq!(body.version, 2);
+    assert_eq!(app.admin_get_sale(sale).await.name, "Renamed");
 }
 
 #[tokio::test]
@@ -543,7 +535,7 @@ async fn patch_with_stale_if_match_returns_412() {
         .await;
 
     assert_problem(response, 412, "precondition_failed").await;
-    assert_eq!(app.admin_get_sale(sale).await["name"], "First");
+    assert_eq!(app.admin_get_sale(sale).await.name, "First");
 }
 
 #[tokio::test]
@@ -559,7 +551,7 @@ async fn concurrent_patches_with_the_same_if_match_let_exactly_one_win() {
 
     let count = |status: u16| responses.iter().filter(|r| r.status() == status).count();
     assert_eq!((count(200), count(412)), (1, 19));
-    assert_eq!(app.admin_get_sale(sale).await["version"], 2);
+    assert_eq!(app.admin_get_sale(sale).await.version, 2);
 }
 
 #[tokio::test]
@@ -578,7 +570,7 @@ async fn concurrent_patches_without_if_match_all_succeed() {
         statuses, [200; 20],
         "an unconditional PATCH has no precondition to fail"
     );
-    assert_eq!(app.admin_get_sale(sale).await["version"], 21);
+    assert_eq!(app.admin_get_sale(sale).await.version, 21);
 }
 
 #[tokio::test]
@@ -596,7 +588,7 @@ async fn pause_and_resume_during_concurrent_edits_succeed() {
         let status = response.status();
         assert_eq!(status, 200, "{action}: {}", response.text().await.unwrap());
     }
-    assert_eq!(app.admin_get_sale(sale).await["status"], "paused");
+    assert_eq!(app.admin_get_sale(sale).await.status, "paused");
 }
 
 #[tokio::test]
@@ -611,11 +603,12 @@ async fn patch_of_a_locked_field_of_a_live_sale_returns_409() {
     ];
 
     for patch in locked {
+        let case = patch.to_string();
         let response = app.patch_sale(sale, patch, None).await;
 
-        assert_problem(response, 409, "sale_locked").await;
+        assert_case(&case, response, Expect::Problem(409, "sale_locked")).await;
     }
-    assert_eq!(app.admin_get_sale(sale).await["version"], 1);
+    assert_eq!(app.admin_get_sale(sale).await.version, 1);
 }
 
 #[tokio::test]
@@ -633,12 +626,12 @@ async fn patch_of_name_description_and_end_of_a_live_sale_succeeds() {
         .await;
 
     assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["name"], "Live rename");
-    assert_eq!(body["description"], "New words");
-    let parsed = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
-    assert_eq!(parsed(&body["ends_at"]), parsed(&json!(ends_at)));
-    assert_eq!(body["status"], "live");
+    let body: Sale = answer(response).await.expect("the patched sale");
+    assert_eq!(body.name, "Live rename");
+    assert_eq!(body.description, "New words");
+    let parsed = |v: &str| chrono::DateTime::parse_from_rfc3339(v).unwrap();
+    assert_eq!(parsed(&body.ends_at), parsed(&ends_at));
+    assert_eq!(body.status, "live");
 }
 
 #[tokio::test]
@@ -672,17 +665,15 @@ async fn stock_delta_adds_and_retires_units() {
     let app = spawn_app().await;
     let sale = app.scheduled_sale().await;
 
-    let added = app.change_stock(sale, 100).await;
-    assert_eq!(added.status(), 200);
-    let added: Value = added.json().await.unwrap();
-    let retired = app.change_stock(sale, -50).await;
-    assert_eq!(retired.status(), 200);
-    let retired: Value = retired.json().await.unwrap();
+    let added: Sale = answer(app.change_stock(sale, 100).await)
+        .await
+        .expect("units added");
+    let retired: Sale = answer(app.change_stock(sale, -50).await)
+        .await
+        .expect("units retired");
 
-    assert_eq!(added["stock"]["total"], 600);
-    assert_eq!(added["stock"]["available"], 600);
-    assert_eq!(retired["stock"]["total"], 550);
-    assert_eq!(retired["stock"]["available"], 550);
+    assert_eq!((added.stock.total, added.stock.available), (600, 600));
+    assert_eq!((retired.stock.total, retired.stock.available), (550, 550));
 }
 
 #[tokio::test]
@@ -690,16 +681,14 @@ async fn retiring_more_than_the_free_units_returns_409() {
     let app = spawn_app().await;
     let sale = app.live_sale(3, 2).await;
     let shopper = app.shopper().await;
-    assert_eq!(app.reserve(&shopper, sale, 2, None).await.status(), 201);
+    app.reserve(&shopper, sale, 2)
+        .await
+        .expect("two units are free");
 
     let response = app.change_stock(sale, -2).await;
 
     assert_problem(response, 409, "insufficient_free_stock").await;
-    let stock = &app.admin_get_sale(sale).await["stock"];
-    assert_eq!(
-        *stock,
-        json!({ "total": 3, "available": 1, "held": 2, "sold": 0 })
-    );
+    assert_eq!(app.admin_get_sale(sale).await.stock, Stock::new(3, 1, 2, 0));
 }
 
 #[tokio::test]
@@ -723,8 +712,8 @@ async fn pause_resume_and_end_move_a_live_sale_through_its_states() {
         let response = app.transition(sale, action).await;
 
         assert_eq!(response.status(), 200, "{action}");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["status"], status, "after {action}");
+        let body: Sale = answer(response).await.expect("the sale");
+        assert_eq!(body.status, status, "after {action}");
     }
 }
 
@@ -777,8 +766,10 @@ async fn stats_returns_every_field_of_the_contract() {
             "orders",
         ],
     );
-    assert_eq!(stats["sale_id"], sale.to_string());
-    assert_eq!(stats["status"], "live");
+    // Exactly the contract's keys, nested objects included, then the values typed.
+    let typed: Stats = serde_json::from_value(stats.clone()).expect("stats as API.md writes them");
+    assert_eq!(typed.sale_id, sale);
+    assert_eq!(typed.status, "live");
     assert_keys(&stats["stock"], &["total", "available", "held", "sold"]);
     assert_keys(
         &stats["queue"],
@@ -806,5 +797,5 @@ async fn stats_returns_every_field_of_the_contract() {
     );
     assert_keys(&stats["orders"], &["count", "revenue"]);
     assert_keys(&stats["orders"]["revenue"], &["amount_minor", "currency"]);
-    assert_eq!(stats["orders"]["revenue"]["currency"], "EUR");
+    assert_eq!(typed.orders.revenue.currency, "EUR");
 }

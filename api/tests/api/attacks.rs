@@ -20,8 +20,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_problem, fresh_database, sale_body_with, spawn_app, spawn_app_with,
-    spawn_app_with_token_forge, unsigned_token, TestApp, TokenForge,
+    assert_case, assert_problem, fresh_database, sale_body_with, spawn_app, spawn_app_with,
+    spawn_app_with_token_forge, unsigned_token, Expect, Order, Reservation, Sale, Session, TestApp,
+    TokenForge,
 };
 
 // ---- helpers ----------------------------------------------------------------------------
@@ -272,27 +273,32 @@ async fn merchant_and_operator_tokens_cannot_act_as_a_shopper() {
     let mut merchant_role = shopper_claims(&forge, app.merchant_id);
     merchant_role["role"] = json!("merchant");
 
-    for (token, status, code) in [
-        (app.merchant_token.clone(), 401, "unauthorized"),
-        (app.operator_token(), 401, "unauthorized"),
-        (forge.sign_hs256(&merchant_role), 403, "forbidden"),
+    for (case, token, expected) in [
+        (
+            "merchant",
+            app.merchant_token.clone(),
+            Expect::Problem(401, "unauthorized"),
+        ),
+        (
+            "operator",
+            app.operator_token(),
+            Expect::Problem(401, "unauthorized"),
+        ),
+        (
+            "HS256 merchant role",
+            forge.sign_hs256(&merchant_role),
+            Expect::Problem(403, "forbidden"),
+        ),
     ] {
         let response = app
             .request(Method::POST, &join, Some(&token))
             .send()
             .await
             .unwrap();
-        assert_problem(response, status, code).await;
+        assert_case(case, response, expected).await;
     }
-    let line: Value = app
-        .admin_sale(Method::GET, sale, "/stats")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(line["queue"]["waiting"], 0, "nobody joined: {line}");
+    let line = app.stats(sale).await.expect("the merchant's stats");
+    assert_eq!(line.queue.waiting, 0, "nobody joined: {:?}", line.queue);
 }
 
 #[tokio::test]
@@ -335,15 +341,12 @@ async fn shopper_token_is_refused_on_every_admin_and_operator_route() {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 401, "{method} {path}");
-        assert_problem(response, 401, "unauthorized").await;
+        let case = format!("{method} {path}");
+        assert_case(&case, response, Expect::Problem(401, "unauthorized")).await;
     }
     let unchanged = app.admin_get_sale(sale).await;
-    assert_eq!(
-        unchanged["version"], 1,
-        "the sale is untouched: {unchanged}"
-    );
-    assert_eq!(unchanged["status"], "scheduled");
+    assert_eq!(unchanged.version, 1, "the sale is untouched: {unchanged:?}");
+    assert_eq!(unchanged.status, "scheduled");
 }
 
 /// `token` with its payload replaced by `edit(payload)` and the old signature kept.
@@ -611,13 +614,14 @@ async fn huge_and_negative_page_limits_are_refused() {
         let orders = app
             .get(&format!("/v1/orders?limit={limit}"), Some(&shopper.token))
             .await;
-        assert_problem(orders, status, code).await;
+        let expected = Expect::Problem(status, code);
+        assert_case(&format!("orders, limit {limit}"), orders, expected).await;
         let sales = app
             .merchant(Method::GET, &format!("/v1/admin/sales?limit={limit}"))
             .send()
             .await
             .unwrap();
-        assert_problem(sales, status, code).await;
+        assert_case(&format!("sales, limit {limit}"), sales, expected).await;
     }
     assert_healthy(&app).await;
 }
@@ -650,11 +654,11 @@ async fn negative_and_overflowing_quantities_are_refused() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), status, "quantity {raw}");
-        assert_problem(response, status, code).await;
+        let expected = Expect::Problem(status, code);
+        assert_case(&format!("quantity {raw}"), response, expected).await;
     }
     let view = app.admin_get_sale(sale).await;
-    assert_eq!(view["stock"]["available"], 10, "nothing was held: {view}");
+    assert_eq!(view.stock.available, 10, "nothing was held: {view:?}");
     assert_healthy(&app).await;
 }
 
@@ -665,8 +669,8 @@ async fn extreme_stock_deltas_and_sale_numbers_are_refused() {
 
     for delta in [i64::MIN, i64::MIN + 1, i64::MAX, -1_000_001, 1_000_000] {
         let response = app.change_stock(sale, delta).await;
-        assert_eq!(response.status(), 422, "delta {delta}");
-        assert_problem(response, 422, "invalid_field").await;
+        let expected = Expect::Problem(422, "invalid_field");
+        assert_case(&format!("delta {delta}"), response, expected).await;
     }
     for raw in ["9223372036854775808", "1e308", "-1e308"] {
         let response = app
@@ -676,7 +680,8 @@ async fn extreme_stock_deltas_and_sale_numbers_are_refused() {
             .send()
             .await
             .unwrap();
-        assert_problem(response, 400, "invalid_body").await;
+        let expected = Expect::Problem(400, "invalid_body");
+        assert_case(&format!("delta {raw}"), response, expected).await;
     }
     for (field, value) in [
         (
@@ -698,8 +703,8 @@ async fn extreme_stock_deltas_and_sale_numbers_are_refused() {
         assert_eq!(response.status(), 422, "{field} = {value}");
     }
     let view = app.admin_get_sale(sale).await;
-    assert_eq!(view["stock"]["total"], 500, "stock unchanged: {view}");
-    assert_eq!(view["version"], 1);
+    assert_eq!(view.stock.total, 500, "stock unchanged: {view:?}");
+    assert_eq!(view.version, 1);
     assert_healthy(&app).await;
 }
 
@@ -718,11 +723,11 @@ async fn a_json_array_is_not_taken_for_an_object_body() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 400, "body {body}");
-        assert_problem(response, 400, "invalid_body").await;
+        let expected = Expect::Problem(400, "invalid_body");
+        assert_case(&format!("body {body}"), response, expected).await;
     }
     let view = app.admin_get_sale(sale).await;
-    assert_eq!(view["stock"]["total"], 500, "stock unchanged: {view}");
+    assert_eq!(view.stock.total, 500, "stock unchanged: {view:?}");
     let accepted = app
         .admin_sale(Method::POST, sale, "/stock")
         .header(
@@ -883,7 +888,7 @@ async fn logs_never_contain_tokens_or_card_data() {
 
     // Act: a sale, a session, a hold and checkouts that succeed, fail and decline.
     let now = chrono::Utc::now();
-    let sale: Value = http
+    let sale: Sale = http
         .post(url("/v1/admin/sales"))
         .bearer_auth(&merchant)
         .json(&sale_body_with(json!({
@@ -897,8 +902,8 @@ async fn logs_never_contain_tokens_or_card_data() {
         .json()
         .await
         .unwrap();
-    let sale_id: Uuid = sale["id"].as_str().expect("a sale").parse().unwrap();
-    let session: Value = http
+    let sale_id = sale.id;
+    let session: Session = http
         .post(url("/v1/sessions"))
         .send()
         .await
@@ -906,12 +911,11 @@ async fn logs_never_contain_tokens_or_card_data() {
         .json()
         .await
         .unwrap();
-    let shopper_token = session["token"].as_str().unwrap().to_owned();
-    let shopper: Uuid = session["shopper_id"].as_str().unwrap().parse().unwrap();
+    let (shopper_token, shopper) = (session.token, session.shopper_id);
     let admission = waiting_room::AdmissionTokens::new(hmac_secret.as_bytes(), auth.issuer())
         .issue(shopper, sale_id, now, Duration::from_secs(600))
         .0;
-    let hold: Value = http
+    let hold: Reservation = http
         .post(url(&format!("/v1/sales/{sale_id}/reservations")))
         .bearer_auth(&shopper_token)
         .header("x-admission-token", &admission)
@@ -922,9 +926,8 @@ async fn logs_never_contain_tokens_or_card_data() {
         .json()
         .await
         .unwrap();
-    let reservation = hold["reservation_id"].as_str().expect("a hold").to_owned();
-    let checkout = format!("/v1/reservations/{reservation}/checkout");
-    let mut order = Value::Null;
+    let checkout = format!("/v1/reservations/{}/checkout", hold.reservation_id);
+    let mut order = None;
     for (key, card) in [
         ("k1", "tok_declined"),
         ("k2", "tok_error"),
@@ -940,7 +943,7 @@ async fn logs_never_contain_tokens_or_card_data() {
             .unwrap();
         if card == "tok_ok" {
             assert_eq!(response.status(), 201, "checkout");
-            order = response.json().await.unwrap();
+            order = Some(response.json::<Order>().await.unwrap());
         }
     }
     let garbage = format!("not.a.token-{id}");
@@ -952,10 +955,11 @@ async fn logs_never_contain_tokens_or_card_data() {
         .unwrap();
     assert_eq!(refused.status(), 401);
     // Let the workers capture the payment and send the confirmation (and log about it).
-    let order_path = format!("/v1/orders/{}", order["order_id"].as_str().unwrap());
+    let order = order.expect("the tok_ok checkout placed an order");
+    let order_path = format!("/v1/orders/{}", order.order_id);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let current: Value = http
+        let current: Order = http
             .get(url(&order_path))
             .bearer_auth(&shopper_token)
             .send()
@@ -964,7 +968,7 @@ async fn logs_never_contain_tokens_or_card_data() {
             .json()
             .await
             .unwrap();
-        if current["confirmation"]["status"] == "sent" || Instant::now() > deadline {
+        if current.confirmation.status == "sent" || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, TestShopper};
+use crate::helpers::{
+    answer, assert_case, assert_problem, spawn_app, spawn_app_with, Expect, Money, Order, TestApp,
+    TestShopper,
+};
 use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
 use reservations::payment::Latency;
 use reservations::projection::Stripe;
@@ -56,47 +57,32 @@ async fn checkout_turns_a_hold_into_a_confirmed_order() {
     let shopper = app.shopper().await;
     let reservation = app.hold(&shopper, sale, 2).await;
 
-    let response = app
-        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
-        .await;
+    let order = app
+        .place_order(&shopper, reservation, "pay-1", "tok_ok")
+        .await
+        .expect("the card is approved");
 
-    assert_eq!(response.status(), 201);
-    let order: Value = response.json().await.unwrap();
-    assert_eq!(order["status"], "confirmed");
-    assert_eq!(order["quantity"], 2);
-    assert_eq!(
-        order["amount"],
-        json!({ "amount_minor": 25800, "currency": "EUR" })
-    );
-    assert_eq!(order["reservation_id"], reservation.to_string());
-    assert_eq!(order["confirmation"]["status"], "pending");
-    let id = order["order_id"].as_str().unwrap();
-    let read: Value = app
-        .get_json(&format!("/v1/orders/{id}"), &shopper.token)
-        .await;
-    assert_eq!(read["order_id"], order["order_id"]);
-    let mine: Value = app.get_json("/v1/orders", &shopper.token).await;
-    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
-    let merchants: Value = app
-        .merchant(Method::GET, &format!("/v1/admin/sales/{sale}/orders"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(merchants["items"][0]["order_id"], order["order_id"]);
-    let reservation_view: Value = app
-        .get_json(&format!("/v1/reservations/{reservation}"), &shopper.token)
-        .await;
-    assert_eq!(reservation_view["status"], "checked_out");
+    assert_eq!(order.status, "confirmed");
+    assert_eq!(order.quantity, 2);
+    assert_eq!(order.amount, Money::eur(25800));
+    assert_eq!(order.reservation_id, reservation);
+    assert_eq!(order.confirmation.status, "pending");
+    let id = order.order_id;
+    let read = app.order(&shopper, id).await.expect("the owner reads it");
+    assert_eq!(read.order_id, order.order_id);
+    let mine = app.my_orders(&shopper).await.expect("the shopper's orders");
+    assert_eq!(mine.items.len(), 1);
+    let merchants = app.sale_orders(sale).await.expect("the sale's orders");
+    assert_eq!(merchants.items[0].order_id, order.order_id);
+    let reservation_view = app.reservation(&shopper, reservation).await.unwrap();
+    assert_eq!(reservation_view.status, "checked_out");
     let stock = stock(&app, sale).await;
     assert_eq!((stock.available, stock.held, stock.sold), (8, 0, 2));
     assert_eq!(
         count(
             &app,
             "select count(*) from outbox where aggregate_id = $1 and event_type = 'OrderPlaced'",
-            id.parse().unwrap()
+            id
         )
         .await,
         1
@@ -111,79 +97,105 @@ async fn checkout_error_codes_follow_the_contract() {
     let shopper = app.shopper().await;
     let stranger = app.shopper().await;
     let reservation = app.hold(&shopper, sale, 1).await;
-
-    assert_problem(
-        app.checkout(&shopper, reservation, None, "tok_ok").await,
-        400,
-        "idempotency_key_required",
-    )
-    .await;
-    assert_problem(
-        app.checkout(&stranger, reservation, Some("k"), "tok_ok")
-            .await,
-        404,
-        "reservation_not_found",
-    )
-    .await;
-    assert_problem(
-        app.checkout(&shopper, Uuid::new_v4(), Some("k"), "tok_ok")
-            .await,
-        404,
-        "reservation_not_found",
-    )
-    .await;
-    let unavailable = app
-        .checkout(&shopper, reservation, Some("k-err"), "tok_error")
-        .await;
-    assert!(unavailable.headers().contains_key("retry-after"));
-    assert_problem(unavailable, 503, "payment_unavailable").await;
-    assert_problem(
-        app.checkout(&shopper, reservation, Some("k-dec"), "tok_declined")
-            .await,
-        402,
-        "payment_declined",
-    )
-    .await;
-
-    // Declined and failed attempts keep the hold: an approved card still succeeds.
-    assert_eq!(
-        app.checkout(&shopper, reservation, Some("k-ok"), "tok_ok")
-            .await
-            .status(),
-        201
-    );
-    assert_problem(
-        app.checkout(&shopper, reservation, Some("k-ok"), "tok_other")
-            .await,
-        422,
-        "idempotency_key_reused",
-    )
-    .await;
-    assert_problem(
-        app.checkout(&shopper, reservation, Some("k-2"), "tok_ok")
-            .await,
-        409,
-        "reservation_not_held",
-    )
-    .await;
-
     let released = app.hold(&shopper, sale, 1).await;
     app.release(&shopper, released).await;
-    assert_problem(
-        app.checkout(&shopper, released, Some("k-3"), "tok_ok")
-            .await,
-        409,
-        "reservation_not_held",
-    )
-    .await;
-
     let expiring = app.hold(&shopper, sale, 1).await;
+    let unknown = Uuid::new_v4();
+    // Run in order: declined and failed attempts keep the hold, so an approved card
+    // still succeeds after them, and then the hold is no longer held.
+    let before_expiry = [
+        (
+            "no key",
+            &shopper,
+            reservation,
+            None,
+            "tok_ok",
+            Expect::Problem(400, "idempotency_key_required"),
+        ),
+        (
+            "another shopper's hold",
+            &stranger,
+            reservation,
+            Some("k"),
+            "tok_ok",
+            Expect::Problem(404, "reservation_not_found"),
+        ),
+        (
+            "an unknown hold",
+            &shopper,
+            unknown,
+            Some("k"),
+            "tok_ok",
+            Expect::Problem(404, "reservation_not_found"),
+        ),
+        (
+            "provider error",
+            &shopper,
+            reservation,
+            Some("k-err"),
+            "tok_error",
+            Expect::Problem(503, "payment_unavailable"),
+        ),
+        (
+            "declined",
+            &shopper,
+            reservation,
+            Some("k-dec"),
+            "tok_declined",
+            Expect::Problem(402, "payment_declined"),
+        ),
+        (
+            "approved after those",
+            &shopper,
+            reservation,
+            Some("k-ok"),
+            "tok_ok",
+            Expect::Status(201),
+        ),
+        (
+            "same key, another body",
+            &shopper,
+            reservation,
+            Some("k-ok"),
+            "tok_other",
+            Expect::Problem(422, "idempotency_key_reused"),
+        ),
+        (
+            "already checked out",
+            &shopper,
+            reservation,
+            Some("k-2"),
+            "tok_ok",
+            Expect::Problem(409, "reservation_not_held"),
+        ),
+        (
+            "released",
+            &shopper,
+            released,
+            Some("k-3"),
+            "tok_ok",
+            Expect::Problem(409, "reservation_not_held"),
+        ),
+    ];
+
+    for (case, who, hold, key, card, expected) in before_expiry {
+        let response = app.checkout(who, hold, key, card).await;
+        if case == "provider error" {
+            assert!(
+                response.headers().contains_key("retry-after"),
+                "{case}: Retry-After"
+            );
+        }
+        assert_case(case, response, expected).await;
+    }
     app.clock.advance(Duration::from_secs(601));
-    assert_problem(
-        app.checkout(&shopper, expiring, Some("k-4"), "tok_ok")
-            .await,
-        410,
-        "reservation_expired",
+    let response = app
+        .checkout(&shopper, expiring, Some("k-4"), "tok_ok")
+        .await;
+    assert_case(
+        "expired",
+        response,
+        Expect::Problem(410, "reservation_expired"),
     )
     .await;
     assert_eq!(
@@ -239,8 +251,8 @@ async fn twenty_concurrent_retries_with_one_key_place_one_order_and_authorize_on
     let mut orders = std::collections::HashSet::new();
     for response in responses {
         assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        orders.insert(body["order_id"].as_str().unwrap().to_owned());
+        let order: Order = answer(response).await.expect("an order");
+        orders.insert(order.order_id);
     }
     assert_eq!(orders.len(), 1, "every retry answers the same order");
     assert_eq!(orders_for(&app, reservation).await, 1);
@@ -279,10 +291,8 @@ async fn a_transaction_that_fails_after_authorization_leaves_no_order_and_voids_
         "the authorization was voided"
     );
     assert_eq!(payments(&app, "authorized").await, 0);
-    let view: Value = app
-        .get_json(&format!("/v1/reservations/{reservation}"), &shopper.token)
-        .await;
-    assert_eq!(view["status"], "held", "the hold stays until its deadline");
+    let view = app.reservation(&shopper, reservation).await.unwrap();
+    assert_eq!(view.status, "held", "the hold stays until its deadline");
 }
 
 #[tokio::test]
@@ -358,15 +368,10 @@ async fn checkout_racing_expiry_sells_or_frees_each_hold_never_both_never_neithe
         let status = response.status().as_u16();
         assert!(status == 201 || status == 410, "status {status}");
         let orders = orders_for(&app, *id).await;
-        let view: Value = app
-            .get_json(&format!("/v1/reservations/{id}"), &shopper.token)
-            .await;
+        let view = app.reservation(shopper, *id).await.unwrap();
         match status {
-            201 => assert_eq!(
-                (orders, view["status"].as_str().unwrap()),
-                (1, "checked_out")
-            ),
-            _ => assert_eq!((orders, view["status"].as_str().unwrap()), (0, "expired")),
+            201 => assert_eq!((orders, view.status.as_str()), (1, "checked_out")),
+            _ => assert_eq!((orders, view.status.as_str()), (0, "expired")),
         }
         sold += orders;
     }
@@ -439,20 +444,21 @@ async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
         .unwrap();
 
     assert_eq!(finished, 2);
-    let status = |shopper: &TestShopper, id: Uuid| {
-        let request = app.request(
-            Method::GET,
-            &format!("/v1/reservations/{id}"),
-            Some(&shopper.token),
-        );
-        async move { request.send().await.unwrap().json::<Value>().await.unwrap()["status"].clone() }
+    let status = |shopper: TestShopper, id: Uuid| {
+        let app = &app;
+        async move {
+            app.reservation(&shopper, id)
+                .await
+                .expect("the owner reads it")
+                .status
+        }
     };
     assert_eq!(
-        status(&a, hold_a).await,
+        status(a.clone(), hold_a).await,
         "held",
         "no order: back to held, to expire or be paid again"
     );
-    assert_eq!(status(&b, hold_b).await, "checked_out");
+    assert_eq!(status(b.clone(), hold_b).await, "checked_out");
     assert_eq!(payments(&app, "voided").await, 1);
     let stock = stock(&app, sale).await;
     assert_eq!((stock.available, stock.held, stock.sold), (8, 1, 1));
@@ -487,12 +493,11 @@ async fn a_retry_while_the_first_checkout_is_still_in_flight_answers_409_request
     // a later retry gets the first attempt's order.
     assert_problem(retry, 409, "request_in_progress").await;
     assert_eq!(first.status(), 201);
-    let order: Value = first.json().await.unwrap();
+    let order: Order = answer(first).await.expect("the first attempt's order");
     let replay = app
         .checkout(&shopper, reservation, Some("k-slow"), "tok_ok")
         .await;
     assert_eq!(replay.status(), 201);
-    let replayed: Value = replay.json().await.unwrap();
-    assert!(order["order_id"].is_string(), "{order}");
-    assert_eq!(replayed["order_id"], order["order_id"]);
+    let replayed: Order = answer(replay).await.expect("the same order");
+    assert_eq!(replayed.order_id, order.order_id);
 }

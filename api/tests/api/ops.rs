@@ -2,10 +2,13 @@
 //! the public sale page, guest sessions, unknown routes and methods, request ids.
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{assert_keys, assert_problem, etag, spawn_app, spawn_app_behind_redis_proxy};
+use crate::helpers::{
+    answer, assert_keys, assert_problem, etag, spawn_app, spawn_app_behind_redis_proxy,
+    PublicStock, SalePage, Session,
+};
 
 // ---- health and readiness -------------------------------------------------------------
 
@@ -37,8 +40,9 @@ async fn readyz_returns_503_when_redis_is_unreachable() {
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
 
     assert!(response.headers().contains_key("retry-after"));
-    let body = assert_problem(response, 503, "not_ready").await;
-    assert_eq!(body["detail"], "not answering: redis");
+    let problem = answer::<Value>(response).await.unwrap_err();
+    problem.assert_is(503, "not_ready", "Redis cut");
+    assert_eq!(problem.detail, "not answering: redis");
 }
 
 #[tokio::test]
@@ -50,8 +54,9 @@ async fn readyz_returns_503_when_postgres_is_unreachable() {
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
 
     assert!(response.headers().contains_key("retry-after"));
-    let body = assert_problem(response, 503, "not_ready").await;
-    assert_eq!(body["detail"], "not answering: postgres");
+    let problem = answer::<Value>(response).await.unwrap_err();
+    problem.assert_is(503, "not_ready", "Postgres closed");
+    assert_eq!(problem.detail, "not answering: postgres");
 }
 
 // ---- metrics and OpenAPI --------------------------------------------------------------
@@ -152,9 +157,16 @@ async fn public_sale_returns_only_public_fields_with_cache_headers() {
             "stock",
         ],
     );
-    assert_eq!(body["id"], sale.to_string());
-    assert_eq!(body["status"], "scheduled");
-    assert_eq!(body["stock"], json!({ "total": 500, "available": 500 }));
+    let page: SalePage = serde_json::from_value(body).expect("the public page of API.md");
+    assert_eq!(page.id, sale);
+    assert_eq!(page.status, "scheduled");
+    assert_eq!(
+        page.stock,
+        PublicStock {
+            total: 500,
+            available: 500
+        }
+    );
 }
 
 #[tokio::test]
@@ -206,10 +218,10 @@ async fn create_session_returns_201_with_a_shopper_token() {
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     assert_keys(&body, &["token", "shopper_id", "expires_at"]);
-    assert!(!body["token"].as_str().unwrap().is_empty());
-    assert!(body["shopper_id"].as_str().unwrap().parse::<Uuid>().is_ok());
-    let expires_at = body["expires_at"].as_str().unwrap();
-    let expires_at = chrono::DateTime::parse_from_rfc3339(expires_at).unwrap();
+    let session: Session = serde_json::from_value(body).expect("a session as API.md writes it");
+    assert!(!session.token.is_empty());
+    assert!(!session.shopper_id.is_nil(), "shopper_id is a UUID");
+    let expires_at = chrono::DateTime::parse_from_rfc3339(&session.expires_at).unwrap();
     assert!(expires_at > chrono::Utc::now(), "expires in the future");
 }
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, sale_body_with, spawn_app, TestApp, TestShopper};
+use crate::helpers::{assert_case, assert_problem, spawn_app, Expect, Stock, TestApp, TestShopper};
 use reservations::ids::SaleId;
 use reservations::projection::HoldRecord;
 
@@ -151,7 +151,7 @@ async fn five_thousand_concurrent_reserves_hold_each_unit_once_and_respect_the_l
                 (
                     shopper.id,
                     qty,
-                    app.reserve(&shopper, sale, qty, None)
+                    app.reserve_request(&shopper, sale, qty, None)
                         .await
                         .status()
                         .as_u16(),
@@ -189,33 +189,22 @@ async fn release_and_expiry_racing_return_each_hold_exactly_once() {
     let mut held = Vec::new();
     for _ in 0..300 {
         let shopper = app.direct_shopper();
-        let body: Value = app
-            .reserve(&shopper, sale, 1, None)
+        let hold = app
+            .reserve(&shopper, sale, 1)
             .await
-            .json()
-            .await
-            .unwrap();
-        held.push((shopper, body["reservation_id"].as_str().unwrap().to_owned()));
+            .expect("a unit is free");
+        held.push((shopper, hold.reservation_id));
     }
     app.clock.advance(Duration::from_secs(601));
 
     // Act: every owner releases while several sweepers expire the same holds.
-    let releases = futures::future::join_all(held.iter().map(|(shopper, id)| {
-        app.request(
-            Method::DELETE,
-            &format!("/v1/reservations/{id}"),
-            Some(&shopper.token),
-        )
-        .send()
-    }));
+    let releases =
+        futures::future::join_all(held.iter().map(|(shopper, id)| app.release(shopper, *id)));
     let sweeps = futures::future::join_all((0..4).map(|_| app.app_state.sales.sweep_once(7)));
     let (releases, sweeps) = tokio::join!(releases, sweeps);
 
     // Assert: each hold ended once — released or expired — and every unit is free once.
-    let released = releases
-        .iter()
-        .filter(|r| r.as_ref().unwrap().status() == 204)
-        .count() as i64;
+    let released = releases.iter().filter(|r| r.status() == 204).count() as i64;
     let expired: i64 = sweeps.into_iter().map(|r| r.unwrap()).sum();
     let background_expired = holds(&app, sale)
         .await
@@ -239,7 +228,7 @@ async fn redis_wiped_mid_run_rebuilds_once_from_postgres_and_keeps_every_unit_on
     let sale = app.live_sale(100, 2).await;
     for _ in 0..10 {
         assert_eq!(
-            app.reserve(&app.direct_shopper(), sale, 2, None)
+            app.reserve_request(&app.direct_shopper(), sale, 2, None)
                 .await
                 .status(),
             201
@@ -329,50 +318,25 @@ async fn reserving_returns_a_held_reservation_the_owner_can_read_and_release() {
     let sale = app.live_sale(10, 2).await;
     let shopper = app.shopper().await;
 
-    let response = app.reserve(&shopper, sale, 2, None).await;
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "held");
-    assert_eq!(body["quantity"], 2);
-    assert_eq!(body["sale_id"], sale.to_string());
-    let id = body["reservation_id"].as_str().unwrap();
-    let path = format!("/v1/reservations/{id}");
+    let hold = app
+        .reserve(&shopper, sale, 2)
+        .await
+        .expect("units are free");
+    assert_eq!(hold.status, "held");
+    assert_eq!(hold.quantity, 2);
+    assert_eq!(hold.sale_id, sale);
+    let id = hold.reservation_id;
 
-    let read: Value = app
-        .request(Method::GET, &path, Some(&shopper.token))
-        .send()
+    assert_eq!(app.reservation(&shopper, id).await, Ok(hold.clone()));
+    assert_eq!(app.release(&shopper, id).await.status(), 204);
+    let read = app
+        .reservation(&shopper, id)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(read, body);
-    let released = app
-        .request(Method::DELETE, &path, Some(&shopper.token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(released.status(), 204);
-    let read: Value = app
-        .request(Method::GET, &path, Some(&shopper.token))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(read["status"], "released");
-    let sale_view: Value = app
-        .merchant(Method::GET, &format!("/v1/admin/sales/{sale}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect("the owner reads it");
+    assert_eq!(read.status, "released");
     assert_eq!(
-        sale_view["stock"],
-        json!({ "total": 10, "available": 10, "held": 0, "sold": 0 })
+        app.admin_get_sale(sale).await.stock,
+        Stock::new(10, 10, 0, 0)
     );
 }
 
@@ -381,29 +345,19 @@ async fn an_expired_hold_reports_expired_and_its_units_return() {
     let app = spawn_app().await;
     let sale = app.live_sale(5, 1).await;
     let shopper = app.shopper().await;
-    let body: Value = app
-        .reserve(&shopper, sale, 1, None)
+    let hold = app
+        .reserve(&shopper, sale, 1)
         .await
-        .json()
-        .await
-        .unwrap();
-    let path = format!(
-        "/v1/reservations/{}",
-        body["reservation_id"].as_str().unwrap()
-    );
+        .expect("a unit is free");
 
     app.clock.advance(Duration::from_secs(601));
     app.app_state.sales.sweep_once(100).await.unwrap();
 
-    let read: Value = app
-        .request(Method::GET, &path, Some(&shopper.token))
-        .send()
+    let read = app
+        .reservation(&shopper, hold.reservation_id)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(read["status"], "expired");
+        .expect("the owner reads it");
+    assert_eq!(read.status, "expired");
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!(stock.available, 5);
 }
@@ -414,20 +368,22 @@ async fn the_same_idempotency_key_returns_the_same_hold_and_another_body_is_422(
     let sale = app.live_sale(10, 2).await;
     let shopper = app.shopper().await;
 
-    let first = app.reserve(&shopper, sale, 1, Some("k-1")).await;
-    assert_eq!(first.status(), 201);
-    let first: Value = first.json().await.unwrap();
-    let again = app.reserve(&shopper, sale, 1, Some("k-1")).await;
-    assert_eq!(again.status(), 200);
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["reservation_id"], first["reservation_id"]);
+    let (status, first) = app
+        .reserve_with_key(&shopper, sale, 1, "k-1")
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    let (status, again) = app
+        .reserve_with_key(&shopper, sale, 1, "k-1")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(again.reservation_id, first.reservation_id);
 
-    assert_problem(
-        app.reserve(&shopper, sale, 2, Some("k-1")).await,
-        422,
-        "idempotency_key_reused",
-    )
-    .await;
+    app.reserve_with_key(&shopper, sale, 2, "k-1")
+        .await
+        .unwrap_err()
+        .assert_is(422, "idempotency_key_reused", "same key, another body");
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!(stock.held, 1);
 }
@@ -452,21 +408,28 @@ async fn reserving_without_a_valid_admission_token_is_403_not_admitted() {
     )
     .0;
     let cases = [
-        None,
-        Some("not-a-token".to_owned()),
-        Some(expired),
-        Some(app.admission_token(someone_else.id, sale)),
-        Some(app.admission_token(shopper.id, other_sale)),
+        ("no token", None),
+        ("not a token", Some("not-a-token".to_owned())),
+        ("expired", Some(expired)),
+        (
+            "another shopper's",
+            Some(app.admission_token(someone_else.id, sale)),
+        ),
+        (
+            "another sale's",
+            Some(app.admission_token(shopper.id, other_sale)),
+        ),
     ];
 
-    for token in cases {
+    for (case, token) in cases {
         let mut request = app
             .request(Method::POST, &path, Some(&shopper.token))
             .json(&json!({ "quantity": 1 }));
         if let Some(token) = token {
             request = request.header("x-admission-token", token);
         }
-        assert_problem(request.send().await.unwrap(), 403, "not_admitted").await;
+        let response = request.send().await.unwrap();
+        assert_case(case, response, Expect::Problem(403, "not_admitted")).await;
     }
     assert_eq!(assert_stock_conserved(&app, sale).await.held, 0);
 }
@@ -475,67 +438,87 @@ async fn reserving_without_a_valid_admission_token_is_403_not_admitted() {
 async fn reserve_error_codes_follow_the_contract() {
     let app = spawn_app().await;
     let sale = app.live_sale(3, 2).await;
-    let shopper = app.shopper().await;
-
-    for quantity in [0, -1, 101] {
-        assert_problem(
-            app.reserve(&shopper, sale, quantity, None).await,
-            422,
-            "invalid_quantity",
-        )
-        .await;
-    }
-    assert_eq!(app.reserve(&shopper, sale, 2, None).await.status(), 201);
-    assert_problem(
-        app.reserve(&shopper, sale, 1, None).await,
-        409,
-        "per_user_limit_exceeded",
-    )
-    .await;
-    let second = app.shopper().await;
-    assert_problem(app.reserve(&second, sale, 2, None).await, 409, "sold_out").await;
-    assert_eq!(app.reserve(&second, sale, 1, None).await.status(), 201);
-    assert_problem(
-        app.reserve(&app.shopper().await, sale, 1, None).await,
-        409,
-        "sold_out",
-    )
-    .await;
+    let (first, second, third) = (
+        app.shopper().await,
+        app.shopper().await,
+        app.shopper().await,
+    );
     let unknown = Uuid::new_v4();
-    assert_problem(
-        app.reserve(&shopper, unknown, 1, None).await,
-        404,
-        "sale_not_found",
-    )
-    .await;
+    // Run in order: each row sees the stock the rows above it left (3 units, limit 2).
+    let cases = [
+        (
+            "zero units",
+            &first,
+            sale,
+            0,
+            Expect::Problem(422, "invalid_quantity"),
+        ),
+        (
+            "negative units",
+            &first,
+            sale,
+            -1,
+            Expect::Problem(422, "invalid_quantity"),
+        ),
+        (
+            "above any limit",
+            &first,
+            sale,
+            101,
+            Expect::Problem(422, "invalid_quantity"),
+        ),
+        ("up to the limit", &first, sale, 2, Expect::Status(201)),
+        (
+            "past the limit",
+            &first,
+            sale,
+            1,
+            Expect::Problem(409, "per_user_limit_exceeded"),
+        ),
+        (
+            "more than is left",
+            &second,
+            sale,
+            2,
+            Expect::Problem(409, "sold_out"),
+        ),
+        ("the last unit", &second, sale, 1, Expect::Status(201)),
+        (
+            "nothing left",
+            &third,
+            sale,
+            1,
+            Expect::Problem(409, "sold_out"),
+        ),
+        (
+            "an unknown sale",
+            &first,
+            unknown,
+            1,
+            Expect::Problem(404, "sale_not_found"),
+        ),
+    ];
+
+    for (case, shopper, sale, quantity, expected) in cases {
+        let response = app.reserve_request(shopper, sale, quantity, None).await;
+        assert_case(case, response, expected).await;
+    }
 }
 
 #[tokio::test]
 async fn reserving_in_a_scheduled_or_paused_sale_is_409_sale_not_live() {
     let app = spawn_app().await;
-    let scheduled: Value = app.create_sale(sale_body_with(json!({}))).await;
-    let scheduled: Uuid = scheduled["id"].as_str().unwrap().parse().unwrap();
+    let scheduled = app.scheduled_sale().await;
     let paused = app.live_sale(5, 1).await;
-    let response = app
-        .merchant(Method::POST, &format!("/v1/admin/sales/{paused}/pause"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(app.transition(paused, "pause").await.status(), 200);
     let shopper = app.shopper().await;
 
-    assert_problem(
-        app.reserve(&shopper, scheduled, 1, None).await,
-        409,
-        "sale_not_live",
-    )
-    .await;
-    assert_problem(
-        app.reserve(&shopper, paused, 1, None).await,
-        409,
-        "sale_not_live",
-    )
-    .await;
+    for (case, sale) in [("scheduled", scheduled), ("paused", paused)] {
+        app.reserve(&shopper, sale, 1)
+            .await
+            .unwrap_err()
+            .assert_is(409, "sale_not_live", case);
+    }
 }
 
 #[tokio::test]
@@ -544,16 +527,8 @@ async fn another_shoppers_reservation_is_404_and_a_double_release_is_409() {
     let sale = app.live_sale(5, 1).await;
     let owner = app.shopper().await;
     let stranger = app.shopper().await;
-    let body: Value = app
-        .reserve(&owner, sale, 1, None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let path = format!(
-        "/v1/reservations/{}",
-        body["reservation_id"].as_str().unwrap()
-    );
+    let hold = app.reserve(&owner, sale, 1).await.expect("a unit is free");
+    let path = format!("/v1/reservations/{}", hold.reservation_id);
 
     for method in [Method::GET, Method::DELETE] {
         let response = app
@@ -577,19 +552,8 @@ async fn another_shoppers_reservation_is_404_and_a_double_release_is_409() {
     )
     .await;
 
-    assert_eq!(
-        app.request(Method::DELETE, &path, Some(&owner.token))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    let again = app
-        .request(Method::DELETE, &path, Some(&owner.token))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.release(&owner, hold.reservation_id).await.status(), 204);
+    let again = app.release(&owner, hold.reservation_id).await;
     assert_problem(again, 409, "reservation_not_held").await;
     assert_eq!(assert_stock_conserved(&app, sale).await.available, 5);
 }
@@ -600,12 +564,7 @@ async fn an_ended_sale_is_swept_until_its_last_hold_returns_then_no_longer_visit
     let sale = app.live_sale(5, 1).await;
     let shopper = app.direct_shopper();
     app.hold(&shopper, sale, 1).await;
-    let ended = app
-        .merchant(Method::POST, &format!("/v1/admin/sales/{sale}/end"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status(), 200);
+    assert_eq!(app.transition(sale, "end").await.status(), 200);
     let tracked = || async {
         app.app_state
             .sales
@@ -641,11 +600,13 @@ async fn a_shopper_told_sold_out_counts_for_the_waiting_room_as_having_had_their
     app.hold(&buyer, sale, 1).await;
 
     // Act
-    let refused = app.reserve(&late, sale, 1, None).await;
+    let refused = app.reserve(&late, sale, 1).await;
 
     // Assert: the late shopper is no longer a buyer to come, so a unit that returns
     // later is offered to the line rather than kept for them.
-    assert_problem(refused, 409, "sold_out").await;
+    refused
+        .unwrap_err()
+        .assert_is(409, "sold_out", "the late shopper");
     let reached = app
         .app_state
         .sales

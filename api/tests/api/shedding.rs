@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app_with, TestApp, TestShopper};
+use crate::helpers::{answer, assert_problem, spawn_app_with, Session, TestApp, TestShopper};
 
 /// One client (by the address the load balancer reports) that mints a guest session
 /// for every join: `count` joins, each under a session of its own; the statuses.
@@ -30,10 +29,7 @@ async fn joins_with_fresh_sessions(
             statuses.push(session.status().as_u16());
             continue;
         }
-        let token = session.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = answer::<Session>(session).await.expect("a session").token;
         let join = app
             .request(
                 Method::POST,
@@ -117,22 +113,11 @@ async fn a_shopper_polling_in_a_loop_gets_429_while_another_is_served() {
         )
         .send()
     };
-    app.request(
-        Method::POST,
-        &format!("/v1/sales/{sale}/queue"),
-        Some(&flooder.token),
-    )
-    .send()
-    .await
-    .unwrap();
-    app.request(
-        Method::POST,
-        &format!("/v1/sales/{sale}/queue"),
-        Some(&neighbour.token),
-    )
-    .send()
-    .await
-    .unwrap();
+    for shopper in [&flooder, &neighbour] {
+        app.join_queue(shopper, sale)
+            .await
+            .expect("a live sale's line");
+    }
 
     let mut statuses = Vec::new();
     for _ in 0..6 {
@@ -145,11 +130,8 @@ async fn a_shopper_polling_in_a_loop_gets_429_while_another_is_served() {
         .expect("the flood is limited");
     assert!(limited.headers().contains_key("retry-after"));
     assert_problem(limited, 429, "rate_limited").await;
-    assert_eq!(
-        poll(&neighbour).await.unwrap().status(),
-        200,
-        "others are unaffected"
-    );
+    let ticket = app.my_ticket(&neighbour, sale).await;
+    ticket.expect("others are unaffected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -177,7 +159,7 @@ async fn under_overload_other_traffic_is_shed_first_and_the_buy_path_still_serve
             .await
             .unwrap();
         let buyer = app.direct_shopper();
-        let reserve = app.reserve(&buyer, sale, 1, None).await;
+        let reserve = app.reserve_request(&buyer, sale, 1, None).await;
         (listing, reserve)
     };
 

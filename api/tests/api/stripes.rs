@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{assert_problem, spawn_app_with, TestApp, TestShopper};
@@ -48,15 +47,9 @@ async fn stripe_of(app: &TestApp, sale: Uuid, id: Uuid) -> usize {
     found[0]
 }
 
-async fn reservation_id(response: reqwest::Response) -> Uuid {
-    let body: Value = response.json().await.unwrap();
-    body["reservation_id"].as_str().unwrap().parse().unwrap()
-}
-
-async fn reservation_status(app: &TestApp, shopper: &TestShopper, id: Uuid) -> Value {
-    app.get_json(&format!("/v1/reservations/{id}"), &shopper.token)
-        .await["status"]
-        .clone()
+async fn reservation_status(app: &TestApp, shopper: &TestShopper, id: Uuid) -> String {
+    let hold = app.reservation(shopper, id).await;
+    hold.expect("the owner reads it").status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -71,7 +64,12 @@ async fn five_thousand_concurrent_reserves_over_four_stripes_sell_exactly_the_st
     let statuses: Vec<u16> = futures::stream::iter(calls)
         .map(|shopper| {
             let app = &app;
-            async move { app.reserve(&shopper, sale, 1, None).await.status().as_u16() }
+            async move {
+                app.reserve_request(&shopper, sale, 1, None)
+                    .await
+                    .status()
+                    .as_u16()
+            }
         })
         .buffer_unordered(200)
         .collect()
@@ -121,24 +119,25 @@ async fn a_shopper_whose_home_stripe_is_sold_out_falls_back_to_the_next_stripe()
     let app = spawn_striped_app().await;
     let sale = app.live_sale(8, 10).await;
     let shopper = shopper_at_home_in(&app, 2);
-    let first = reservation_id(app.reserve(&shopper, sale, 2, None).await).await;
+    let first = app.hold(&shopper, sale, 2).await;
 
     // Act: home (stripe 2) is now sold out.
-    let second = app.reserve(&shopper, sale, 2, None).await;
-    assert_eq!(second.status(), 201);
-    let second = reservation_id(second).await;
-    let too_many = app.reserve(&shopper, sale, 3, None).await;
+    let second = app.reserve(&shopper, sale, 2).await;
+    let second = second.expect("the next stripe has 2 free").reservation_id;
+    let too_many = app.reserve(&shopper, sale, 3).await;
 
     // Assert: home first, then the next stripe in order; 3 units fit no single stripe
     // (2 each) although 4 are free, so they are sold out.
     assert_eq!(stripe_of(&app, sale, first).await, 2);
     assert_eq!(stripe_of(&app, sale, second).await, 3);
-    assert_problem(too_many, 409, "sold_out").await;
+    too_many
+        .unwrap_err()
+        .assert_is(409, "sold_out", "3 units, 2 a stripe");
     assert_eq!(reservation_status(&app, &shopper, second).await, "held");
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!((stock.available, stock.held), (4, 4));
     // Stripe 3 full too: the fallback wraps around to stripe 0.
-    let third = reservation_id(app.reserve(&shopper, sale, 1, None).await).await;
+    let third = app.hold(&shopper, sale, 1).await;
     assert_eq!(stripe_of(&app, sale, third).await, 0);
     let reserved = app
         .app_state
@@ -157,23 +156,28 @@ async fn a_retried_reserve_with_the_same_key_meets_its_first_answer_after_a_fall
     let app = spawn_striped_app().await;
     let sale = app.live_sale(8, 2).await;
     let neighbour = shopper_at_home_in(&app, 1);
-    let blocking = reservation_id(app.reserve(&neighbour, sale, 2, None).await).await;
+    let blocking = app.hold(&neighbour, sale, 2).await;
     let shopper = shopper_at_home_in(&app, 1);
-    let first = app.reserve(&shopper, sale, 1, Some("k-1")).await;
-    assert_eq!(first.status(), 201);
-    let first = reservation_id(first).await;
+    let (status, first) = app
+        .reserve_with_key(&shopper, sale, 1, "k-1")
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    let first = first.reservation_id;
     assert_eq!(stripe_of(&app, sale, first).await, 2);
 
     // Act: home has free units again, then the shopper retries with the same key.
     let released = app.release(&neighbour, blocking).await;
     assert_eq!(released.status(), 204);
-    let again = app.reserve(&shopper, sale, 1, Some("k-1")).await;
-    let other_body = app.reserve(&shopper, sale, 2, Some("k-1")).await;
+    let again = app.reserve_with_key(&shopper, sale, 1, "k-1").await;
+    let other_body = app.reserve_with_key(&shopper, sale, 2, "k-1").await;
 
     // Assert: the first answer, not a second hold in the home stripe; another body 422.
-    assert_eq!(again.status(), 200);
-    assert_eq!(reservation_id(again).await, first);
-    assert_problem(other_body, 422, "idempotency_key_reused").await;
+    let (status, again) = again.expect("the first answer again");
+    assert_eq!((status.as_u16(), again.reservation_id), (200, first));
+    other_body
+        .unwrap_err()
+        .assert_is(422, "idempotency_key_reused", "same key, another body");
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!((stock.available, stock.held), (7, 1));
 }
@@ -246,7 +250,7 @@ async fn redis_wiped_then_rebuilt_loads_every_stripe_once_from_postgres() {
     let sale = app.live_sale(100, 2).await;
     for _ in 0..10 {
         assert_eq!(
-            app.reserve(&app.direct_shopper(), sale, 2, None)
+            app.reserve_request(&app.direct_shopper(), sale, 2, None)
                 .await
                 .status(),
             201
@@ -296,7 +300,7 @@ async fn losing_one_stripe_rebuilds_that_stripe_and_keeps_the_holds_of_the_other
         .await
         .unwrap();
     let newcomer = shopper_at_home_in(&app, 2);
-    let response = app.reserve(&newcomer, sale, 1, None).await;
+    let response = app.reserve_request(&newcomer, sale, 1, None).await;
 
     // Assert: only stripe 2's hold is gone (410 at checkout); the others still hold.
     assert_eq!(response.status(), 201);
@@ -335,8 +339,7 @@ async fn added_units_join_their_stripe_and_retired_units_come_from_every_stripe_
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!((stock.total, stock.available), (8, 8));
     let view = app.admin_get_sale(sale).await;
-    assert_eq!(view["stock"]["total"], 8);
-    assert_eq!(view["stock"]["available"], 8);
+    assert_eq!((view.stock.total, view.stock.available), (8, 8));
     // More than is free is refused whole, and nothing moves.
     assert_problem(
         app.change_stock(sale, -9).await,
@@ -475,7 +478,7 @@ async fn a_process_with_another_stripe_count_refuses_a_sale_loaded_with_four() {
 
     // Act
     let response = misconfigured
-        .reserve(&misconfigured.direct_shopper(), sale, 1, None)
+        .reserve_request(&misconfigured.direct_shopper(), sale, 1, None)
         .await;
 
     // Assert: it refuses (500) instead of reading stripe 0 as the whole sale, and the

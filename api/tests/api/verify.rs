@@ -8,41 +8,27 @@ use flashsale::verify::{self, Options, Report};
 use outbox_relay::mailer::SimulatedMailer;
 use outbox_relay::relay::{self, RelayConfig};
 use outbox_relay::worker::{self, WorkerConfig};
-use reqwest::Method;
 use reservations::ids::SaleId;
 use reservations::projection::Projection;
-use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, TestShopper};
+use crate::helpers::{answer, spawn_app, spawn_app_with, Order, TestApp, TestShopper};
 
 /// Reserves `quantity` units and checks them out with tok_ok; returns the order id.
 async fn buy(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
-    let held = app.reserve(shopper, sale, quantity, None).await;
-    assert_eq!(held.status(), 201);
-    let reservation = held.json::<Value>().await.unwrap()["reservation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let response = app
-        .request(
-            Method::POST,
-            &format!("/v1/reservations/{reservation}/checkout"),
-            Some(&shopper.token),
-        )
-        .header("idempotency-key", Uuid::new_v4().to_string())
-        .json(&json!({ "payment_token": "tok_ok" }))
-        .send()
+    let held = app
+        .reserve(shopper, sale, quantity)
         .await
-        .unwrap();
+        .expect("units are free");
+    let key = Uuid::new_v4().to_string();
+    let response = app
+        .checkout(shopper, held.reservation_id, Some(&key), "tok_ok")
+        .await;
     assert_eq!(response.status(), 201);
-    response.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    let order: Order = answer(response).await.expect("an order");
+    order.order_id
 }
 
 /// The relay and the event workers of `app`'s deployment, in this process.
@@ -123,7 +109,10 @@ async fn the_checker_passes_a_sale_sold_through_the_api_and_fails_once_an_order_
     let pipeline = Pipeline::start(&app).await;
     let alices_order = buy(&app, &alice, sale, 2).await;
     buy(&app, &bob, sale, 1).await;
-    assert_eq!(app.reserve(&carol, sale, 1, None).await.status(), 201);
+    assert_eq!(
+        app.reserve_request(&carol, sale, 1, None).await.status(),
+        201
+    );
 
     // Act
     let clean = check(&app, sale, Duration::from_secs(30)).await;
@@ -202,7 +191,7 @@ async fn the_checker_covers_every_stripe_and_names_a_unit_found_in_the_wrong_one
     }
     for _ in 0..3 {
         assert_eq!(
-            app.reserve(&app.direct_shopper(), sale, 1, None)
+            app.reserve_request(&app.direct_shopper(), sale, 1, None)
                 .await
                 .status(),
             201

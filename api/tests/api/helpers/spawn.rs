@@ -1,0 +1,216 @@
+//! Starting the app under test: a fresh database (UUID name, migrations applied), a
+//! unique Redis key prefix, its own key folder and a manual clock, then the real
+//! application on port 0. Also the identities a test acts as: shoppers, merchants and
+//! operators with tokens minted by the app's own keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use flashsale::auth::Role;
+use flashsale::config::{Config, Secret};
+use flashsale::startup::MIGRATOR;
+use flashsale::Application;
+use reservations::clock::ManualClock;
+use sqlx::{Connection, PgPool};
+use uuid::Uuid;
+use waiting_room::AdmissionTokens;
+
+/// A running app and what a test needs to talk to it.
+pub struct TestApp {
+    /// The configuration the app runs with (another app can share its stores).
+    pub config: Config,
+    /// `http://127.0.0.1:<port>` of this app.
+    pub base: String,
+    /// One HTTP client for every request, so connections are reused as a browser would.
+    pub client: reqwest::Client,
+    /// The app's internals, for the tests that arrange or check state directly.
+    pub app_state: flashsale::http::AppState,
+    /// The test's own database.
+    pub db: PgPool,
+    /// The clock the app reads: tests move time instead of sleeping.
+    pub clock: ManualClock,
+    /// The Redis key prefix of this app.
+    pub prefix: String,
+    /// The merchant every admin helper acts as.
+    pub merchant_id: Uuid,
+    /// A token of that merchant.
+    pub merchant_token: String,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn database_url_with(base: &str, name: &str) -> String {
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
+    format!("{prefix}/{name}")
+}
+
+/// A fresh database with every migration applied; returns its URL.
+pub async fn fresh_database(base_url: &str) -> String {
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(base_url)
+        .await
+        .expect("Postgres is up: run scripts/stack up");
+    sqlx::query(&format!(r#"create database "{name}""#))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let url = database_url_with(base_url, &name);
+    let pool = PgPool::connect(&url).await.expect("connect test database");
+    MIGRATOR.run(&pool).await.expect("migrations apply");
+    pool.close().await;
+    url
+}
+
+/// Starts the app on port 0 with its own database, Redis prefix and keys.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with a chance to change the configuration first.
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::from_env().expect("test configuration");
+    let id = Uuid::new_v4().simple().to_string();
+    config.bind_addr = "127.0.0.1:0".parse().unwrap();
+    config.database_url = Secret::new(fresh_database(config.database_url.expose()).await);
+    config.redis_prefix = format!("t{}", &id[..12]);
+    config.data_dir = std::env::temp_dir().join(format!("flashsale-test-{id}"));
+    config.admin_public_key_file = config.data_dir.join("keys/admin.pub.pem");
+    config.admin_private_key_file = config.data_dir.join("keys/admin.pem");
+    config.hmac_secret = None;
+    config.db_pool_size = 10;
+    config.sweep_interval = Duration::from_millis(50);
+    // Tests poll their tickets fast on purpose; the limit has its own test.
+    config.queue_rate = (1_000, 1_000);
+    customise(&mut config);
+    start_app(config).await
+}
+
+/// Another process of the same deployment: same database, Redis prefix and keys.
+pub async fn spawn_app_like(other: &TestApp) -> TestApp {
+    let mut config = other.config.clone();
+    config.bind_addr = "127.0.0.1:0".parse().unwrap();
+    start_app(config).await
+}
+
+/// Starts the app with exactly this configuration.
+pub async fn start_app(config: Config) -> TestApp {
+    let prefix = config.redis_prefix.clone();
+    let db = PgPool::connect(config.database_url.expose()).await.unwrap();
+    let clock = ManualClock::new();
+    let app = Application::build(
+        config.clone(),
+        Arc::new(clock.clone()),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("app starts");
+    let base = format!("http://{}", app.addr());
+    let app_state = app.state().clone();
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    let merchant_id = Uuid::new_v4();
+    let merchant_token = app_state
+        .auth
+        .issue_admin(
+            merchant_id.to_string(),
+            Role::Merchant,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    TestApp {
+        config,
+        base,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap(),
+        app_state,
+        db,
+        clock,
+        prefix,
+        merchant_id,
+        merchant_token,
+        shutdown,
+    }
+}
+
+/// A shopper with a guest session.
+#[derive(Clone)]
+pub struct TestShopper {
+    /// The shopper id the token names.
+    pub id: Uuid,
+    /// The shopper's bearer token.
+    pub token: String,
+}
+
+impl TestApp {
+    /// The app's clock: what "now" is for holds, deadlines and sales.
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        use reservations::clock::Clock;
+        self.clock.now()
+    }
+
+    /// A shopper token minted directly: thousands of shoppers without thousands of
+    /// session calls.
+    pub fn direct_shopper(&self) -> TestShopper {
+        let id = Uuid::new_v4();
+        let (token, _) = self.app_state.auth.issue_shopper(id, Utc::now());
+        TestShopper { id, token }
+    }
+
+    /// An admission token for this shopper and sale, as the waiting room issues them.
+    pub fn admission_token(&self, shopper: Uuid, sale: Uuid) -> String {
+        let tokens = AdmissionTokens::new(
+            self.app_state.auth.hmac_secret(),
+            self.app_state.auth.issuer(),
+        );
+        tokens
+            .issue(shopper, sale, Utc::now(), Duration::from_secs(600))
+            .0
+    }
+
+    /// A token for another merchant.
+    pub fn other_merchant_token(&self) -> String {
+        self.app_state
+            .auth
+            .issue_admin(
+                Uuid::new_v4().to_string(),
+                Role::Merchant,
+                Duration::from_secs(3600),
+            )
+            .unwrap()
+    }
+
+    /// An operator token of this app.
+    pub fn operator_token(&self) -> String {
+        let ttl = Duration::from_secs(3600);
+        let auth = &self.app_state.auth;
+        auth.issue_admin("operator".into(), Role::Operator, ttl)
+            .unwrap()
+    }
+
+    /// Deletes every Redis key of this app: Redis "restarted empty" for this test only.
+    pub async fn wipe_redis(&self) {
+        let mut conn = self.app_state.redis.clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
