@@ -16,8 +16,8 @@ use reservations::ids::SaleId;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::consumer::ConsumerKind;
 use crate::event::{ORDER_AGGREGATE, ORDER_PLACED};
-use crate::worker::ConsumerKind;
 use crate::Result;
 
 /// Events of one sale the pipeline has not finished with.

@@ -46,8 +46,7 @@ use crate::error::Result;
 use crate::event::{dead_letter_key, stream_key, Event, ORDER_AGGREGATE};
 use crate::mailer::Mailer;
 
-/// Re-exported where it was first defined: callers name it `worker::ConsumerKind`.
-pub use crate::consumer::ConsumerKind;
+use crate::consumer::ConsumerKind;
 
 /// A consumer that has not read for this long and holds no pending entry is removed
 /// from its group: every process start adds a consumer name, and dead names would

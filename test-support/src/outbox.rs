@@ -11,14 +11,16 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outbox_relay::event::{stream_key, ORDER_AGGREGATE};
+use outbox_relay::consumer::ConsumerKind;
+use outbox_relay::event::stream_key;
 use outbox_relay::mailer::SimulatedMailer;
 use outbox_relay::relay::{self, RelayConfig};
-use outbox_relay::worker::{self, ConsumerKind, WorkerConfig};
+use outbox_relay::worker::{self, WorkerConfig};
 use redis::streams::{
     StreamInfoGroupsReply, StreamInfoStreamReply, StreamPendingReply, StreamRangeReply,
 };
 use redis::AsyncCommands;
+use reservations::events::{ORDER_AGGREGATE, ORDER_PLACED};
 use reservations::payment::{Latency, SimulatedPayments, SimulatorSettings};
 use reservations::redis_conn::RedisConn;
 use serde_json::json;
@@ -120,11 +122,13 @@ impl Deliveries {
         let event = Uuid::new_v4();
         sqlx::query(
             "insert into outbox (id, aggregate_type, aggregate_id, event_type, payload, correlation_id) \
-             values ($1, 'order', $2, 'OrderPlaced', $3::jsonb, 'test-poison')",
+             values ($1, $4, $2, $5, $3::jsonb, 'test-poison')",
         )
         .bind(event)
         .bind(Uuid::new_v4())
         .bind(payload.to_string())
+        .bind(ORDER_AGGREGATE)
+        .bind(ORDER_PLACED)
         .execute(&self.db)
         .await
         .unwrap();
@@ -415,12 +419,14 @@ pub async fn place_orders(db: &PgPool, sale: Uuid, count: usize) -> Vec<TestOrde
     .unwrap();
     sqlx::query(
         "insert into outbox (id, aggregate_type, aggregate_id, event_type, payload, correlation_id) \
-         select e, 'order', o, 'OrderPlaced', p::jsonb, 'test-' || o \
+         select e, $4, o, $5, p::jsonb, 'test-' || o \
          from unnest($1::uuid[], $2::uuid[], $3::text[]) as t(e, o, p)",
     )
     .bind(&events)
     .bind(&ids)
     .bind(&payloads)
+    .bind(ORDER_AGGREGATE)
+    .bind(ORDER_PLACED)
     .execute(&mut *tx)
     .await
     .unwrap();

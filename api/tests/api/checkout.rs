@@ -9,6 +9,7 @@ use crate::helpers::{
     answer, assert_case, assert_problem, spawn_app, spawn_app_with, Expect, Money, Order, TestApp,
     TestShopper,
 };
+use reservations::events::ORDER_PLACED;
 use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
 use reservations::payment::Latency;
 use reservations::projection::Stripe;
@@ -81,7 +82,7 @@ async fn checkout_turns_a_hold_into_a_confirmed_order() {
     assert_eq!(
         count(
             &app,
-            "select count(*) from outbox where aggregate_id = $1 and event_type = 'OrderPlaced'",
+            &format!("select count(*) from outbox where aggregate_id = $1 and event_type = '{ORDER_PLACED}'"),
             id
         )
         .await,

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use flashsale::config::Config;
-use outbox_relay::worker::ConsumerKind;
+use outbox_relay::consumer::ConsumerKind;
 use redis::AsyncCommands;
 use test_support::outbox::{scalar, Deliveries};
 use test_support::{eventually, PATIENCE};

@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use outbox_relay::consumer::ConsumerKind;
 use outbox_relay::event::{dead_letter_key, ORDER_AGGREGATE};
 use outbox_relay::relay;
-use outbox_relay::worker::ConsumerKind;
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
 use serde_json::json;

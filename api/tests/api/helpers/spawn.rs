@@ -9,10 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use flashsale::auth::Role;
 use flashsale::config::{Config, Secret};
-use flashsale::startup::MIGRATOR;
 use flashsale::Application;
 use reservations::clock::ManualClock;
-use sqlx::{Connection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 use waiting_room::AdmissionTokens;
 
@@ -45,28 +44,10 @@ impl Drop for TestApp {
     }
 }
 
-fn database_url_with(base: &str, name: &str) -> String {
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database name");
-    format!("{prefix}/{name}")
-}
-
-/// A fresh database with every migration applied; returns its URL.
+/// A fresh database with every migration applied; returns its URL (test-support's,
+/// which every crate's integration tests share).
 pub async fn fresh_database(base_url: &str) -> String {
-    let name = format!("test_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(base_url)
-        .await
-        .expect("Postgres is up: run scripts/stack up");
-    sqlx::query(&format!(r#"create database "{name}""#))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
-    let url = database_url_with(base_url, &name);
-    let pool = PgPool::connect(&url).await.expect("connect test database");
-    MIGRATOR.run(&pool).await.expect("migrations apply");
-    pool.close().await;
-    url
+    test_support::fresh_database_at(base_url).await
 }
 
 /// Starts the app on port 0 with its own database, Redis prefix and keys.
@@ -80,7 +61,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     let id = Uuid::new_v4().simple().to_string();
     config.bind_addr = "127.0.0.1:0".parse().unwrap();
     config.database_url = Secret::new(fresh_database(config.database_url.expose()).await);
-    config.redis_prefix = format!("t{}", &id[..12]);
+    config.redis_prefix = test_support::redis_prefix();
     config.data_dir = std::env::temp_dir().join(format!("flashsale-test-{id}"));
     config.admin_public_key_file = config.data_dir.join("keys/admin.pub.pem");
     config.admin_private_key_file = config.data_dir.join("keys/admin.pem");
@@ -90,13 +71,6 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     // Tests poll their tickets fast on purpose; the limit has its own test.
     config.queue_rate = (1_000, 1_000);
     customise(&mut config);
-    start_app(config).await
-}
-
-/// Another process of the same deployment: same database, Redis prefix and keys.
-pub async fn spawn_app_like(other: &TestApp) -> TestApp {
-    let mut config = other.config.clone();
-    config.bind_addr = "127.0.0.1:0".parse().unwrap();
     start_app(config).await
 }
 
@@ -199,18 +173,6 @@ impl TestApp {
 
     /// Deletes every Redis key of this app: Redis "restarted empty" for this test only.
     pub async fn wipe_redis(&self) {
-        let mut conn = self.app_state.redis.clone();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
+        test_support::wipe_redis(&self.app_state.redis, &self.prefix).await;
     }
 }
