@@ -741,6 +741,24 @@ async fn pause_of_an_ended_sale_returns_409() {
 // ---- stats ----------------------------------------------------------------------------
 
 #[tokio::test]
+async fn stats_show_the_reserve_latency_that_the_controller_reads() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 1).await;
+    assert_eq!(app.stats(sale).await.unwrap().signals.reserve_p95_ms, 0.0);
+
+    for _ in 0..3 {
+        app.reserve(&app.direct_shopper(), sale, 1).await.unwrap();
+    }
+
+    // Each process publishes its latency windows every second.
+    let measured = test_support::eventually_within(std::time::Duration::from_secs(10), || async {
+        app.stats(sale).await.unwrap().signals.reserve_p95_ms > 0.0
+    })
+    .await;
+    assert!(measured, "reserve_p95_ms stayed 0 after three reserves");
+}
+
+#[tokio::test]
 async fn stats_returns_every_field_of_the_contract() {
     let app = spawn_app().await;
     let sale = app.live_sale(10, 1).await;
