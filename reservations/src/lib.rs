@@ -10,7 +10,8 @@
 //! - [`ids`]: identifier newtypes.
 //! - [`sales`]: what a merchant writes (parsed at the edge) and the stored sale.
 //! - [`store`]: sales and units in Postgres.
-//! - [`projection`]: a sale's hot state in Redis and the scripts in `lua/`.
+//! - [`projection`]: a sale's hot state in Redis (keys, scripts and their typed replies,
+//!   holds, stock, sweep) and the scripts in `lua/`.
 //! - [`redis_conn`]: one connection type for a single Redis or a Redis Cluster.
 //! - [`service`]: the operations the HTTP layer calls ([`Sales`]).
 //! - [`checkout`]: hold → order in one transaction with its outbox event; order reads.
