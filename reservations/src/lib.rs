@@ -8,12 +8,15 @@
 //! # Layout
 //!
 //! - [`ids`]: identifier newtypes.
-//! - [`sales`]: what a merchant writes (parsed at the edge) and the stored sale.
+//! - [`sales`]: what a merchant writes (parsed at the edge) and the stored sale: money,
+//!   admission settings, create input, edits, the sale and its status.
 //! - [`store`]: sales and units in Postgres.
 //! - [`projection`]: a sale's hot state in Redis (keys, scripts and their typed replies,
 //!   holds, stock, sweep) and the scripts in `lua/`.
 //! - [`redis_conn`]: one connection type for a single Redis or a Redis Cluster.
-//! - [`service`]: the operations the HTTP layer calls ([`Sales`]).
+//! - [`service`]: the operations the HTTP layer calls ([`Sales`]): the catalogue,
+//!   shoppers' holds, the rebuild from Postgres, the sweep, and the narrow port the
+//!   waiting room reads ([`WaitingRoomPort`]).
 //! - [`checkout`]: hold → order in one transaction with its outbox event; order reads.
 //! - [`payment`]: the payment port, the simulated provider, timeout and breaker.
 //! - [`clock`]: the clock port.
@@ -31,4 +34,4 @@ pub mod service;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use service::{Quantity, Reservation, ReservationStatus, Reserved, Sales};
+pub use service::{Quantity, Reservation, ReservationStatus, Reserved, Sales, WaitingRoomPort};
