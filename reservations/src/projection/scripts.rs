@@ -96,7 +96,7 @@ impl Fields {
             .collect()
     }
 
-    /// The tag (first field) and the number of fields.
+    /// The tag: the first field, naming which of the script's replies this is.
     fn tag(&self) -> Result<String> {
         self.text(0)
     }
