@@ -129,7 +129,7 @@ pub struct LineState {
 
 impl LineState {
     /// Shoppers in line and not yet admitted: positions handed out past the serving
-    /// position (never negative, even while a draw is being written).
+    /// position, never negative (what the admin stats report as `waiting`).
     pub fn waiting(&self) -> i64 {
         (self.seq - self.serving).max(0)
     }
