@@ -141,7 +141,7 @@ impl Application {
         let queue = Queue::new(
             redis.clone(),
             config.redis_prefix.clone(),
-            sales.clone(),
+            sales.waiting_room_port(),
             tokens,
             config.admission_window,
             config.queue_cap,

@@ -8,11 +8,15 @@
 //! # Layout
 //!
 //! - [`ids`]: identifier newtypes.
-//! - [`sales`]: what a merchant writes (parsed at the edge) and the stored sale.
+//! - [`sales`]: what a merchant writes (parsed at the edge) and the stored sale: money,
+//!   admission settings, create input, edits, the sale and its status.
 //! - [`store`]: sales and units in Postgres.
-//! - [`projection`]: a sale's hot state in Redis and the scripts in `lua/`.
+//! - [`projection`]: a sale's hot state in Redis (keys, scripts and their typed replies,
+//!   holds, stock, sweep) and the scripts in `lua/`.
 //! - [`redis_conn`]: one connection type for a single Redis or a Redis Cluster.
-//! - [`service`]: the operations the HTTP layer calls ([`Sales`]).
+//! - [`service`]: the operations the HTTP layer calls ([`Sales`]): the catalogue,
+//!   shoppers' holds, the rebuild from Postgres, the sweep, and the narrow port the
+//!   waiting room reads ([`WaitingRoomPort`]).
 //! - [`checkout`]: hold → order ([`checkout::Placement`]): the flow, idempotency keys
 //!   ([`checkout::idempotency`]), the order transaction, the reconciler of checkouts a
 //!   dead process left half done, and the order read model ([`checkout::orders`]).
@@ -20,6 +24,8 @@
 //!   [`events::append`], the one way an event enters the outbox.
 //! - [`payment`]: the payment port, the simulated provider, timeout and breaker, and
 //!   the parsed [`payment::PaymentToken`].
+//! - [`audit`]: the checks `flashsale verify` runs over this crate's tables and keys
+//!   (units, stock and holds in Redis, the per-shopper limit, payments).
 //! - [`clock`]: the clock port.
 //! - [`error`]: the crate's error type.
 
@@ -37,4 +43,4 @@ pub mod service;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use service::{Quantity, Reservation, ReservationStatus, Reserved, Sales};
+pub use service::{Quantity, Reservation, ReservationStatus, Reserved, Sales, WaitingRoomPort};

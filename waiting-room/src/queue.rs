@@ -16,7 +16,7 @@ use crate::draw;
 use crate::{Error, Result};
 use reservations::ids::{SaleId, ShopperId};
 use reservations::sales::{Sale, SaleState};
-use reservations::Sales;
+use reservations::WaitingRoomPort;
 
 macro_rules! line_script {
     ($file:literal) => {
@@ -127,6 +127,14 @@ pub struct LineState {
     pub signals: Option<String>,
 }
 
+impl LineState {
+    /// Shoppers in line and not yet admitted: positions handed out past the serving
+    /// position, never negative (what the admin stats report as `waiting`).
+    pub fn waiting(&self) -> i64 {
+        (self.seq - self.serving).max(0)
+    }
+}
+
 /// The key names of a sale's line.
 struct LineKeys([String; 5]);
 
@@ -136,7 +144,7 @@ pub struct Queue {
     conn: RedisConn,
     prefix: String,
     scripts: Arc<Scripts>,
-    sales: Sales,
+    sales: WaitingRoomPort,
     tokens: AdmissionTokens,
     window: Duration,
     cap: i64,
@@ -149,7 +157,7 @@ impl Queue {
     pub fn new(
         conn: RedisConn,
         prefix: impl Into<String>,
-        sales: Sales,
+        sales: WaitingRoomPort,
         tokens: AdmissionTokens,
         window: Duration,
         cap: i64,
@@ -195,8 +203,8 @@ impl Queue {
         self.window
     }
 
-    /// The catalogue.
-    pub fn sales(&self) -> &Sales {
+    /// What the waiting room reads of sales: definition, stock, who reached reserve.
+    pub fn sales(&self) -> &WaitingRoomPort {
         &self.sales
     }
 
@@ -212,7 +220,7 @@ impl Queue {
                 return Ok(sale.clone());
             }
         }
-        let sale = self.sales.store().get(id).await?;
+        let sale = self.sales.sale(id).await?;
         self.cache
             .lock()
             .expect("cache lock")

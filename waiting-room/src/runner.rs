@@ -162,12 +162,7 @@ impl Controllers {
         let now_ms = now.timestamp_millis();
         let window_ms = self.queue.window().as_millis() as i64;
         let serving_before = self.queue.serving_at(sale_id, now_ms - window_ms).await?;
-        let reserved = self
-            .queue
-            .sales()
-            .projection()
-            .reserved_shoppers(sale_id)
-            .await?;
+        let reserved = self.queue.sales().reserved_shoppers(sale_id).await?;
         // Shoppers admitted before the current window either reached the reserve step
         // (held, or were told sold out) or never will.
         let no_show = if serving_before > 0 {

@@ -381,12 +381,12 @@ async fn stats(
 ) -> Result<axum::Json<Stats>, ApiError> {
     let (sale, stock) = state.sales.get_owned(merchant, SaleId(id)).await?;
     let now = state.sales.now();
-    let (count, revenue_minor) = state.sales.store().order_totals(sale.id).await?;
+    let (count, revenue_minor) = state.sales.order_totals(sale.id).await?;
     let line = state.queue.line_state(sale.id).await?;
     let source = RedisSignals::new(
         state.redis.clone(),
         state.db.clone(),
-        state.sales.projection().prefix().to_owned(),
+        state.sales.redis_prefix().to_owned(),
     );
     let measured = source.measure().await.map_err(ApiError::Internal)?;
     Ok(axum::Json(Stats {
@@ -396,7 +396,7 @@ async fn stats(
         stock,
         queue: QueueStats {
             prequeue: line.prequeue,
-            waiting: (line.seq - line.serving).max(0),
+            waiting: line.waiting(),
             serving_position: line.serving,
             admitted_total: line.serving,
         },

@@ -168,7 +168,7 @@ async fn sale_orders(
     IdPath(id): IdPath,
     AppQuery(query): AppQuery<PageQuery>,
 ) -> Result<axum::Json<OrderPage>, ApiError> {
-    let sale = state.sales.store().get_owned(merchant, SaleId(id)).await?;
+    let sale = state.sales.owned_sale(merchant, SaleId(id)).await?;
     paged(query, |limit, after| {
         state.checkout.sale_orders(sale.id, limit, after)
     })

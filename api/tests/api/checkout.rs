@@ -44,7 +44,7 @@ async fn payments(app: &TestApp, status: &str) -> i64 {
 async fn stock(app: &TestApp, sale: Uuid) -> reservations::sales::StockView {
     app.app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .stock(SaleId(sale))
         .await
         .unwrap()
@@ -397,7 +397,7 @@ async fn checkout_racing_expiry_sells_or_frees_each_hold_never_both_never_neithe
 async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
     let app = spawn_app().await;
     let sale = app.live_sale(10, 2).await;
-    let projection = app.app_state.sales.projection();
+    let projection = app.app_state.sales.hot_state_for_tests();
     let now = app.clock_now().timestamp_millis();
     // Two shoppers whose checkout process died after begin_checkout: one before its
     // transaction (payment authorized, no order), one after it (order committed).
@@ -421,7 +421,7 @@ async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
     let units: Vec<i64> = app
         .app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .hold(Stripe::first(SaleId(sale)), ReservationId(hold_b))
         .await
         .unwrap()

@@ -28,7 +28,7 @@ pub async fn holds_by_stripe(app: &TestApp, sale: Uuid) -> Vec<HashMap<String, H
     for keys in app
         .app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .all_stripe_keys(SaleId(sale))
     {
         let raw: HashMap<String, String> = redis::cmd("HGETALL")
@@ -60,7 +60,7 @@ pub async fn free_units_by_stripe(app: &TestApp, sale: Uuid) -> Vec<Vec<i64>> {
     for keys in app
         .app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .all_stripe_keys(SaleId(sale))
     {
         stripes.push(
@@ -82,7 +82,7 @@ pub async fn assert_stock_conserved(app: &TestApp, sale: Uuid) -> reservations::
     let stock = app
         .app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .stock(SaleId(sale))
         .await
         .unwrap()
@@ -92,7 +92,7 @@ pub async fn assert_stock_conserved(app: &TestApp, sale: Uuid) -> reservations::
         stock.total,
         "available + held + sold = total: {stock:?}"
     );
-    let stripes = app.app_state.sales.projection().stripe_count() as i64;
+    let stripes = app.app_state.sales.hot_state_for_tests().stripe_count() as i64;
     let in_stripe = |unit: i64, stripe: usize| (unit - 1).rem_euclid(stripes) == stripe as i64;
     let mut free = Vec::new();
     let mut seen: HashSet<i64> = HashSet::new();
@@ -568,7 +568,7 @@ async fn an_ended_sale_is_swept_until_its_last_hold_returns_then_no_longer_visit
     let tracked = || async {
         app.app_state
             .sales
-            .projection()
+            .hot_state_for_tests()
             .swept_sales()
             .await
             .unwrap()
@@ -610,7 +610,7 @@ async fn a_shopper_told_sold_out_counts_for_the_waiting_room_as_having_had_their
     let reached = app
         .app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .reserved_shoppers(SaleId(sale))
         .await
         .unwrap();

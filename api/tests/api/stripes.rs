@@ -106,7 +106,7 @@ async fn five_thousand_concurrent_reserves_over_four_stripes_sell_exactly_the_st
     let reserved = app
         .app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .reserved_shoppers(SaleId(sale))
         .await
         .unwrap();
@@ -142,7 +142,7 @@ async fn a_shopper_whose_home_stripe_is_sold_out_falls_back_to_the_next_stripe()
     let reserved = app
         .app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .reserved_shoppers(SaleId(sale))
         .await
         .unwrap();
@@ -292,7 +292,7 @@ async fn losing_one_stripe_rebuilds_that_stripe_and_keeps_the_holds_of_the_other
     let lost = app
         .app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .stripe_keys(Stripe::new(SaleId(sale), 2));
     let _: i64 = redis::cmd("DEL")
         .arg(lost.all().as_slice())

@@ -208,7 +208,7 @@ async fn the_checker_covers_every_stripe_and_names_a_unit_found_in_the_wrong_one
     let keys = app
         .app_state
         .sales
-        .projection()
+        .hot_state_for_tests()
         .all_stripe_keys(SaleId(sale));
     let mut redis = app.app_state.redis.clone();
     let mut moved = None;

@@ -44,7 +44,7 @@ impl Room {
         let queue = Queue::new(
             redis,
             prefix,
-            sales,
+            sales.waiting_room_port(),
             tokens,
             Duration::from_secs(300),
             1_000_000,

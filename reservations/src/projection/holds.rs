@@ -1,0 +1,361 @@
+//! Holds in Redis: reserve (home stripe first), release, the checkout handshake
+//! (begin, finish, stale commits), a hold's record, and the reservation index that
+//! tells which stripe a reservation lives in (its routes name only the hold).
+
+use serde::Deserialize;
+
+use super::keys::{home_stripe, Stripe};
+use super::scripts::{
+    parse_note_elsewhere, BeginCheckout, FinishReply, ReleaseReply, ReserveReply,
+};
+use super::{stripe_mismatch, Projection};
+use crate::ids::{OrderId, ReservationId, SaleId, ShopperId};
+use crate::{Error, Result};
+
+/// What a reserve decided, over the stripes it visited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// The hold exists (new, or the first answer to this idempotency key).
+    Held {
+        /// The hold's id.
+        id: ReservationId,
+        /// The stripe it lives in.
+        stripe: u32,
+        /// When it expires, in ms since the epoch.
+        deadline_ms: i64,
+    },
+    /// The state of a stripe the reserve visited is not in Redis.
+    NoState,
+    /// The idempotency key was used with another body.
+    IdempotencyMismatch,
+    /// Not between start and end, or paused/ended.
+    NotLive,
+    /// The per-shopper limit would be passed.
+    LimitExceeded(i64),
+    /// Not enough free units.
+    SoldOut,
+}
+
+/// A hold as stored in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct HoldRecord {
+    /// Owner.
+    #[serde(rename = "o")]
+    pub owner: ShopperId,
+    /// Number of units.
+    #[serde(rename = "q")]
+    pub quantity: i64,
+    /// The unit numbers.
+    #[serde(rename = "u", deserialize_with = "units_or_empty")]
+    pub units: Vec<i64>,
+    /// Deadline, ms since the epoch.
+    #[serde(rename = "d")]
+    pub deadline_ms: i64,
+    /// `held`, `committing`, `checked_out`, `released` or `expired`.
+    #[serde(rename = "s")]
+    pub status: String,
+    /// The order of the checkout attempt that is (or was) committing it.
+    #[serde(rename = "r", default)]
+    pub order: Option<OrderId>,
+}
+
+/// How a checkout ended, for `finish_checkout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish<'a> {
+    /// The order committed with these units.
+    Sold(&'a [i32]),
+    /// Nothing committed; the hold returns to `held`.
+    Abort,
+    /// These units were sold to another order; the hold ends.
+    Conflict(&'a [i32]),
+    /// Nothing committed and the hold can never be bought (the shopper's orders would
+    /// pass the per-shopper limit): it ends and all its units are free again.
+    Release,
+}
+
+/// cjson encodes an empty Lua table as `{}`, not `[]`; anything but unit numbers is a
+/// corrupt record and an error, never silently dropped.
+fn units_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    use serde::de::Error as _;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|v| {
+                v.as_i64()
+                    .ok_or_else(|| D::Error::custom(format!("unit {v} is not a number")))
+            })
+            .collect(),
+        serde_json::Value::Object(map) if map.is_empty() => Ok(Vec::new()),
+        other => Err(D::Error::custom(format!("units: {other}"))),
+    }
+}
+
+/// What one stripe's reserve script answered.
+enum Reply {
+    /// An answer to give (or, for `SoldOut`, to fall back on).
+    Outcome(ReserveOutcome),
+    /// The first answer to this idempotency key is a hold in that stripe.
+    Elsewhere(u32),
+}
+
+impl Projection {
+    /// Holds `quantity` units for a shopper: in their home stripe, or — only when it is
+    /// sold out — in the next stripe that can serve the whole quantity, in a fixed order
+    /// from home. A quantity that no single stripe can serve is sold out.
+    pub async fn reserve(
+        &self,
+        sale: SaleId,
+        now_ms: i64,
+        id: ReservationId,
+        shopper: ShopperId,
+        quantity: i64,
+        idempotency_key: Option<&str>,
+    ) -> Result<ReserveOutcome> {
+        let home = home_stripe(shopper, self.stripes);
+        let key = idempotency_key.unwrap_or("");
+        // A second round happens only when a concurrent request with the same key won
+        // (see `note_elsewhere`); the next round replays its answer.
+        for _round in 0..3 {
+            let mut outcome = ReserveOutcome::SoldOut;
+            for step in 0..self.stripes {
+                let stripe = Stripe::new(sale, (home + step) % self.stripes);
+                let reply = self
+                    .reserve_in(stripe, now_ms, id, shopper, quantity, key, step == 0)
+                    .await?;
+                outcome = match reply {
+                    Reply::Outcome(ReserveOutcome::SoldOut) => continue,
+                    Reply::Outcome(outcome) => outcome,
+                    Reply::Elsewhere(k) if k < self.stripes => {
+                        match self
+                            .reserve_in(
+                                Stripe::new(sale, k),
+                                now_ms,
+                                id,
+                                shopper,
+                                quantity,
+                                key,
+                                false,
+                            )
+                            .await?
+                        {
+                            Reply::Outcome(outcome) => outcome,
+                            Reply::Elsewhere(_) => ReserveOutcome::IdempotencyMismatch,
+                        }
+                    }
+                    Reply::Elsewhere(_) => ReserveOutcome::IdempotencyMismatch,
+                };
+                break;
+            }
+            let ReserveOutcome::Held {
+                id: held, stripe, ..
+            } = outcome
+            else {
+                return Ok(outcome);
+            };
+            if stripe == home || held != id {
+                return Ok(outcome);
+            }
+            // A new hold away from home: tell the home stripe, unless a concurrent
+            // request with the same key already answered there.
+            let noted = self
+                .stripe_keys(Stripe::new(sale, home))
+                .invoke(&self.scripts.note_elsewhere)
+                .arg(shopper.to_string())
+                .arg(key)
+                .arg(stripe)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            if parse_note_elsewhere(noted)? {
+                return Ok(outcome);
+            }
+            // Ours is brand new and unseen by anyone: it is still `held`.
+            let _ = self.release(Stripe::new(sale, stripe), id, shopper).await?;
+        }
+        Err(Error::Internal(anyhow::anyhow!(
+            "reserve with idempotency key kept losing to concurrent requests"
+        )))
+    }
+
+    /// Runs the reserve script on one stripe.
+    #[allow(clippy::too_many_arguments)]
+    async fn reserve_in(
+        &self,
+        stripe: Stripe,
+        now_ms: i64,
+        id: ReservationId,
+        shopper: ShopperId,
+        quantity: i64,
+        key: &str,
+        home: bool,
+    ) -> Result<Reply> {
+        let reply = self
+            .stripe_keys(stripe)
+            .invoke(&self.scripts.reserve)
+            .arg(now_ms)
+            .arg(id.to_string())
+            .arg(shopper.to_string())
+            .arg(quantity)
+            .arg(key)
+            .arg(self.stripes)
+            .arg(if home { "1" } else { "0" })
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(Reply::Outcome(match ReserveReply::parse(reply)? {
+            ReserveReply::Held { id, deadline_ms } => ReserveOutcome::Held {
+                id,
+                stripe: stripe.index,
+                deadline_ms,
+            },
+            ReserveReply::NoState => ReserveOutcome::NoState,
+            ReserveReply::Stripes(loaded) => {
+                return Err(stripe_mismatch(stripe.sale, loaded, self.stripes))
+            }
+            ReserveReply::Elsewhere(k) => return Ok(Reply::Elsewhere(k)),
+            ReserveReply::IdempotencyMismatch => ReserveOutcome::IdempotencyMismatch,
+            ReserveReply::NotLive => ReserveOutcome::NotLive,
+            ReserveReply::Limit(limit) => ReserveOutcome::LimitExceeded(limit),
+            ReserveReply::SoldOut => ReserveOutcome::SoldOut,
+        }))
+    }
+
+    /// The shopper releases a hold. Returns the status it was in when it was not `held`.
+    pub async fn release(
+        &self,
+        stripe: Stripe,
+        id: ReservationId,
+        shopper: ShopperId,
+    ) -> Result<Result<(), Option<String>>> {
+        let reply = self
+            .stripe_keys(stripe)
+            .invoke(&self.scripts.release)
+            .arg(id.to_string())
+            .arg(shopper.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match ReleaseReply::parse(reply)? {
+            ReleaseReply::Released => Ok(()),
+            ReleaseReply::NotHeld(status) => Err(Some(status)),
+            ReleaseReply::NotFound => Err(None),
+        })
+    }
+
+    /// Moves a hold to `committing` for the checkout attempt of `order`.
+    pub async fn begin_checkout(
+        &self,
+        stripe: Stripe,
+        id: ReservationId,
+        shopper: ShopperId,
+        now_ms: i64,
+        order: OrderId,
+    ) -> Result<BeginCheckout> {
+        let reply = self
+            .stripe_keys(stripe)
+            .invoke(&self.scripts.begin_checkout)
+            .arg(id.to_string())
+            .arg(shopper.to_string())
+            .arg(now_ms)
+            .arg(order.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        BeginCheckout::parse(reply)
+    }
+
+    /// Ends a committing hold by what Postgres did. The script's answer (done, nothing
+    /// to do, state missing) needs no action here: a missing state is rebuilt from
+    /// Postgres, where the order already is or is not.
+    pub async fn finish_checkout(
+        &self,
+        stripe: Stripe,
+        id: ReservationId,
+        order: OrderId,
+        finish: Finish<'_>,
+    ) -> Result<()> {
+        let (outcome, units): (&str, &[i32]) = match finish {
+            Finish::Sold(units) => ("sold", units),
+            Finish::Abort => ("abort", &[]),
+            Finish::Conflict(units) => ("conflict", units),
+            Finish::Release => ("release", &[]),
+        };
+        let mut call = self
+            .stripe_keys(stripe)
+            .invoke(&self.scripts.finish_checkout);
+        call.arg(id.to_string()).arg(outcome).arg(order.to_string());
+        for unit in units {
+            call.arg(unit);
+        }
+        let _: FinishReply = FinishReply::parse(call.invoke_async(&mut self.conn.clone()).await?)?;
+        Ok(())
+    }
+
+    /// Holds of a stripe that began checkout before `before_ms` and are still committing.
+    pub async fn stale_commits(
+        &self,
+        stripe: Stripe,
+        before_ms: i64,
+    ) -> Result<Vec<(ReservationId, HoldRecord)>> {
+        let keys = self.stripe_keys(stripe);
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys.committing())
+            .arg("-inf")
+            .arg(before_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(100)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut stale = Vec::with_capacity(ids.len());
+        for raw in ids {
+            let Ok(id) = raw.parse::<ReservationId>() else {
+                continue;
+            };
+            if let Some(hold) = self.hold(stripe, id).await? {
+                stale.push((id, hold));
+            }
+        }
+        Ok(stale)
+    }
+
+    /// A hold's record, if Redis has it.
+    pub async fn hold(&self, stripe: Stripe, id: ReservationId) -> Result<Option<HoldRecord>> {
+        let raw: Option<String> = redis::cmd("HGET")
+            .arg(self.stripe_keys(stripe).holds())
+            .arg(id.to_string())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        raw.map(|raw| {
+            serde_json::from_str(&raw)
+                .map_err(|e| Error::Internal(anyhow::anyhow!("hold record {id}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Remembers where a reservation lives (its routes name only the hold).
+    pub async fn index_reservation(
+        &self,
+        id: ReservationId,
+        stripe: Stripe,
+        ttl_secs: u64,
+    ) -> Result<()> {
+        let _: () = redis::cmd("SET")
+            .arg(self.reservation_key(id))
+            .arg(stripe.to_index_value())
+            .arg("EX")
+            .arg(ttl_secs)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The sale and stripe of a reservation, if the index knows it.
+    pub async fn reservation_stripe(&self, id: ReservationId) -> Result<Option<Stripe>> {
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(self.reservation_key(id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(raw.and_then(|s| Stripe::parse_index_value(&s)))
+    }
+
+    fn reservation_key(&self, id: ReservationId) -> String {
+        format!("{}:resv:{{{id}}}", self.prefix)
+    }
+}

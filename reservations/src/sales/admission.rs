@@ -1,0 +1,84 @@
+//! How the waiting room admits shoppers to a sale, as the merchant sets it.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{invalid, limits, FieldError};
+
+/// How the waiting room admits shoppers to this sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionMode {
+    /// Feedback-controlled from the measured checkout latency.
+    Auto,
+    /// A pinned rate (`max_admit_per_second`).
+    Fixed,
+}
+
+/// Admission settings of a sale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Admission {
+    /// `auto` or `fixed`.
+    pub mode: AdmissionMode,
+    /// Ceiling on admitted shoppers who have not yet finished.
+    #[serde(default)]
+    pub max_active_shoppers: Option<i64>,
+    /// Ceiling on the admission rate (the rate itself in `fixed` mode).
+    #[serde(default)]
+    pub max_admit_per_second: Option<f64>,
+    /// The checkout latency the controller keeps p95 under.
+    #[serde(default = "default_p95_target")]
+    pub checkout_p95_target_ms: i64,
+}
+
+fn default_p95_target() -> i64 {
+    300
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self {
+            mode: AdmissionMode::Auto,
+            max_active_shoppers: None,
+            max_admit_per_second: None,
+            checkout_p95_target_ms: default_p95_target(),
+        }
+    }
+}
+
+impl Admission {
+    pub(super) fn parse(self) -> Result<Admission, FieldError> {
+        let caps = limits::ADMISSION_CAP;
+        if let Some(n) = self.max_active_shoppers {
+            if !caps.contains(&n) {
+                return Err(invalid(
+                    "admission.max_active_shoppers",
+                    format!("must be between {} and {}", caps.start(), caps.end()),
+                ));
+            }
+        }
+        if let Some(rate) = self.max_admit_per_second {
+            if !(rate.is_finite() && rate > 0.0 && rate <= *caps.end() as f64) {
+                return Err(invalid(
+                    "admission.max_admit_per_second",
+                    format!("must be above 0 and at most {}", caps.end()),
+                ));
+            }
+        }
+        if self.mode == AdmissionMode::Fixed && self.max_admit_per_second.is_none() {
+            return Err(invalid(
+                "admission.max_admit_per_second",
+                "is required when mode is fixed",
+            ));
+        }
+        let target = limits::P95_TARGET_MS;
+        if !target.contains(&self.checkout_p95_target_ms) {
+            return Err(invalid(
+                "admission.checkout_p95_target_ms",
+                format!("must be between {} and {}", target.start(), target.end()),
+            ));
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,209 @@
+//! A create body as the client sent it, its parsing into a [`SaleSpec`], and the
+//! field rules an edit shares with it.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{invalid, limits, Admission, FieldError, Money};
+
+/// `{ "total": N }` in a create body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockInput {
+    /// Units for sale.
+    pub total: i64,
+}
+
+/// The body of `POST /v1/admin/sales`, as the client sent it (not yet validated).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaleInput {
+    /// 1–200 characters.
+    pub name: String,
+    /// 1–64 of `[A-Za-z0-9._-]`.
+    pub sku: String,
+    /// At most 5,000 characters.
+    #[serde(default)]
+    pub description: String,
+    /// Unit price.
+    pub price: Money,
+    /// Units for sale.
+    pub stock: StockInput,
+    /// 1–100 units per shopper (default 1).
+    #[serde(default = "one")]
+    pub per_user_limit: i64,
+    /// 30–3600 seconds a hold lasts (default 600).
+    #[serde(default = "default_hold_ttl")]
+    pub hold_ttl_seconds: i64,
+    /// When the sale opens.
+    pub starts_at: DateTime<Utc>,
+    /// When it closes (after `starts_at`).
+    pub ends_at: DateTime<Utc>,
+    /// Admission settings (default: auto, 300 ms p95 target).
+    #[serde(default)]
+    pub admission: Admission,
+}
+
+fn one() -> i64 {
+    1
+}
+
+fn default_hold_ttl() -> i64 {
+    600
+}
+
+/// A sale definition that passed every rule of API.md. Only `parse` builds one.
+#[derive(Debug, Clone)]
+pub struct SaleSpec {
+    pub(crate) name: String,
+    pub(crate) sku: String,
+    pub(crate) description: String,
+    pub(crate) price: Money,
+    pub(crate) total: i32,
+    pub(crate) per_user_limit: i32,
+    pub(crate) hold_ttl_seconds: i32,
+    pub(crate) starts_at: DateTime<Utc>,
+    pub(crate) ends_at: DateTime<Utc>,
+    pub(crate) admission: Admission,
+}
+
+pub(super) fn parse_name(name: String) -> Result<String, FieldError> {
+    let chars = name.trim().chars().count();
+    if !limits::NAME_CHARS.contains(&chars) {
+        return Err(invalid("name", "must be 1–200 characters"));
+    }
+    Ok(name.trim().to_owned())
+}
+
+pub(super) fn parse_sku(sku: String) -> Result<String, FieldError> {
+    let ok_chars = sku
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !limits::SKU_CHARS.contains(&sku.chars().count()) || !ok_chars {
+        return Err(invalid(
+            "sku",
+            "must be 1–64 characters of A-Z a-z 0-9 . _ -",
+        ));
+    }
+    Ok(sku)
+}
+
+pub(super) fn parse_description(description: String) -> Result<String, FieldError> {
+    if description.chars().count() > limits::DESCRIPTION_CHARS {
+        return Err(invalid("description", "must be at most 5,000 characters"));
+    }
+    Ok(description)
+}
+
+pub(super) fn parse_bounded(
+    field: &'static str,
+    value: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i32, FieldError> {
+    if !range.contains(&value) {
+        return Err(invalid(
+            field,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ));
+    }
+    Ok(value as i32)
+}
+
+pub(super) fn check_window(
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+) -> Result<(), FieldError> {
+    if starts_at >= ends_at {
+        return Err(invalid("ends_at", "must be after starts_at"));
+    }
+    Ok(())
+}
+
+impl SaleSpec {
+    /// Validates a create body against every rule of API.md.
+    pub fn parse(input: SaleInput) -> Result<SaleSpec, FieldError> {
+        check_window(input.starts_at, input.ends_at)?;
+        Ok(SaleSpec {
+            name: parse_name(input.name)?,
+            sku: parse_sku(input.sku)?,
+            description: parse_description(input.description)?,
+            price: input.price.parse()?,
+            total: parse_bounded("stock.total", input.stock.total, 1..=limits::MAX_UNITS)?,
+            per_user_limit: parse_bounded(
+                "per_user_limit",
+                input.per_user_limit,
+                limits::PER_USER_LIMIT,
+            )?,
+            hold_ttl_seconds: parse_bounded(
+                "hold_ttl_seconds",
+                input.hold_ttl_seconds,
+                limits::HOLD_TTL_SECONDS,
+            )?,
+            starts_at: input.starts_at,
+            ends_at: input.ends_at,
+            admission: input.admission.parse()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sales::AdmissionMode;
+
+    fn input() -> SaleInput {
+        serde_json::from_value(serde_json::json!({
+            "name": "Trail runner", "sku": "TR-1",
+            "price": { "amount_minor": 12900, "currency": "EUR" },
+            "stock": { "total": 500 },
+            "starts_at": "2030-01-01T10:00:00Z", "ends_at": "2030-01-01T12:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_valid_sale_parses_with_defaults() {
+        let spec = SaleSpec::parse(input()).unwrap();
+        assert_eq!(spec.per_user_limit, 1);
+        assert_eq!(spec.hold_ttl_seconds, 600);
+        assert_eq!(spec.admission, Admission::default());
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut SaleInput)>)> = vec![
+            ("name", Box::new(|i| i.name = " ".into())),
+            ("name", Box::new(|i| i.name = "x".repeat(201))),
+            ("sku", Box::new(|i| i.sku = "has space".into())),
+            ("sku", Box::new(|i| i.sku = "x".repeat(65))),
+            (
+                "description",
+                Box::new(|i| i.description = "x".repeat(5001)),
+            ),
+            ("stock.total", Box::new(|i| i.stock.total = 0)),
+            ("stock.total", Box::new(|i| i.stock.total = 1_000_001)),
+            ("per_user_limit", Box::new(|i| i.per_user_limit = 101)),
+            ("hold_ttl_seconds", Box::new(|i| i.hold_ttl_seconds = 29)),
+            (
+                "price.amount_minor",
+                Box::new(|i| i.price.amount_minor = -1),
+            ),
+            (
+                "price.currency",
+                Box::new(|i| i.price.currency = "EURO".into()),
+            ),
+            ("ends_at", Box::new(|i| i.ends_at = i.starts_at)),
+            (
+                "admission.max_admit_per_second",
+                Box::new(|i| i.admission.mode = AdmissionMode::Fixed),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let mut i = input();
+            mutate(&mut i);
+            let err = SaleSpec::parse(i).unwrap_err();
+            assert_eq!(err.field, field);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The sale catalogue: what a merchant may write (parsed once, at the edge), the stored
+//! sale, and its derived public status.
+//!
+//! # Layout
+//!
+//! - `money`: [`Money`] and the accepted currencies.
+//! - `admission`: how the waiting room admits shoppers ([`Admission`]).
+//! - `input`: a create body and its parsing into a [`SaleSpec`]; the field rules.
+//! - `patch`: an edit ([`SalePatch`]) and the fields frozen once a sale has started.
+//! - `sale`: the stored [`Sale`], its state, public status, stock and transitions.
+
+mod admission;
+mod input;
+mod money;
+mod patch;
+mod sale;
+
+pub use admission::{Admission, AdmissionMode};
+pub use input::{SaleInput, SaleSpec, StockInput};
+pub use money::Money;
+pub use patch::SalePatch;
+pub use sale::{Sale, SaleState, SaleStatus, StatusFilter, StockView, Transition};
+
+/// A validation failure naming the offending field (`422 invalid_field`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The field's path as the client wrote it, e.g. `stock.total`.
+    pub field: &'static str,
+    /// What is wrong, in words a merchant understands.
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Bounds from API.md, in one place.
+pub mod limits {
+    /// Most units a sale may hold.
+    pub const MAX_UNITS: i64 = 1_000_000;
+    /// Highest price in minor units.
+    pub const MAX_PRICE_MINOR: i64 = 100_000_000;
+    /// Name length in characters.
+    pub const NAME_CHARS: std::ops::RangeInclusive<usize> = 1..=200;
+    /// SKU length in characters.
+    pub const SKU_CHARS: std::ops::RangeInclusive<usize> = 1..=64;
+    /// Longest description in characters.
+    pub const DESCRIPTION_CHARS: usize = 5_000;
+    /// Per-shopper limit.
+    pub const PER_USER_LIMIT: std::ops::RangeInclusive<i64> = 1..=100;
+    /// Hold lifetime in seconds.
+    pub const HOLD_TTL_SECONDS: std::ops::RangeInclusive<i64> = 30..=3600;
+    /// Admission p95 target in milliseconds.
+    pub const P95_TARGET_MS: std::ops::RangeInclusive<i64> = 10..=60_000;
+    /// Admission rate and active-shopper caps.
+    pub const ADMISSION_CAP: std::ops::RangeInclusive<i64> = 1..=1_000_000;
+}

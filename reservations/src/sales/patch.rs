@@ -1,0 +1,92 @@
+//! A merchant's edit of a sale, and the fields frozen once it has started.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::input::{check_window, parse_bounded, parse_description, parse_name, parse_sku};
+use super::{invalid, limits, Admission, Money, Sale};
+
+/// The body of `PATCH /v1/admin/sales/{id}`: every field optional.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SalePatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New SKU (only before the start).
+    pub sku: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New price (only before the start).
+    pub price: Option<Money>,
+    /// Not writable here: stock changes go through `POST …/stock`.
+    #[schema(value_type = Option<Object>)]
+    pub stock: Option<serde_json::Value>,
+    /// New per-shopper limit (only before the start).
+    pub per_user_limit: Option<i64>,
+    /// New hold lifetime (applies to new holds).
+    pub hold_ttl_seconds: Option<i64>,
+    /// New start (only before the start).
+    pub starts_at: Option<DateTime<Utc>>,
+    /// New end.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// New admission settings.
+    pub admission: Option<Admission>,
+}
+
+impl SalePatch {
+    /// Applies the patch to `sale`, enforcing validation and the fields frozen once the
+    /// sale has started (the rules shoppers rely on: price, SKU, start, limit).
+    pub(crate) fn apply(self, sale: &mut Sale, now: DateTime<Utc>) -> crate::Result<()> {
+        let started = now >= sale.starts_at;
+        let lock = |field: &'static str, changes: bool| -> crate::Result<()> {
+            if started && changes {
+                Err(crate::Error::SaleLocked(field))
+            } else {
+                Ok(())
+            }
+        };
+        if self.stock.is_some() {
+            return Err(
+                invalid("stock", "change stock with POST /v1/admin/sales/{id}/stock").into(),
+            );
+        }
+        if let Some(name) = self.name {
+            sale.name = parse_name(name)?;
+        }
+        if let Some(sku) = self.sku {
+            let sku = parse_sku(sku)?;
+            lock("sku", sku != sale.sku)?;
+            sale.sku = sku;
+        }
+        if let Some(description) = self.description {
+            sale.description = parse_description(description)?;
+        }
+        if let Some(price) = self.price {
+            let price = price.parse()?;
+            lock("price", price != sale.price)?;
+            sale.price = price;
+        }
+        if let Some(limit) = self.per_user_limit {
+            let limit = parse_bounded("per_user_limit", limit, limits::PER_USER_LIMIT)?;
+            lock("per_user_limit", limit != sale.per_user_limit)?;
+            sale.per_user_limit = limit;
+        }
+        if let Some(ttl) = self.hold_ttl_seconds {
+            sale.hold_ttl_seconds =
+                parse_bounded("hold_ttl_seconds", ttl, limits::HOLD_TTL_SECONDS)?;
+        }
+        if let Some(starts_at) = self.starts_at {
+            lock("starts_at", starts_at != sale.starts_at)?;
+            sale.starts_at = starts_at;
+        }
+        if let Some(ends_at) = self.ends_at {
+            sale.ends_at = ends_at;
+        }
+        check_window(sale.starts_at, sale.ends_at)?;
+        if let Some(admission) = self.admission {
+            sale.admission = admission.parse()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! A shopper's holds: reserve (after the caller checked admission), read, release.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::Sales;
+use crate::ids::{ReservationId, SaleId, ShopperId};
+use crate::projection::{ReserveOutcome, Stripe};
+use crate::sales::limits;
+use crate::{Error, Result};
+
+/// How long the reservation → sale index outlives a hold (longest hold is an hour).
+const RESERVATION_INDEX_TTL_SECS: u64 = 2 * 24 * 3600;
+
+/// Units a shopper asks for: 1..=100 (the highest per-shopper limit), parsed at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity(i64);
+
+impl Quantity {
+    /// Accepts 1..=100.
+    pub fn parse(value: i64) -> Result<Quantity> {
+        if limits::PER_USER_LIMIT.contains(&value) {
+            Ok(Quantity(value))
+        } else {
+            Err(Error::InvalidQuantity(format!(
+                "quantity must be between 1 and {}",
+                limits::PER_USER_LIMIT.end()
+            )))
+        }
+    }
+
+    /// The number of units.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// The status of a reservation as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatus {
+    /// Units are held for the shopper until `expires_at`.
+    Held,
+    /// An order was placed for it.
+    CheckedOut,
+    /// The shopper gave it back.
+    Released,
+    /// Its deadline passed.
+    Expired,
+}
+
+/// A hold as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reservation {
+    /// The hold's id.
+    pub reservation_id: ReservationId,
+    /// Its sale.
+    pub sale_id: SaleId,
+    /// Units held.
+    pub quantity: i64,
+    /// Where it stands.
+    pub status: ReservationStatus,
+    /// When it stops holding the units.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Result of a reserve call: the reservation, and whether it was created now (201) or
+/// replayed from an idempotency key.
+#[derive(Debug, Clone)]
+pub struct Reserved {
+    /// The reservation.
+    pub reservation: Reservation,
+    /// False when an earlier request with the same key created it.
+    pub created: bool,
+}
+
+fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl Sales {
+    /// Holds `quantity` units of a sale for a shopper. The caller has checked admission.
+    pub async fn reserve(
+        &self,
+        sale: SaleId,
+        shopper: ShopperId,
+        quantity: Quantity,
+        idempotency_key: Option<&str>,
+    ) -> Result<Reserved> {
+        let id = ReservationId::new();
+        loop {
+            let outcome = self
+                .projection
+                .reserve(
+                    sale,
+                    self.now().timestamp_millis(),
+                    id,
+                    shopper,
+                    quantity.get(),
+                    idempotency_key,
+                )
+                .await?;
+            return match outcome {
+                ReserveOutcome::NoState => {
+                    self.rebuild(sale).await?;
+                    continue;
+                }
+                ReserveOutcome::Held {
+                    id: held,
+                    stripe,
+                    deadline_ms,
+                } => {
+                    let created = held == id;
+                    if created {
+                        self.projection
+                            .index_reservation(
+                                id,
+                                Stripe::new(sale, stripe),
+                                RESERVATION_INDEX_TTL_SECS,
+                            )
+                            .await?;
+                    }
+                    Ok(Reserved {
+                        reservation: Reservation {
+                            reservation_id: held,
+                            sale_id: sale,
+                            quantity: quantity.get(),
+                            status: ReservationStatus::Held,
+                            expires_at: ms_to_time(deadline_ms),
+                        },
+                        created,
+                    })
+                }
+                ReserveOutcome::IdempotencyMismatch => Err(Error::IdempotencyKeyReused),
+                ReserveOutcome::NotLive => Err(Error::SaleNotLive),
+                ReserveOutcome::LimitExceeded(limit) => Err(Error::PerUserLimitExceeded(limit)),
+                ReserveOutcome::SoldOut => Err(Error::SoldOut),
+            };
+        }
+    }
+
+    /// A shopper's own reservation; another shopper's is not found.
+    pub async fn reservation(&self, shopper: ShopperId, id: ReservationId) -> Result<Reservation> {
+        let stripe = self
+            .projection
+            .reservation_stripe(id)
+            .await?
+            .ok_or(Error::ReservationNotFound)?;
+        let hold = self
+            .projection
+            .hold(stripe, id)
+            .await?
+            .filter(|h| h.owner == shopper)
+            .ok_or(Error::ReservationNotFound)?;
+        let now_ms = self.now().timestamp_millis();
+        let status = match hold.status.as_str() {
+            "checked_out" => ReservationStatus::CheckedOut,
+            "released" => ReservationStatus::Released,
+            "expired" => ReservationStatus::Expired,
+            // Past its deadline but not yet swept: it can no longer be checked out.
+            "held" if hold.deadline_ms <= now_ms => ReservationStatus::Expired,
+            _ => ReservationStatus::Held,
+        };
+        Ok(Reservation {
+            reservation_id: id,
+            sale_id: stripe.sale,
+            quantity: hold.quantity,
+            status,
+            expires_at: ms_to_time(hold.deadline_ms),
+        })
+    }
+
+    /// The shopper gives a hold back; its units are free at once.
+    pub async fn release(&self, shopper: ShopperId, id: ReservationId) -> Result<()> {
+        let stripe = self
+            .projection
+            .reservation_stripe(id)
+            .await?
+            .ok_or(Error::ReservationNotFound)?;
+        match self.projection.release(stripe, id, shopper).await? {
+            Ok(()) => Ok(()),
+            Err(None) => Err(Error::ReservationNotFound),
+            Err(Some(status)) => Err(Error::ReservationNotHeld(status)),
+        }
+    }
+}

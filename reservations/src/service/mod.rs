@@ -1,0 +1,81 @@
+//! The operations the HTTP layer calls: sales for merchants, holds for shoppers. Each
+//! one keeps Postgres (the record) and Redis (the hot state) in step, and rebuilds a
+//! sale's Redis state from Postgres when it finds it missing.
+//!
+//! [`Sales`] is one facade; each of its jobs lives in its own file:
+//!
+//! - `catalogue`: a merchant's sales: create, read, list, edit, pause/resume/end,
+//!   stock changes, and the stock read every answer carries.
+//! - `holds`: a shopper's holds: reserve, read, release ([`Quantity`], [`Reservation`]).
+//! - `rebuild`: loading a sale's Redis state from Postgres, once across processes.
+//! - `sweep`: expiring due holds.
+//! - [`port`]: the narrow view the waiting room reads ([`WaitingRoomPort`]).
+
+mod catalogue;
+mod holds;
+pub mod port;
+mod rebuild;
+mod sweep;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::projection::Projection;
+use crate::store::SaleStore;
+
+pub use holds::{Quantity, Reservation, ReservationStatus, Reserved};
+pub use port::WaitingRoomPort;
+
+/// Sales and holds.
+#[derive(Clone)]
+pub struct Sales {
+    store: SaleStore,
+    projection: Projection,
+    clock: Arc<dyn Clock>,
+}
+
+impl Sales {
+    /// The service over a store, a projection and a clock.
+    pub fn new(store: SaleStore, projection: Projection, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            projection,
+            clock,
+        }
+    }
+
+    /// The Redis side, for checkout inside this crate.
+    pub(crate) fn projection(&self) -> &Projection {
+        &self.projection
+    }
+
+    /// The Postgres side, for checkout inside this crate.
+    pub(crate) fn store(&self) -> &SaleStore {
+        &self.store
+    }
+
+    /// The Redis side, for the API's integration tests only (they inspect and break
+    /// the hot state on purpose). Not part of the API: code uses the named methods.
+    #[doc(hidden)]
+    pub fn hot_state_for_tests(&self) -> &Projection {
+        &self.projection
+    }
+
+    /// The current time by this service's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The prefix every Redis key of this deployment lives under (for readers of other
+    /// keys under it, such as the admission signals).
+    pub fn redis_prefix(&self) -> &str {
+        self.projection.prefix()
+    }
+
+    /// The narrow view of sales the waiting room needs.
+    pub fn waiting_room_port(&self) -> WaitingRoomPort {
+        WaitingRoomPort::new(self.clone())
+    }
+}

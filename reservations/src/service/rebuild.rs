@@ -1,0 +1,65 @@
+//! Rebuilding a sale's Redis state from Postgres (the record), once across every
+//! process: the holder of the per-sale lock loads, the others wait for it.
+
+use std::time::Duration;
+
+use super::Sales;
+use crate::ids::SaleId;
+use crate::{Error, Result};
+
+/// How long one rebuild may hold the per-sale lock.
+const REBUILD_LOCK_MS: u64 = 10_000;
+
+/// Why a sale's state is being written to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Load {
+    /// A new sale.
+    Initial,
+    /// The state was missing (Redis restarted empty, keys evicted).
+    Recovery,
+}
+
+impl Sales {
+    /// Rebuilds a sale's Redis state from Postgres, once across all processes: the
+    /// holder of the per-sale lock loads every stripe that is missing (the others are
+    /// left as they are: units never move between stripes, so a stripe's free units
+    /// follow from Postgres alone); the others wait until every stripe is there.
+    pub async fn rebuild(&self, id: SaleId) -> Result<()> {
+        let token = uuid::Uuid::new_v4().to_string();
+        for _ in 0..500 {
+            if self
+                .projection
+                .try_lock_rebuild(id, &token, REBUILD_LOCK_MS)
+                .await?
+            {
+                let outcome = self.load_from_postgres(id, Load::Recovery).await;
+                self.projection.unlock_rebuild(id, &token).await?;
+                return outcome;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.projection.stock(id).await?.is_some() {
+                return Ok(());
+            }
+        }
+        Err(Error::Internal(anyhow::anyhow!(
+            "timed out waiting for the rebuild of sale {id}"
+        )))
+    }
+
+    pub(super) async fn load_from_postgres(&self, id: SaleId, why: Load) -> Result<()> {
+        let sale = self.store.get(id).await?;
+        let taken = self.store.taken_units(id).await?;
+        let sold_units = self.store.sold_units(id).await?;
+        let sold = sold_units.len();
+        let bought = self.store.bought_per_shopper(id).await?;
+        let loaded = self
+            .projection
+            .load(&sale, &taken, &sold_units, &bought)
+            .await?;
+        if loaded && why == Load::Recovery {
+            metrics::counter!("flashsale_redis_state_rebuilt_total").increment(1);
+            tracing::warn!(sale_id = %id, sold, "sale state was missing in Redis; rebuilt from Postgres");
+        }
+        self.projection.track_for_sweep(id).await
+    }
+}
