@@ -1,0 +1,299 @@
+//! Timeout and circuit breaker around any gateway. A provider that keeps failing is not
+//! called for `open_for`: checkout answers 503 at once instead of making every shopper
+//! wait for a timeout; then one trial call decides whether it is back.
+//!
+//! The breaker is shared by every request of the process (and, in `flashsale all`, the
+//! capture worker), so nothing a caller does may leave it stuck: a call holds a
+//! [`Permit`], and a half-open trial whose caller went away — the client disconnected,
+//! the request timeout dropped the handler — gives the trial back when the permit is
+//! dropped. The lock around the state is never poisoned into a panic either: the state
+//! is a plain value, valid whatever a panicking holder was doing.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+
+use super::{PaymentError, PaymentGateway};
+use crate::ids::OrderId;
+use crate::sales::Money;
+
+/// Circuit breaker state: closed (counting consecutive failures), open until an
+/// instant, then one trial call (half-open) decides.
+#[derive(Debug)]
+enum Breaker {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen,
+}
+
+/// Timeout and circuit breaker around any gateway (see the module docs).
+pub struct GuardedGateway {
+    inner: Arc<dyn PaymentGateway>,
+    timeout: Duration,
+    failure_threshold: u32,
+    open_for: Duration,
+    state: Mutex<Breaker>,
+}
+
+/// The right to make one call through the breaker. Settled with the call's outcome;
+/// dropped unsettled (the call's future was dropped), a trial permit re-opens the
+/// breaker with a deadline already past, so the next call becomes the trial instead of
+/// every call being refused as "trial in flight" for ever.
+struct Permit<'a> {
+    breaker: &'a GuardedGateway,
+    trial: bool,
+    settled: bool,
+}
+
+impl Permit<'_> {
+    fn settle(mut self, outcome: &Result<(), PaymentError>) {
+        self.settled = true;
+        self.breaker.record(outcome);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.settled || !self.trial {
+            return;
+        }
+        let mut state = self.breaker.lock();
+        if matches!(*state, Breaker::HalfOpen) {
+            *state = Breaker::Open {
+                until: Instant::now(),
+            };
+        }
+    }
+}
+
+impl GuardedGateway {
+    /// Wraps `inner`: calls time out after `timeout`; `failure_threshold` consecutive
+    /// failures open the breaker for `open_for`.
+    pub fn new(
+        inner: Arc<dyn PaymentGateway>,
+        timeout: Duration,
+        failure_threshold: u32,
+        open_for: Duration,
+    ) -> Self {
+        Self {
+            inner,
+            timeout,
+            failure_threshold,
+            open_for,
+            state: Mutex::new(Breaker::Closed { failures: 0 }),
+        }
+    }
+
+    /// Whether the breaker currently refuses calls.
+    pub fn is_open(&self) -> bool {
+        matches!(*self.lock(), Breaker::Open { until } if Instant::now() < until)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Breaker> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn admit(&self) -> Result<Permit<'_>, PaymentError> {
+        let mut state = self.lock();
+        let trial = match *state {
+            Breaker::Open { until } if Instant::now() < until => {
+                return Err(PaymentError::Unavailable(
+                    "circuit open: the provider is failing".into(),
+                ))
+            }
+            Breaker::Open { .. } => {
+                *state = Breaker::HalfOpen;
+                true
+            }
+            // One trial at a time while half-open.
+            Breaker::HalfOpen => {
+                return Err(PaymentError::Unavailable(
+                    "circuit half-open: trial call in flight".into(),
+                ))
+            }
+            Breaker::Closed { .. } => false,
+        };
+        Ok(Permit {
+            breaker: self,
+            trial,
+            settled: false,
+        })
+    }
+
+    fn record(&self, outcome: &Result<(), PaymentError>) {
+        let mut state = self.lock();
+        let failed = matches!(outcome, Err(PaymentError::Unavailable(_)));
+        *state = match (&*state, failed) {
+            (_, false) => Breaker::Closed { failures: 0 },
+            (Breaker::Closed { failures }, true) if failures + 1 < self.failure_threshold => {
+                Breaker::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (_, true) => {
+                metrics::counter!("flashsale_payment_breaker_opened_total").increment(1);
+                tracing::warn!(
+                    open_for_ms = self.open_for.as_millis() as u64,
+                    "payment circuit breaker opened"
+                );
+                Breaker::Open {
+                    until: Instant::now() + self.open_for,
+                }
+            }
+        };
+    }
+
+    async fn guarded(
+        &self,
+        call: BoxFuture<'_, Result<(), PaymentError>>,
+    ) -> Result<(), PaymentError> {
+        let permit = self.admit()?;
+        let outcome = match tokio::time::timeout(self.timeout, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(PaymentError::Unavailable("payment call timed out".into())),
+        };
+        permit.settle(&outcome);
+        outcome
+    }
+}
+
+impl PaymentGateway for GuardedGateway {
+    fn authorize<'a>(
+        &'a self,
+        order: OrderId,
+        amount: &'a Money,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<(), PaymentError>> {
+        Box::pin(self.guarded(self.inner.authorize(order, amount, token)))
+    }
+
+    fn capture(&self, order: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
+        Box::pin(self.guarded(self.inner.capture(order)))
+    }
+
+    fn void(&self, order: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
+        Box::pin(self.guarded(self.inner.void(order)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use super::*;
+
+    struct Failing;
+
+    impl PaymentGateway for Failing {
+        fn authorize<'a>(
+            &'a self,
+            _: OrderId,
+            _: &'a Money,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), PaymentError>> {
+            Box::pin(async { Err(PaymentError::Unavailable("down".into())) })
+        }
+        fn capture(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn void(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_breaker_opens_after_consecutive_failures_and_closes_after_a_good_trial() {
+        let guarded = GuardedGateway::new(
+            Arc::new(Failing),
+            Duration::from_secs(1),
+            3,
+            Duration::from_millis(50),
+        );
+        let money = Money {
+            amount_minor: 1,
+            currency: "EUR".into(),
+        };
+        for _ in 0..3 {
+            assert!(guarded
+                .authorize(OrderId::new(), &money, "tok_ok")
+                .await
+                .is_err());
+        }
+        assert!(guarded.is_open());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Half-open: the trial (a capture, which succeeds) closes the breaker.
+        assert_eq!(guarded.capture(OrderId::new()).await, Ok(()));
+        assert!(!guarded.is_open());
+    }
+
+    /// A provider that fails, hangs or answers, as the test says.
+    struct Scripted(AtomicU8);
+
+    const FAIL: u8 = 0;
+    const HANG: u8 = 1;
+    const ANSWER: u8 = 2;
+
+    impl PaymentGateway for Scripted {
+        fn authorize<'a>(
+            &'a self,
+            _: OrderId,
+            _: &'a Money,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), PaymentError>> {
+            let mode = self.0.load(Ordering::SeqCst);
+            Box::pin(async move {
+                match mode {
+                    FAIL => Err(PaymentError::Unavailable("down".into())),
+                    HANG => futures::future::pending().await,
+                    _ => Ok(()),
+                }
+            })
+        }
+        fn capture(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn void(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trial_call_dropped_while_half_open_lets_the_next_call_through() {
+        let provider = Arc::new(Scripted(AtomicU8::new(FAIL)));
+        let guarded = GuardedGateway::new(
+            provider.clone(),
+            Duration::from_secs(5),
+            3,
+            Duration::from_millis(50),
+        );
+        let money = Money {
+            amount_minor: 1,
+            currency: "EUR".into(),
+        };
+        for _ in 0..3 {
+            assert!(guarded
+                .authorize(OrderId::new(), &money, "tok_ok")
+                .await
+                .is_err());
+        }
+        assert!(guarded.is_open());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+
+        // The trial hangs and its caller goes away (a client disconnect, the request
+        // timeout): the future is dropped long before the gateway's own timeout.
+        provider.0.store(HANG, Ordering::SeqCst);
+        let trial = guarded.authorize(OrderId::new(), &money, "tok_ok");
+        assert!(tokio::time::timeout(Duration::from_millis(20), trial)
+            .await
+            .is_err());
+
+        provider.0.store(ANSWER, Ordering::SeqCst);
+        assert_eq!(
+            guarded.authorize(OrderId::new(), &money, "tok_ok").await,
+            Ok(()),
+            "the next call is the new trial, not refused as 'trial in flight'"
+        );
+        assert!(!guarded.is_open());
+    }
+}
