@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::{Auth, Role};
 use crate::config::Config;
-use crate::startup::{connect_postgres, guarded_payments, Application, MIGRATOR};
+use crate::startup::{connect_postgres, guarded_payments, Application};
 use outbox_relay::mailer::SimulatedMailer;
 use outbox_relay::{relay, worker};
 use reservations::clock::SystemClock;
@@ -215,8 +215,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let pool = connect_postgres(config, 2).await?;
-    MIGRATOR.run(&pool).await.context("migrations failed")?;
+    crate::startup::migrate(config).await?;
     tracing::info!("migrations applied");
     Ok(())
 }

@@ -112,6 +112,10 @@ pub struct Config {
     pub shopper_token_ttl: Duration,
     /// `FLASHSALE_REQUEST_TIMEOUT_MS`: longest a request may take before a 503.
     pub request_timeout: Duration,
+    /// `FLASHSALE_DB_STATEMENT_TIMEOUT_MS`: longest statement, and longest idle
+    /// transaction, on every pool but the migrations' (default 15 s: past the request
+    /// timeout, so the server ends only what no request waits for any more).
+    pub db_statement_timeout: Duration,
     /// `FLASHSALE_SHUTDOWN_GRACE_MS`: how long shutdown waits for requests to drain.
     pub shutdown_grace: Duration,
     /// `FLASHSALE_SWEEP_INTERVAL_MS`: how often expired holds are returned.
@@ -283,6 +287,11 @@ impl Config {
             jwt_audience: var("FLASHSALE_JWT_AUDIENCE", "flashsale")?,
             shopper_token_ttl: Duration::from_secs(shopper_ttl_secs.clamp(60, 30 * 86400)),
             request_timeout: millis("FLASHSALE_REQUEST_TIMEOUT_MS", "10000", 100..=600_000)?,
+            db_statement_timeout: millis(
+                "FLASHSALE_DB_STATEMENT_TIMEOUT_MS",
+                "15000",
+                100..=3_600_000,
+            )?,
             shutdown_grace: millis("FLASHSALE_SHUTDOWN_GRACE_MS", "10000", 0..=600_000)?,
             sweep_interval: millis("FLASHSALE_SWEEP_INTERVAL_MS", "250", 10..=60_000)?,
             stock_stripes,

@@ -3,13 +3,14 @@
 //! port 0 and talk to the real thing.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use reservations::redis_conn::{RedisConn, RedisTarget};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -75,14 +76,61 @@ pub fn guarded_payments(config: &Config, ledger: PgPool) -> Arc<dyn PaymentGatew
     )
 }
 
-/// Opens a Postgres pool of `size` connections.
+/// Opens a Postgres pool of `size` connections for the service's work. Each connection
+/// bounds what a request that went away can hold: a statement or an idle transaction
+/// longer than `FLASHSALE_DB_STATEMENT_TIMEOUT_MS` is ended by the server (a checkout
+/// cancelled mid-transaction cannot pin a checkout-pool connection), the server probes a
+/// silent client with TCP keepalives and frees its backend when the socket is dead, and
+/// waiting for a free connection gives up after two seconds (the caller answers 503).
 pub async fn connect_postgres(config: &Config, size: u32) -> anyhow::Result<PgPool> {
+    connect(config, size, Some(config.db_statement_timeout)).await
+}
+
+/// A pool without the statement timeout, for migrations: building an index on a large
+/// table may rightly take longer than any request.
+async fn connect_for_migrations(config: &Config) -> anyhow::Result<PgPool> {
+    connect(config, 2, None).await
+}
+
+async fn connect(
+    config: &Config,
+    size: u32,
+    statement_timeout: Option<Duration>,
+) -> anyhow::Result<PgPool> {
+    let mut options = PgConnectOptions::from_str(config.database_url.expose())
+        .context("DATABASE_URL: not a Postgres URL")?;
+    // Server-side keepalives: a backend whose client vanished (no FIN) is found dead
+    // after about idle + interval × count seconds instead of holding its locks.
+    options = options.options([
+        ("tcp_keepalives_idle", "10"),
+        ("tcp_keepalives_interval", "5"),
+        ("tcp_keepalives_count", "3"),
+    ]);
+    if let Some(limit) = statement_timeout {
+        let ms = limit.as_millis().to_string();
+        options = options.options([
+            ("statement_timeout", ms.as_str()),
+            ("idle_in_transaction_session_timeout", ms.as_str()),
+        ]);
+    }
     PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(2))
-        .connect(config.database_url.expose())
+        // Recycled now and then, so a connection that went bad unnoticed does not live
+        // for ever; idle ones beyond need are closed.
+        .max_lifetime(Duration::from_secs(30 * 60))
+        .idle_timeout(Duration::from_secs(10 * 60))
+        .connect_with(options)
         .await
         .context("DATABASE_URL: cannot connect to Postgres")
+}
+
+/// Applies every migration.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let pool = connect_for_migrations(config).await?;
+    MIGRATOR.run(&pool).await.context("migrations failed")?;
+    pool.close().await;
+    Ok(())
 }
 
 /// Where Redis is: `REDIS_CLUSTER_URLS` when set, else `REDIS_URL`.

@@ -1,13 +1,15 @@
 //! Operations and edge behaviour: health and readiness, metrics, the OpenAPI document,
 //! the public sale page, guest sessions, unknown routes and methods, request ids.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{
     answer, assert_keys, assert_problem, etag, spawn_app, spawn_app_behind_redis_proxy,
-    PublicStock, SalePage, Session,
+    spawn_app_with, PublicStock, SalePage, Session,
 };
 
 // ---- health and readiness -------------------------------------------------------------
@@ -285,4 +287,38 @@ async fn a_client_supplied_request_id_is_echoed_back() {
         .unwrap();
 
     assert_eq!(response.headers()["x-request-id"], "client-chosen-42");
+}
+
+#[tokio::test]
+async fn the_service_pools_end_long_statements_and_idle_transactions_at_the_timeout() {
+    let app = spawn_app_with(|c| c.db_statement_timeout = Duration::from_millis(700)).await;
+
+    let shown: String = sqlx::query_scalar("show statement_timeout")
+        .fetch_one(&app.app_state.db)
+        .await
+        .unwrap();
+    assert_eq!(shown, "700ms");
+
+    // A statement past the limit is cancelled by the server (SQLSTATE 57014) …
+    let long = sqlx::query("select pg_sleep(3)")
+        .execute(&app.app_state.db)
+        .await
+        .unwrap_err();
+    let code = long.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("57014"), "{long}");
+
+    // … and a transaction its caller walked away from is ended instead of holding the
+    // connection (and its locks) for ever.
+    let mut abandoned = app.app_state.db.begin().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(sqlx::query("select 1")
+        .execute(&mut *abandoned)
+        .await
+        .is_err());
+    drop(abandoned);
+    let again: i32 = sqlx::query_scalar("select 1")
+        .fetch_one(&app.app_state.db)
+        .await
+        .unwrap();
+    assert_eq!(again, 1, "the pool serves on with a fresh connection");
 }
