@@ -71,6 +71,27 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
+    /// Records in Postgres that `consumer` gave up on `event` (the dead-letter stream is
+    /// in Redis and may be lost with it), so the relay's redelivery rule counts the
+    /// event as settled for this group instead of republishing a poison event for ever.
+    pub(crate) async fn record_dead_letter(
+        &self,
+        consumer: ConsumerKind,
+        event: Uuid,
+        reason: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "insert into dead_lettered_events (consumer, event_id, reason) values ($1, $2, $3) \
+             on conflict do nothing",
+        )
+        .bind(consumer.group())
+        .bind(event)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Applies `events` for `kind`; one outcome per event, in order.
     pub(crate) async fn apply(
         &self,

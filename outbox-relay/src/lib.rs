@@ -25,6 +25,8 @@
 //!   `sales-ledger` ([`consumer::ConsumerKind`]), named once for the workers, the
 //!   relay and the audits.
 //! - [`relay`]: the outbox relay ([`relay::run`]) and the backlog figures for `/stats`.
+//! - [`redelivery`]: the rule that republishes events not settled by every consumer
+//!   group within a bound, whatever Redis lost.
 //! - [`worker`]: the loops that run each consumer group ([`worker::run`]); what each
 //!   group does with an event is in the private `effects` module.
 //! - [`mailer`]: the mailer port the confirmation worker sends through, and its
@@ -40,6 +42,7 @@ pub mod consumer;
 pub mod error;
 pub mod event;
 pub mod mailer;
+pub mod redelivery;
 pub mod relay;
 pub mod worker;
 

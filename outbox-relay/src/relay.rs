@@ -25,6 +25,11 @@
 //! relay marks every `OrderPlaced` row that some consumer group has not processed as
 //! unpublished again, then sets the marker. The next batches append those events once
 //! more and the consumers' inbox deduplicates what had in fact been applied.
+//!
+//! A Redis that comes back *older* (an AOF missing its last second, a replica promoted
+//! before it had everything) keeps the marker and loses entries all the same; for that
+//! the relay also runs the redelivery rule of [`crate::redelivery`], which republishes
+//! whatever no consumer settled within a bound, however Redis lost it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,6 +47,7 @@ use crate::backoff::{sleep_or_shutdown, Backoff};
 use crate::consumer::ConsumerKind;
 use crate::error::Result;
 use crate::event::{stream_key, Event, ORDER_AGGREGATE, ORDER_PLACED};
+use crate::redelivery;
 
 /// The Postgres channel the outbox trigger notifies.
 const CHANNEL: &str = "outbox";
@@ -70,6 +76,11 @@ pub struct RelayConfig {
     pub retention_interval: Duration,
     /// How often the backlog gauges are refreshed.
     pub metrics_interval: Duration,
+    /// An event published this long ago and not yet settled by every consumer group is
+    /// published again ([`crate::redelivery`]).
+    pub redeliver_after: Duration,
+    /// How often the settle and redelivery passes run.
+    pub redeliver_interval: Duration,
 }
 
 impl RelayConfig {
@@ -84,6 +95,9 @@ impl RelayConfig {
             retention: Duration::from_secs(24 * 3600),
             retention_interval: Duration::from_secs(60),
             metrics_interval: Duration::from_secs(1),
+            // Past the 30 s after which a dead worker's entries are claimed by another.
+            redeliver_after: Duration::from_secs(60),
+            redeliver_interval: Duration::from_secs(5),
         }
     }
 }
@@ -279,6 +293,7 @@ pub async fn run(
     let mut next_metrics = Instant::now();
     let mut next_retention = Instant::now();
     let mut next_marker_check = Instant::now();
+    let mut next_redelivery = Instant::now();
 
     while !shutdown.is_cancelled() {
         let now = Instant::now();
@@ -294,6 +309,12 @@ pub async fn run(
                     tracing::info!(deleted = n, "published outbox rows past retention deleted")
                 }
                 Err(e) => tracing::warn!(error = %e, "outbox retention pass failed"),
+            }
+        }
+        if now >= next_redelivery {
+            next_redelivery = now + config.redeliver_interval;
+            if let Err(e) = redelivery::pass(&pool, config.redeliver_after).await {
+                tracing::warn!(error = %e, "outbox redelivery pass failed");
             }
         }
         if listener.is_none() && now >= next_listen_attempt {

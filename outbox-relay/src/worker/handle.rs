@@ -157,6 +157,17 @@ impl Consumer {
         reason: &str,
         delivered: u64,
     ) -> Result<()> {
+        // Postgres first: should Redis lose the dead-letter stream, the redelivery rule
+        // still knows this group has settled the event. An entry without an event id
+        // is not an event of ours and has nothing to settle.
+        if let Some(event) = entry
+            .get::<String>("id")
+            .and_then(|id| id.parse::<uuid::Uuid>().ok())
+        {
+            self.effects
+                .record_dead_letter(self.kind, event, reason)
+                .await?;
+        }
         let mut pipe = redis::pipe();
         pipe.atomic().cmd("XADD").arg(&self.dead).arg("*");
         for (name, value) in &entry.map {

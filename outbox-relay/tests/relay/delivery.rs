@@ -227,3 +227,52 @@ async fn events_lost_with_redis_before_any_consumer_read_them_are_published_agai
     relay.stop().await;
     workers.stop().await;
 }
+
+#[tokio::test]
+async fn stream_entries_lost_while_the_marker_stays_are_published_again_and_applied_once() {
+    // Arrange: orders relayed while no worker runs; this relay republishes what is not
+    // settled by every consumer within one second.
+    let app = Deliveries::fresh().await;
+    let sale = app.live_sale(10_000, 5).await;
+    let orders = app.place_orders(sale, 200).await;
+    let mut config = app.relay_config();
+    config.redeliver_after = Duration::from_secs(1);
+    config.redeliver_interval = Duration::from_millis(200);
+    let relay = app.start_relay(config).await;
+    eventually("the relay publishes every order", || async {
+        app.unpublished().await == 0
+    })
+    .await;
+
+    // Act: Redis comes back older, not empty — the entries are gone, the marker and
+    // everything else stay (a crash whose AOF missed its last second, a replica promoted
+    // before it had them). Then the workers start.
+    let mut redis = app.redis.clone();
+    let _: i64 = redis
+        .xtrim(app.stream(), redis::streams::StreamMaxlen::Equals(0))
+        .await
+        .unwrap();
+    let marker: bool = redis.exists(relay::marker_key(&app.prefix)).await.unwrap();
+    assert!(
+        marker,
+        "the marker survived: the relay's loss check sees nothing"
+    );
+    let workers = app.start_workers(app.worker_config()).await;
+
+    // Assert: every event reaches every consumer once, and once settled it is left
+    // alone (nothing is republished after every group has processed it).
+    app.wait_until_applied(&orders).await;
+    eventually("every event is settled", || async {
+        scalar(
+            &app.db,
+            "select count(*) from outbox where settled_at is null",
+        )
+        .await
+            == 0
+    })
+    .await;
+    assert_eq!(app.unpublished().await, 0);
+
+    relay.stop().await;
+    workers.stop().await;
+}
