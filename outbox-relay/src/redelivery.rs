@@ -79,9 +79,15 @@ pub async fn redeliver_overdue(pool: &PgPool, bound: Duration) -> Result<u64> {
     Ok(reset.rows_affected())
 }
 
-/// One settle pass, then one redelivery pass; logs and counts what was redelivered.
+/// Settle passes until the unsettled rows are caught up (at most ten chunks, so a long
+/// backlog is worked off over several passes, never in one long burst), then one
+/// redelivery pass; logs and counts what was redelivered.
 pub async fn pass(pool: &PgPool, bound: Duration) -> Result<u64> {
-    settle_processed(pool).await?;
+    for _ in 0..10 {
+        if settle_processed(pool).await? < PASS_LIMIT as u64 {
+            break;
+        }
+    }
     let redelivered = redeliver_overdue(pool, bound).await?;
     if redelivered > 0 {
         metrics::counter!("flashsale_outbox_republished_total").increment(redelivered);
