@@ -27,6 +27,7 @@
 //! - [`relay`]: the outbox relay ([`relay::run`]) and the backlog figures for `/stats`.
 //! - [`redelivery`]: the rule that republishes events not settled by every consumer
 //!   group within a bound, whatever Redis lost.
+//! - [`trim`]: keeps the order stream to the entries some consumer group still owes.
 //! - [`worker`]: the loops that run each consumer group ([`worker::run`]); what each
 //!   group does with an event is in the private `effects` module.
 //! - [`mailer`]: the mailer port the confirmation worker sends through, and its
@@ -44,6 +45,7 @@ pub mod event;
 pub mod mailer;
 pub mod redelivery;
 pub mod relay;
+pub mod trim;
 pub mod worker;
 
 mod backoff;

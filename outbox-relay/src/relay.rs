@@ -48,6 +48,7 @@ use crate::consumer::ConsumerKind;
 use crate::error::Result;
 use crate::event::{stream_key, Event, ORDER_AGGREGATE, ORDER_PLACED};
 use crate::redelivery;
+use crate::trim;
 
 /// The Postgres channel the outbox trigger notifies.
 const CHANNEL: &str = "outbox";
@@ -81,6 +82,9 @@ pub struct RelayConfig {
     pub redeliver_after: Duration,
     /// How often the settle and redelivery passes run.
     pub redeliver_interval: Duration,
+    /// How often the order stream is trimmed to what the consumer groups still owe
+    /// ([`crate::trim`]).
+    pub trim_interval: Duration,
 }
 
 impl RelayConfig {
@@ -98,6 +102,7 @@ impl RelayConfig {
             // Past the 30 s after which a dead worker's entries are claimed by another.
             redeliver_after: Duration::from_secs(60),
             redeliver_interval: Duration::from_secs(5),
+            trim_interval: Duration::from_secs(10),
         }
     }
 }
@@ -294,6 +299,7 @@ pub async fn run(
     let mut next_retention = Instant::now();
     let mut next_marker_check = Instant::now();
     let mut next_redelivery = Instant::now();
+    let mut next_trim = Instant::now();
 
     while !shutdown.is_cancelled() {
         let now = Instant::now();
@@ -354,6 +360,14 @@ pub async fn run(
                     sleep_or_shutdown(trouble.next_delay(), &shutdown).await;
                     continue;
                 }
+            }
+        }
+
+        if Instant::now() >= next_trim {
+            next_trim = Instant::now() + config.trim_interval;
+            let stream = stream_key(&config.prefix, ORDER_AGGREGATE);
+            if let Err(e) = trim::trim_acknowledged(redis_conn, &stream).await {
+                tracing::warn!(error = %e, "cannot trim the order stream; retrying later");
             }
         }
 

@@ -14,6 +14,9 @@ use crate::effects::{Applied, Failure, Parsed};
 use crate::error::Result;
 use crate::event::Event;
 
+/// About how many entries the dead-letter stream keeps (the newest).
+const DEAD_LETTER_MAXLEN: u64 = 100_000;
+
 impl Consumer {
     /// Delivery counts of `entries` in this group (`XPENDING` extended form), asked one
     /// id at a time in one pipeline: a range query with a count could stop short on
@@ -169,7 +172,15 @@ impl Consumer {
                 .await?;
         }
         let mut pipe = redis::pipe();
-        pipe.atomic().cmd("XADD").arg(&self.dead).arg("*");
+        // Bounded: a flood of poison events must not grow Redis without limit. The
+        // record of each give-up is in Postgres (above); the stream is for looking.
+        pipe.atomic()
+            .cmd("XADD")
+            .arg(&self.dead)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(DEAD_LETTER_MAXLEN)
+            .arg("*");
         for (name, value) in &entry.map {
             if let Ok(bytes) = redis::from_redis_value::<Vec<u8>>(value) {
                 pipe.arg(name).arg(bytes);

@@ -276,3 +276,36 @@ async fn stream_entries_lost_while_the_marker_stays_are_published_again_and_appl
     relay.stop().await;
     workers.stop().await;
 }
+
+#[tokio::test]
+async fn the_order_stream_is_trimmed_to_what_some_consumer_still_owes() {
+    // Arrange: events relayed before any worker exists: nothing may be trimmed, since a
+    // group created later reads the stream from its beginning.
+    let app = Deliveries::fresh().await;
+    let sale = app.live_sale(10_000, 5).await;
+    let orders = app.place_orders(sale, 100).await;
+    let mut config = app.relay_config();
+    config.trim_interval = Duration::from_millis(200);
+    let relay = app.start_relay(config).await;
+    eventually("the relay publishes every order", || async {
+        app.unpublished().await == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut redis = app.redis.clone();
+    let before: usize = redis.xlen(app.stream()).await.unwrap();
+    assert_eq!(before, orders.len(), "no group yet: every entry stays");
+
+    // Act: the workers apply and acknowledge everything.
+    let workers = app.start_workers(app.worker_config()).await;
+    app.wait_until_applied(&orders).await;
+
+    // Assert: the stream keeps at most the last entry every group read.
+    eventually("the acknowledged entries are trimmed", || async {
+        redis.clone().xlen::<_, usize>(app.stream()).await.unwrap() <= 1
+    })
+    .await;
+
+    relay.stop().await;
+    workers.stop().await;
+}
