@@ -5,6 +5,7 @@
 mod admin;
 mod attacks;
 mod checkout;
+mod commit_cut;
 mod events;
 mod helpers;
 mod ops;

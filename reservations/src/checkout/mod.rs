@@ -15,6 +15,7 @@
 //!   authorize, commit, finish the hold in Redis.
 //! - [`idempotency`]: claim a key, save the answer, replay it.
 //! - `transaction`: the one Postgres transaction of an order.
+//! - `commit_outcome`: asks Postgres whether an order whose COMMIT errored exists.
 //! - `reconciler`: finishes checkouts a dead process left in `committing`.
 //! - [`orders`]: the order read model ([`Order`]) and the order queries.
 
@@ -28,6 +29,7 @@ use crate::projection::{BeginCheckout, Finish};
 use crate::sales::Money;
 use crate::{Error, Result, Sales};
 
+mod commit_outcome;
 pub mod idempotency;
 pub mod orders;
 mod reconciler;
@@ -35,8 +37,9 @@ mod transaction;
 
 pub use orders::{Confirmation, ConfirmationStatus, Order, OrderStatus};
 
+use commit_outcome::CommitOutcome;
 use idempotency::{Claim, IdempotencyKey};
-use transaction::{unique_violation, Commit};
+use transaction::{unique_violation, Commit, CommitFailure};
 
 /// A checkout request, parsed at the edge.
 #[derive(Debug, Clone)]
@@ -227,7 +230,26 @@ impl Checkout {
         };
         match transaction::commit(&self.pool, &order, commit).await {
             Ok(()) => {}
-            Err(e) => {
+            // COMMIT was sent and failed: the order may exist. Postgres says which.
+            Err(CommitFailure::Ambiguous { error: e, backend }) => {
+                match commit_outcome::resolve(&self.pool, order_id, backend).await {
+                    CommitOutcome::Committed => {
+                        tracing::warn!(error = %e, order_id = %order_id, "COMMIT failed but the order committed; finishing it");
+                    }
+                    CommitOutcome::NotCommitted => {
+                        self.void(order_id).await;
+                        abort(Finish::Abort).await?;
+                        return Err(e);
+                    }
+                    // Neither void nor finish: the hold stays committing and the
+                    // reconciler settles it from Postgres once Postgres answers.
+                    CommitOutcome::Unknown => {
+                        tracing::warn!(error = %e, order_id = %order_id, "cannot tell whether the order committed; the reconciler finishes it");
+                        return Err(e);
+                    }
+                }
+            }
+            Err(CommitFailure::Refused(e)) => {
                 // Nothing committed: give the money back before anything else.
                 self.void(order_id).await;
                 return Err(match unique_violation(&e).as_deref() {

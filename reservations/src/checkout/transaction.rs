@@ -1,6 +1,7 @@
 //! The order transaction: the one Postgres transaction in which an order becomes
 //! true — the order row, one `order_units` row per unit (the oversell guard), its
-//! `OrderPlaced` outbox event and the idempotency answer. All or nothing.
+//! `OrderPlaced` outbox event and the idempotency answer. All or nothing — but when
+//! COMMIT itself errors, nobody knows which: [`CommitFailure`] says where it failed.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -9,12 +10,13 @@ use super::idempotency::{self, IdempotencyKey};
 use super::orders::Order;
 use crate::events::{self, DomainEvent, OrderPlaced};
 use crate::ids::ShopperId;
-use crate::{Error, Result};
+use crate::Error;
 
-/// The order row.
+/// The order row. It also returns the backend running the transaction, which an
+/// ambiguous COMMIT needs (see [`CommitFailure::Ambiguous`]) at no extra round trip.
 const ORDER_INSERT: &str =
     "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
-     values ($1, $2, $3, $4, $5, $6, $7, $1::text) returning created_at";
+     values ($1, $2, $3, $4, $5, $6, $7, $1::text) returning created_at, pg_backend_pid()";
 
 /// The order row, only if the shopper's orders of the sale stay within the per-shopper
 /// limit (`$8`); no row means refused.
@@ -31,7 +33,36 @@ const LIMIT_CHECKED_INSERT: &str =
     "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
      select $1, $2, $3, $4, $5, $6, $7, $1::text \
      where (select coalesce(sum(quantity), 0) from orders where shopper_id = $3 and sale_id = $2) + $5 <= $8 \
-     returning created_at";
+     returning created_at, pg_backend_pid()";
+
+/// Why the order transaction did not (knowingly) commit, by the step that failed.
+#[derive(Debug)]
+pub(super) enum CommitFailure {
+    /// A step before COMMIT failed (Postgres refused a statement, or no connection):
+    /// nothing committed.
+    Refused(Error),
+    /// COMMIT was sent and no success came back (a connection cut after the server
+    /// committed reads the same as one before): the order may exist. Only Postgres
+    /// can say (see `commit_outcome`).
+    Ambiguous {
+        /// What COMMIT answered.
+        error: Error,
+        /// The Postgres backend (`pg_backend_pid()`) that ran the transaction.
+        backend: i32,
+    },
+}
+
+impl From<Error> for CommitFailure {
+    fn from(e: Error) -> Self {
+        CommitFailure::Refused(e)
+    }
+}
+
+impl From<sqlx::Error> for CommitFailure {
+    fn from(e: sqlx::Error) -> Self {
+        CommitFailure::Refused(e.into())
+    }
+}
 
 /// What the transaction writes besides the order itself.
 pub(super) struct Commit<'a> {
@@ -52,8 +83,13 @@ pub(super) struct Commit<'a> {
 /// Commits `order`: order, units, event and idempotency answer in one transaction.
 /// The saved answer carries the commit's `created_at`. A shopper past the limit is
 /// [`Error::PerUserLimitExceeded`]; a unit sold twice or a hold ordered twice surface
-/// as the database's unique violations (see [`unique_violation`]).
-pub(super) async fn commit(pool: &PgPool, order: &Order, c: Commit<'_>) -> Result<()> {
+/// as the database's unique violations (see [`unique_violation`]); all of these are
+/// [`CommitFailure::Refused`]. An error from COMMIT is [`CommitFailure::Ambiguous`].
+pub(super) async fn commit(
+    pool: &PgPool,
+    order: &Order,
+    c: Commit<'_>,
+) -> std::result::Result<(), CommitFailure> {
     let mut tx = pool.begin().await?;
     if c.striped {
         sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))")
@@ -62,7 +98,7 @@ pub(super) async fn commit(pool: &PgPool, order: &Order, c: Commit<'_>) -> Resul
             .execute(&mut *tx)
             .await?;
     }
-    let mut insert = sqlx::query_scalar(if c.striped {
+    let mut insert = sqlx::query_as(if c.striped {
         LIMIT_CHECKED_INSERT
     } else {
         ORDER_INSERT
@@ -77,9 +113,9 @@ pub(super) async fn commit(pool: &PgPool, order: &Order, c: Commit<'_>) -> Resul
     if c.striped {
         insert = insert.bind(c.limit);
     }
-    let created_at: Option<DateTime<Utc>> = insert.fetch_optional(&mut *tx).await?;
-    let Some(created_at) = created_at else {
-        return Err(Error::PerUserLimitExceeded(c.limit.into()));
+    let inserted: Option<(DateTime<Utc>, i32)> = insert.fetch_optional(&mut *tx).await?;
+    let Some((created_at, backend)) = inserted else {
+        return Err(Error::PerUserLimitExceeded(c.limit.into()).into());
     };
     sqlx::query(
         "insert into order_units (sale_id, unit_no, order_id) select $1, unnest($2::int[]), $3",
@@ -101,8 +137,10 @@ pub(super) async fn commit(pool: &PgPool, order: &Order, c: Commit<'_>) -> Resul
     let mut answer = order.clone();
     answer.created_at = created_at;
     idempotency::save(&mut tx, c.key, &answer).await?;
-    tx.commit().await?;
-    Ok(())
+    tx.commit().await.map_err(|e| CommitFailure::Ambiguous {
+        error: e.into(),
+        backend,
+    })
 }
 
 /// The constraint a unique violation (SQLSTATE 23505) names, if `e` is one.
