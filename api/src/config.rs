@@ -196,6 +196,7 @@ impl Config {
                 p99: var("FLASHSALE_PAYMENT_LATENCY_P99_MS", "20")?,
             },
             failure_rate: var("FLASHSALE_PAYMENT_FAILURE_RATE", "0")?,
+            ..Default::default()
         };
         payment_simulator.validate().map_err(|e| ConfigError {
             var: "FLASHSALE_PAYMENT_LATENCY_P50_MS / _P99_MS / FLASHSALE_PAYMENT_FAILURE_RATE",
