@@ -8,6 +8,7 @@ mod checkout;
 mod events;
 mod helpers;
 mod ops;
+mod payments;
 mod queue;
 mod reservations;
 mod shedding;
