@@ -11,6 +11,8 @@ use test_support::eventually_within;
 use uuid::Uuid;
 
 use crate::helpers::{answer, assert_problem, spawn_app_with, start_app, Order, TestApp};
+use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
+use reservations::projection::Stripe;
 
 /// An app whose completer looks every 50 ms and judges attempts after `grace` (at
 /// least twice the payment timeout, here 250 ms).
@@ -188,4 +190,73 @@ async fn a_void_that_fails_three_times_is_retried_until_voided_even_across_a_res
         "three failed voids, then the one confirmed: {checks}"
     );
     assert_eq!(orders_for(&second, reservation).await, 0);
+}
+
+#[tokio::test]
+async fn an_attempt_whose_hold_is_still_committing_is_left_to_its_request_until_the_reconciler_hands_it_over(
+) {
+    // Arrange: a checkout whose process died after authorizing: its hold is committing
+    // under its attempt, the attempt is due, the provider holds the money. The
+    // background completer is slowed down so the test drives it.
+    let app = spawn_app_with(|c| c.completer_interval = Duration::from_secs(60)).await;
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = app.hold(&shopper, sale, 1).await;
+    let attempt = OrderId::new();
+    app.app_state
+        .sales
+        .hot_state_for_tests()
+        .begin_checkout(
+            Stripe::first(SaleId(sale)),
+            ReservationId(reservation),
+            ShopperId(shopper.id),
+            app.clock_now().timestamp_millis(),
+            attempt,
+        )
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into payment_attempts (id, reservation_id, shopper_id, state, next_check_at) \
+         values ($1, $2, $3, 'authorizing', now())",
+    )
+    .bind(attempt.0)
+    .bind(reservation)
+    .bind(shopper.id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("insert into sim_payments (order_id, amount_minor, currency, status) values ($1, 12900, 'EUR', 'authorized')")
+        .bind(attempt.0)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let checkout = &app.app_state.checkout;
+
+    // Act 1: the completer finds it due while the hold is still committing.
+    checkout
+        .complete_once(Duration::from_millis(10))
+        .await
+        .unwrap();
+
+    // Assert 1: not judged; the money stays authorized.
+    assert_eq!(
+        ledger(&app).await,
+        vec![(attempt.0, "authorized".to_owned())]
+    );
+    assert_eq!(attempts(&app, reservation).await[0].1, "authorizing");
+
+    // Act 2: the reconciler presumes the process dead; the completer settles it.
+    assert_eq!(checkout.reconcile_once(Duration::ZERO).await.unwrap(), 1);
+    checkout
+        .complete_once(Duration::from_millis(10))
+        .await
+        .unwrap();
+
+    // Assert 2: voided, confirmed, no order.
+    assert!(
+        voided(&app, reservation).await,
+        "{:?}",
+        attempts(&app, reservation).await
+    );
+    assert_eq!(orders_for(&app, reservation).await, 0);
 }

@@ -154,7 +154,9 @@ impl Checkout {
     }
 
     /// Settles the payment attempts that are due: each is claimed with `FOR UPDATE SKIP
-    /// LOCKED` (several processes never settle one twice), then Postgres is asked
+    /// LOCKED` (several processes never settle one twice). One still `authorizing`
+    /// whose hold is still `committing` under it is left to its request (the
+    /// reconciler hands it over once that process is presumed dead). Then Postgres is asked
     /// whether its order exists and the provider what became of its payment. An
     /// authorization without an order is voided until the provider confirms it; a call
     /// that fails is retried after `backoff` × 2^checks (at most 10 min). Returns how
@@ -179,17 +181,34 @@ impl Checkout {
     /// again later.
     async fn complete_one(&self, backoff: Duration) -> Result<Option<Option<Settled>>> {
         let mut tx = self.pool.begin().await?;
-        let due: Option<(Uuid, i32)> = sqlx::query_as(
-            "select id, checks from payment_attempts \
+        let due: Option<(Uuid, Uuid, String, i32)> = sqlx::query_as(
+            "select id, reservation_id, state, checks from payment_attempts \
              where state in ('authorizing', 'void_pending') and next_check_at <= now() \
              order by next_check_at limit 1 for update skip locked",
         )
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((id, checks)) = due else {
+        let Some((id, reservation, state, checks)) = due else {
             return Ok(None);
         };
         let attempt = OrderId(id);
+        if state == "authorizing"
+            && self
+                .still_committing(ReservationId(reservation), attempt)
+                .await
+        {
+            // Its request may still be running: the reconciler decides when its process
+            // is dead, and hands the attempt over then.
+            sqlx::query(
+                "update payment_attempts set next_check_at = now() + make_interval(secs => $2), updated_at = now() where id = $1",
+            )
+            .bind(id)
+            .bind(self.attempt_grace.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Some(None));
+        }
         // The row lock keeps the order transaction of a still-running request from
         // committing meanwhile (it marks this row); so "no order" stays true.
         let ordered: bool =
@@ -231,6 +250,22 @@ impl Checkout {
         }
         tx.commit().await?;
         Ok(Some(outcome))
+    }
+
+    /// Whether the attempt's hold is still `committing` under this attempt (or Redis
+    /// cannot say): its checkout may still be running, so the attempt is not judged.
+    async fn still_committing(&self, reservation: ReservationId, attempt: OrderId) -> bool {
+        let projection = self.sales.projection();
+        let stripe = match projection.reservation_stripe(reservation).await {
+            Ok(Some(stripe)) => stripe,
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
+        match projection.hold(stripe, reservation).await {
+            Ok(Some(hold)) => hold.status == "committing" && hold.order == Some(attempt),
+            Ok(None) => false,
+            Err(_) => true,
+        }
     }
 
     /// Asks the provider about an attempt without an order and voids what it holds.
