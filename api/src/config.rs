@@ -66,6 +66,12 @@ pub struct Config {
     /// `FLASHSALE_RECONCILE_AFTER_MS`: a checkout still committing after this long is
     /// presumed dead and finished by the reconciler (well above request + payment timeouts).
     pub reconcile_after: Duration,
+    /// `FLASHSALE_COMPLETER_INTERVAL_MS`: how often the payment completer looks for
+    /// attempts in doubt; also the first backoff of a failed void (doubling after).
+    pub completer_interval: Duration,
+    /// `FLASHSALE_COMPLETER_GRACE_MS`: how long a payment attempt is presumed in flight
+    /// before the completer judges it; never less than twice the payment timeout.
+    pub completer_grace: Duration,
     /// `FLASHSALE_ADMISSION_WINDOW_SECS`: how long an admitted shopper may take to reserve.
     pub admission_window: Duration,
     /// `FLASHSALE_QUEUE_CAP`: most shoppers waiting in one sale's line (then 503 queue_full).
@@ -200,6 +206,7 @@ impl Config {
                 p99: var("FLASHSALE_PAYMENT_LATENCY_P99_MS", "20")?,
             },
             failure_rate: var("FLASHSALE_PAYMENT_FAILURE_RATE", "0")?,
+            ..Default::default()
         };
         payment_simulator.validate().map_err(|e| ConfigError {
             var: "FLASHSALE_PAYMENT_LATENCY_P50_MS / _P99_MS / FLASHSALE_PAYMENT_FAILURE_RATE",
@@ -268,6 +275,8 @@ impl Config {
                 })?),
             },
             reconcile_after: millis("FLASHSALE_RECONCILE_AFTER_MS", "30000", 100..=3_600_000)?,
+            completer_interval: millis("FLASHSALE_COMPLETER_INTERVAL_MS", "1000", 10..=60_000)?,
+            completer_grace: millis("FLASHSALE_COMPLETER_GRACE_MS", "6000", 10..=3_600_000)?,
             admin_public_key_file: var(
                 "FLASHSALE_ADMIN_JWT_PUBLIC_KEY_FILE",
                 &keys.join("admin-ed25519.pub.pem").to_string_lossy(),

@@ -179,7 +179,8 @@ impl Application {
         );
         let simulator = Arc::new(SimulatedPayments::new(config.payment_simulator, db.clone()));
         let payments = guard(&config, simulator.clone());
-        let checkout = Checkout::new(sales.clone(), checkout_pool.clone(), db.clone(), payments);
+        let checkout = Checkout::new(sales.clone(), checkout_pool.clone(), db.clone(), payments)
+            .with_attempt_grace(attempt_grace(&config));
         let process = format!(
             "{}-{}",
             std::process::id(),
@@ -225,6 +226,11 @@ impl Application {
             tokio::spawn(reconcile_checkouts(
                 state.checkout.clone(),
                 config.reconcile_after,
+                shutdown.clone(),
+            )),
+            tokio::spawn(complete_payments(
+                state.checkout.clone(),
+                config.completer_interval,
                 shutdown.clone(),
             )),
             tokio::spawn(signals::publish(
@@ -384,6 +390,31 @@ async fn reconcile_checkouts(
             _ = ticker.tick() => {
                 if let Err(e) = checkout.reconcile_once(stale_after).await {
                     tracing::warn!(error = %e, "checkout reconciliation failed; retrying next tick");
+                }
+            }
+        }
+    }
+}
+
+/// How long a payment attempt is presumed in flight: the configured grace, never less
+/// than twice the payment timeout (a request still waiting for the provider must not
+/// be judged dead and its authorization voided under it).
+fn attempt_grace(config: &Config) -> Duration {
+    config.completer_grace.max(config.payment_timeout * 2)
+}
+
+/// Settles payment attempts in doubt (an answer lost, a failed order transaction, a
+/// dead process): every `interval`, until shutdown. Everything it needs is in
+/// Postgres, so another process or a restart picks up where this one stopped.
+async fn complete_payments(checkout: Checkout, interval: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {
+                if let Err(e) = checkout.complete_once(interval).await {
+                    tracing::warn!(error = %e, "payment completer failed; retrying next tick");
                 }
             }
         }

@@ -272,6 +272,7 @@ impl Deliveries {
         let instant = SimulatorSettings {
             latency_ms: Latency { p50: 0, p99: 0 },
             failure_rate: 0.0,
+            ..Default::default()
         };
         let payments = Arc::new(SimulatedPayments::new(instant, db.clone()));
         let mailer = Arc::new(SimulatedMailer::new());

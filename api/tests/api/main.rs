@@ -9,6 +9,7 @@ mod commit_cut;
 mod events;
 mod helpers;
 mod ops;
+mod payments;
 mod queue;
 mod reservations;
 mod shedding;

@@ -5,8 +5,8 @@
 //! The row is inserted before the operation does anything with an outside effect (a
 //! payment authorization), so concurrent retries wait for the first request instead of
 //! acting twice; the answer is saved in the operation's own transaction, so a committed
-//! effect always has its answer. A failed attempt releases its claim: the key may be
-//! retried.
+//! effect always has its answer. A failed attempt releases its claim (checkout's in the
+//! same statement that hands its payment attempt over): the key may be retried.
 //!
 //! A row is answered when `response` is set. The `status_code` column is a leftover of
 //! the days when the domain stored an HTTP answer; it is no longer written. Rows written
@@ -19,6 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
+use super::attempts::{NewAttempt, CLAIM_WITH_ATTEMPT};
 use crate::ids::ShopperId;
 use crate::{Error, Result};
 
@@ -44,8 +45,13 @@ pub(crate) struct IdempotencyKey<'a> {
 /// What [`claim`] found.
 #[derive(Debug)]
 pub(crate) enum Claim<T> {
-    /// The key is this request's now: go ahead, then [`save`] or [`release`].
-    Claimed,
+    /// The key is this request's now: go ahead, then [`save`], or release it on failure (checkout: `attempts::release`).
+    /// `retried`: the claim's payment attempt was recorded by an earlier try of this
+    /// key (its outcome must be asked for before paying again).
+    Claimed {
+        /// An earlier try of this key recorded the same attempt.
+        retried: bool,
+    },
     /// An earlier request with this key and body answered this.
     Answered(T),
 }
@@ -58,24 +64,42 @@ pub(crate) fn request_hash(parts: &[&str]) -> String {
 /// Claims `key` for a request whose body has `hash`, or returns the first answer to
 /// it. A key in flight is waited for (up to 5 s, then `CheckoutInProgress`); a key
 /// claimed by a request that died unanswered is taken over; a key used with another
-/// body is `IdempotencyKeyReused`.
+/// body is `IdempotencyKeyReused`. With `attempt`, the claim records the payment
+/// attempt in the same statement (one commit for both).
 pub(crate) async fn claim<T: DeserializeOwned>(
     pool: &PgPool,
     key: IdempotencyKey<'_>,
     hash: &str,
+    attempt: Option<&NewAttempt>,
 ) -> Result<Claim<T>> {
     let started = tokio::time::Instant::now();
     loop {
-        let claimed = sqlx::query(
-            "insert into idempotency_keys (shopper_id, key, request_hash) values ($1, $2, $3) on conflict do nothing",
-        )
-        .bind(key.shopper.0)
-        .bind(key.key)
-        .bind(hash)
-        .execute(pool)
-        .await?;
-        if claimed.rows_affected() == 1 {
-            return Ok(Claim::Claimed);
+        let (claimed, retried): (bool, bool) = match attempt {
+            Some(attempt) => {
+                sqlx::query_as(CLAIM_WITH_ATTEMPT)
+                    .bind(key.shopper.0)
+                    .bind(key.key)
+                    .bind(hash)
+                    .bind(attempt.id.0)
+                    .bind(attempt.reservation.0)
+                    .bind(attempt.grace.as_secs_f64())
+                    .fetch_one(pool)
+                    .await?
+            }
+            None => {
+                let claimed = sqlx::query(
+                    "insert into idempotency_keys (shopper_id, key, request_hash) values ($1, $2, $3) on conflict do nothing",
+                )
+                .bind(key.shopper.0)
+                .bind(key.key)
+                .bind(hash)
+                .execute(pool)
+                .await?;
+                (claimed.rows_affected() == 1, false)
+            }
+        };
+        if claimed {
+            return Ok(Claim::Claimed { retried });
         }
         let row: Option<(String, Option<serde_json::Value>, bool)> = sqlx::query_as(
             "select request_hash, response, created_at < now() - make_interval(secs => $3) \
@@ -119,14 +143,6 @@ pub(crate) async fn save<T: Serialize>(
         .execute(&mut *tx)
         .await?;
     Ok(())
-}
-
-/// Releases a claim whose request failed, so the key may be retried. Best effort: a
-/// claim left behind is taken over after 30 s anyway.
-pub(crate) async fn release(pool: &PgPool, key: IdempotencyKey<'_>) {
-    if let Err(e) = release_on(pool, key).await {
-        tracing::debug!(error = %e, "could not release an idempotency key; it is taken over later");
-    }
 }
 
 /// Deletes the claim only while it has no answer: an answered key is never lost.

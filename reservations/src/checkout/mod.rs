@@ -1,9 +1,11 @@
-//! Checkout: a hold becomes an order. The payment is authorized first; then ONE
+//! Checkout: a hold becomes an order. The payment attempt is recorded with the
+//! idempotency claim, under an id a retry reuses; the payment is authorized; then ONE
 //! Postgres transaction writes the order, one `order_units` row per unit (the oversell
-//! guard), the `OrderPlaced` outbox event and the idempotency answer. The money is
-//! captured later by a worker reacting to `OrderPlaced`; whenever the transaction does
-//! not commit, the authorization is voided — nobody pays for an order that does not
-//! exist.
+//! guard), the `OrderPlaced` outbox event, the idempotency answer and the attempt's
+//! `committed` mark. The money is captured later by a worker reacting to
+//! `OrderPlaced`; an attempt that may hold money without an order (an answer lost, a
+//! transaction that failed, a dead process) is voided by the completer until the
+//! provider confirms it — nobody pays for an order that does not exist.
 //!
 //! Checkout answers in domain values: [`Placement::Placed`] for the request that placed
 //! the order, [`Placement::Replayed`] for a retry with the same idempotency key. What
@@ -14,21 +16,24 @@
 //! - this module: the flow ([`Checkout::checkout`]): claim the key, take the hold,
 //!   authorize, commit, finish the hold in Redis.
 //! - [`idempotency`]: claim a key, save the answer, replay it.
+//! - `attempts`: the attempt id, the attempt's states, the completer.
 //! - `transaction`: the one Postgres transaction of an order.
 //! - `commit_outcome`: asks Postgres whether an order whose COMMIT errored exists.
 //! - `reconciler`: finishes checkouts a dead process left in `committing`.
 //! - [`orders`]: the order read model ([`Order`]) and the order queries.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::PgPool;
 
 use crate::ids::{OrderId, ReservationId, SaleId, ShopperId};
-use crate::payment::{PaymentError, PaymentGateway, PaymentToken};
+use crate::payment::{PaymentError, PaymentGateway, PaymentState, PaymentToken};
 use crate::projection::{BeginCheckout, Finish};
 use crate::sales::Money;
 use crate::{Error, Result, Sales};
 
+mod attempts;
 mod commit_outcome;
 pub mod idempotency;
 pub mod orders;
@@ -37,6 +42,7 @@ mod transaction;
 
 pub use orders::{Confirmation, ConfirmationStatus, Order, OrderStatus};
 
+use attempts::NewAttempt;
 use commit_outcome::CommitOutcome;
 use idempotency::{Claim, IdempotencyKey};
 use transaction::{unique_violation, Commit, CommitFailure};
@@ -94,7 +100,12 @@ pub struct Checkout {
     /// The general pool: order reads and listings.
     reads: PgPool,
     payments: Arc<dyn PaymentGateway>,
+    /// How long a payment attempt is presumed in flight before the completer judges it.
+    attempt_grace: Duration,
 }
+
+/// The default grace of a payment attempt: twice the default payment timeout (3 s).
+const DEFAULT_ATTEMPT_GRACE: Duration = Duration::from_secs(6);
 
 impl Checkout {
     /// Checkout over `sales`, writing through `pool`, reading orders through `reads`,
@@ -110,7 +121,16 @@ impl Checkout {
             pool,
             reads,
             payments,
+            attempt_grace: DEFAULT_ATTEMPT_GRACE,
         }
+    }
+
+    /// Sets how long a payment attempt is presumed in flight (its request may still be
+    /// waiting for the provider) before the completer judges it: at least the payment
+    /// timeout; twice it by default.
+    pub fn with_attempt_grace(mut self, grace: Duration) -> Self {
+        self.attempt_grace = grace;
+        self
     }
 
     /// The payment gateway (the capture worker and tests share it).
@@ -122,12 +142,48 @@ impl Checkout {
     pub async fn checkout(&self, request: CheckoutRequest) -> Result<Placement> {
         let reservation = request.reservation.to_string();
         let hash = idempotency::request_hash(&[&reservation, request.payment_token.as_str()]);
-        if let Claim::Answered(order) =
-            idempotency::claim::<Order>(&self.pool, request.key(), &hash).await?
+        let attempt = NewAttempt {
+            id: attempts::attempt_id(
+                request.reservation,
+                request.shopper,
+                &request.idempotency_key,
+            ),
+            reservation: request.reservation,
+            grace: self.attempt_grace,
+        };
+        let retried =
+            match idempotency::claim::<Order>(&self.pool, request.key(), &hash, Some(&attempt))
+                .await?
+            {
+                Claim::Answered(order) => return Ok(Placement::Replayed(order)),
+                Claim::Claimed { retried } => retried,
+            };
+        // A retry whose earlier attempt was voided pays under a successor attempt.
+        let (attempt, retried) = if retried {
+            match self.current_attempt(attempt, request.shopper).await {
+                Ok(current) => current,
+                Err(e) => {
+                    attempts::release(
+                        &self.pool,
+                        request.key(),
+                        attempt.id,
+                        true,
+                        self.attempt_grace,
+                    )
+                    .await;
+                    return Err(e);
+                }
+            }
+        } else {
+            (attempt, false)
+        };
+        // Whether the provider may hold an authorization of this attempt: then a
+        // failure hands it to the completer instead of forgetting it.
+        let mut may_be_authorized = retried;
+        match self
+            .place(&request, attempt.id, retried, &mut may_be_authorized)
+            .await
         {
-            return Ok(Placement::Replayed(order));
-        }
-        match self.place(&request).await {
             Ok(order) => {
                 metrics::counter!("flashsale_checkouts_total", "outcome" => "confirmed")
                     .increment(1);
@@ -136,21 +192,37 @@ impl Checkout {
             Err(e) => {
                 metrics::counter!("flashsale_checkouts_total", "outcome" => outcome_label(&e))
                     .increment(1);
-                // A failed attempt leaves no answer behind: the key may be retried.
-                idempotency::release(&self.pool, request.key()).await;
+                // A failed attempt leaves no answer behind: the key may be retried. Its
+                // payment attempt goes to the completer when money may be held.
+                attempts::release(
+                    &self.pool,
+                    request.key(),
+                    attempt.id,
+                    may_be_authorized,
+                    self.attempt_grace,
+                )
+                .await;
                 Err(e)
             }
         }
     }
 
-    async fn place(&self, request: &CheckoutRequest) -> Result<Order> {
+    /// Places the order under `order_id` (the attempt id). `retried`: an earlier try of
+    /// the key recorded this attempt, so the provider is asked first; sets
+    /// `may_be_authorized` once the provider may hold money for it.
+    async fn place(
+        &self,
+        request: &CheckoutRequest,
+        order_id: OrderId,
+        retried: bool,
+        may_be_authorized: &mut bool,
+    ) -> Result<Order> {
         let projection = self.sales.projection();
         let stripe = projection
             .reservation_stripe(request.reservation)
             .await?
             .ok_or(Error::ReservationNotFound)?;
         let sale_id = stripe.sale;
-        let order_id = OrderId::new();
         let now_ms = self.sales.now().timestamp_millis();
         let begun = projection
             .begin_checkout(
@@ -193,8 +265,7 @@ impl Checkout {
             currency: price.currency,
         };
         if let Err(e) = self
-            .payments
-            .authorize(order_id, &amount, request.payment_token.as_str())
+            .authorize(order_id, &amount, request, retried, may_be_authorized)
             .await
         {
             abort(Finish::Abort).await?;
@@ -289,6 +360,42 @@ impl Checkout {
         Ok(order)
     }
 
+    /// Authorizes `amount` for the attempt. A retried attempt asks the provider first
+    /// (the earlier try's answer may have been lost): an authorization that exists is
+    /// reused; one voided since [`Checkout::current_attempt`] looked cannot pay (the
+    /// next retry of the key pays under a successor attempt).
+    async fn authorize(
+        &self,
+        order_id: OrderId,
+        amount: &Money,
+        request: &CheckoutRequest,
+        retried: bool,
+        may_be_authorized: &mut bool,
+    ) -> std::result::Result<(), PaymentError> {
+        if retried {
+            match self.payments.retrieve(order_id).await? {
+                None => {}
+                Some(PaymentState::Authorized) => return Ok(()),
+                Some(state) => {
+                    tracing::warn!(?state, order_id = %order_id, "retried payment attempt settled meanwhile; the next retry pays under a successor attempt");
+                    return Err(PaymentError::Unavailable(
+                        "the attempt of this key was voided".into(),
+                    ));
+                }
+            }
+        }
+        *may_be_authorized = true;
+        let outcome = self
+            .payments
+            .authorize(order_id, amount, request.payment_token.as_str())
+            .await;
+        if outcome == Err(PaymentError::Declined) {
+            // A decline is definite: nothing is held for this try.
+            *may_be_authorized = retried;
+        }
+        outcome
+    }
+
     async fn sold_among(&self, sale: SaleId, units: &[i32]) -> Result<Vec<i32>> {
         Ok(sqlx::query_scalar(
             "select unit_no from order_units where sale_id = $1 and unit_no = any($2)",
@@ -299,11 +406,14 @@ impl Checkout {
         .await?)
     }
 
+    /// Voids the attempt `order` through the durable path: first hands it to the
+    /// completer (which asks Postgres whether the order exists and the provider what it
+    /// holds, and voids until confirmed, across restarts), then tries the void at once
+    /// so the money is usually released before the answer goes out.
     async fn void(&self, order: OrderId) {
+        self.hand_over(order).await;
         if let Err(e) = self.payments.void(order).await {
-            // The reconciler voids it later: the order does not exist, so it finds
-            // nothing committed for this hold.
-            tracing::warn!(error = %e, order_id = %order, "void failed; the reconciler retries");
+            tracing::warn!(error = %e, order_id = %order, "void failed; the completer retries it");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The reconciler: finishes checkouts a dead process left half done. A hold stays in
 //! `committing` while its checkout runs; one that stays there too long lost its
-//! process, and Postgres says how it ended.
+//! process, and Postgres says how it ended. Its payment is voided through the durable
+//! path (the attempt goes to the completer), not by a call that may fail unnoticed.
 
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use crate::Result;
 impl Checkout {
     /// Finishes holds stuck in `committing` for longer than `stale_after` (the process
     /// that began their checkout died): completes them from Postgres when the order
-    /// committed, otherwise voids the authorization and returns them to `held`.
+    /// committed, otherwise voids the authorization (durably: see `Checkout::void`) and
+    /// returns them to `held`.
     pub async fn reconcile_once(&self, stale_after: Duration) -> Result<usize> {
         let projection = self.sales.projection();
         let before = self.sales.now().timestamp_millis() - stale_after.as_millis() as i64;

@@ -1,11 +1,13 @@
 //! The order transaction: the one Postgres transaction in which an order becomes
 //! true — the order row, one `order_units` row per unit (the oversell guard), its
-//! `OrderPlaced` outbox event and the idempotency answer. All or nothing — but when
-//! COMMIT itself errors, nobody knows which: [`CommitFailure`] says where it failed.
+//! `OrderPlaced` outbox event, the idempotency answer and its payment attempt marked
+//! `committed`. All or nothing — but when COMMIT itself errors, nobody knows which:
+//! [`CommitFailure`] says where it failed.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use super::attempts::MARK_COMMITTED;
 use super::idempotency::{self, IdempotencyKey};
 use super::orders::Order;
 use crate::events::{self, DomainEvent, OrderPlaced};
@@ -80,7 +82,8 @@ pub(super) struct Commit<'a> {
     pub(super) correlation_id: &'a str,
 }
 
-/// Commits `order`: order, units, event and idempotency answer in one transaction.
+/// Commits `order`: order, units, event, idempotency answer and attempt in one
+/// transaction (the attempt must still be `authorizing`, else `PaymentUnavailable`).
 /// The saved answer carries the commit's `created_at`. A shopper past the limit is
 /// [`Error::PerUserLimitExceeded`]; a unit sold twice or a hold ordered twice surface
 /// as the database's unique violations (see [`unique_violation`]); all of these are
@@ -134,6 +137,18 @@ pub(super) async fn commit(
         amount: order.amount.clone(),
     });
     events::append(&mut tx, &placed, c.correlation_id).await?;
+    let marked = sqlx::query(MARK_COMMITTED)
+        .bind(order.order_id.0)
+        .bind(order.sale_id.0)
+        .bind(order.amount.amount_minor)
+        .bind(&order.amount.currency)
+        .execute(&mut *tx)
+        .await?;
+    if marked.rows_affected() != 1 {
+        // The completer judged this attempt dead and settled it: the payment may be
+        // voided, so no order may stand on it.
+        return Err(Error::PaymentUnavailable.into());
+    }
     let mut answer = order.clone();
     answer.created_at = created_at;
     idempotency::save(&mut tx, c.key, &answer).await?;

@@ -47,7 +47,7 @@ struct Permit<'a> {
 }
 
 impl Permit<'_> {
-    fn settle(mut self, outcome: &Result<(), PaymentError>) {
+    fn settle<T>(mut self, outcome: &Result<T, PaymentError>) {
         self.settled = true;
         self.breaker.record(outcome);
     }
@@ -121,7 +121,7 @@ impl GuardedGateway {
         })
     }
 
-    fn record(&self, outcome: &Result<(), PaymentError>) {
+    fn record<T>(&self, outcome: &Result<T, PaymentError>) {
         let mut state = self.lock();
         let failed = matches!(outcome, Err(PaymentError::Unavailable(_)));
         *state = match (&*state, failed) {
@@ -144,10 +144,10 @@ impl GuardedGateway {
         };
     }
 
-    async fn guarded(
+    async fn guarded<T>(
         &self,
-        call: BoxFuture<'_, Result<(), PaymentError>>,
-    ) -> Result<(), PaymentError> {
+        call: BoxFuture<'_, Result<T, PaymentError>>,
+    ) -> Result<T, PaymentError> {
         let permit = self.admit()?;
         let outcome = match tokio::time::timeout(self.timeout, call).await {
             Ok(outcome) => outcome,
@@ -175,6 +175,13 @@ impl PaymentGateway for GuardedGateway {
     fn void(&self, order: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
         Box::pin(self.guarded(self.inner.void(order)))
     }
+
+    fn retrieve(
+        &self,
+        order: OrderId,
+    ) -> BoxFuture<'_, Result<Option<super::PaymentState>, PaymentError>> {
+        Box::pin(self.guarded(self.inner.retrieve(order)))
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +206,12 @@ mod tests {
         }
         fn void(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
             Box::pin(async { Ok(()) })
+        }
+        fn retrieve(
+            &self,
+            _: OrderId,
+        ) -> BoxFuture<'_, Result<Option<crate::payment::PaymentState>, PaymentError>> {
+            Box::pin(async { Ok(None) })
         }
     }
 
@@ -255,6 +268,12 @@ mod tests {
         }
         fn void(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
             Box::pin(async { Ok(()) })
+        }
+        fn retrieve(
+            &self,
+            _: OrderId,
+        ) -> BoxFuture<'_, Result<Option<crate::payment::PaymentState>, PaymentError>> {
+            Box::pin(async { Ok(None) })
         }
     }
 

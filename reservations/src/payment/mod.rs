@@ -1,6 +1,7 @@
 //! The payment port: card payments in the shape real providers have — `authorize`
 //! when the shopper checks out, `capture` after the order is committed, `void` when it
-//! is not — each idempotent by order id. A simulated provider stands in for a real one;
+//! is not — each idempotent by order id, and `retrieve` to ask what became of one when
+//! an answer was lost. A simulated provider stands in for a real one;
 //! every call goes through a timeout and a circuit breaker.
 //!
 //! # Layout
@@ -31,6 +32,18 @@ pub enum PaymentError {
     Unavailable(String),
 }
 
+/// What the provider says a payment is (Stripe's PaymentIntent statuses
+/// `requires_capture`, `succeeded` and `canceled`, named after ours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentState {
+    /// The money is reserved on the card, not taken.
+    Authorized,
+    /// The money is taken.
+    Captured,
+    /// The authorization was released.
+    Voided,
+}
+
 /// A card payment provider.
 pub trait PaymentGateway: Send + Sync + 'static {
     /// Reserves `amount` on the card behind `token` for `order`. Idempotent by order.
@@ -44,6 +57,10 @@ pub trait PaymentGateway: Send + Sync + 'static {
     fn capture(&self, order: OrderId) -> BoxFuture<'_, Result<(), PaymentError>>;
     /// Releases an authorization that will not be captured. Idempotent by order.
     fn void(&self, order: OrderId) -> BoxFuture<'_, Result<(), PaymentError>>;
+    /// What the provider knows of `order`'s payment; `None` when it never authorized
+    /// one. How an ambiguous outcome (a timeout, a lost answer) is resolved.
+    fn retrieve(&self, order: OrderId)
+        -> BoxFuture<'_, Result<Option<PaymentState>, PaymentError>>;
 }
 
 /// A card token as the shopper's client sent it: 1–255 characters. Parsed once at the

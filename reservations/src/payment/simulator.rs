@@ -1,6 +1,8 @@
 //! The simulated provider: the test tokens of API.md, configurable latency and
 //! failures (`/v1/ops/payment-simulator`), and a ledger in Postgres (`sim_payments`) so
-//! its calls are idempotent across processes.
+//! its calls are idempotent across processes. Besides plain failures it has the faults
+//! real providers have: an answer lost after the work is done (`lost_answer_rate`) and
+//! voids that fail a number of times (`fail_voids`).
 
 use std::sync::RwLock;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::{PaymentError, PaymentGateway};
+use super::{PaymentError, PaymentGateway, PaymentState};
 use crate::ids::OrderId;
 use crate::sales::Money;
 
@@ -23,6 +25,14 @@ pub struct SimulatorSettings {
     pub latency_ms: Latency,
     /// Share of calls that fail with a provider error, 0.0–1.0.
     pub failure_rate: f64,
+    /// Share of authorize, capture and void calls that do their work and then lose the
+    /// answer (the caller hears `Unavailable("answer lost")`), 0.0–1.0.
+    #[serde(default)]
+    pub lost_answer_rate: f64,
+    /// The next this many void calls fail before doing anything, counting down
+    /// (0–100).
+    #[serde(default)]
+    pub fail_voids: u32,
 }
 
 /// A latency distribution given by its median and 99th percentile (log-normal).
@@ -40,6 +50,8 @@ impl Default for SimulatorSettings {
         Self {
             latency_ms: Latency { p50: 5, p99: 20 },
             failure_rate: 0.0,
+            lost_answer_rate: 0.0,
+            fail_voids: 0,
         }
     }
 }
@@ -59,6 +71,12 @@ impl SimulatorSettings {
         }
         if !(0.0..=1.0).contains(&self.failure_rate) {
             return Err(bad("failure_rate", "must be between 0 and 1"));
+        }
+        if !(0.0..=1.0).contains(&self.lost_answer_rate) {
+            return Err(bad("lost_answer_rate", "must be between 0 and 1"));
+        }
+        if self.fail_voids > 100 {
+            return Err(bad("fail_voids", "must be between 0 and 100"));
         }
         Ok(())
     }
@@ -121,6 +139,25 @@ impl SimulatedPayments {
         Ok(())
     }
 
+    /// After the work is done: loses the answer at `lost_answer_rate` (the caller cannot
+    /// tell this from a call that did nothing; only `retrieve` can).
+    fn answer(&self) -> Result<(), PaymentError> {
+        if rand::thread_rng().gen_bool(self.settings().lost_answer_rate) {
+            return Err(PaymentError::Unavailable("answer lost".into()));
+        }
+        Ok(())
+    }
+
+    /// Takes one of the `fail_voids` failures still owed, if any.
+    fn owed_void_failure(&self) -> bool {
+        let mut settings = self.settings.write().expect("settings lock");
+        if settings.fail_voids == 0 {
+            return false;
+        }
+        settings.fail_voids -= 1;
+        true
+    }
+
     async fn transition(&self, order: OrderId, to: &str, column: &str) -> Result<(), PaymentError> {
         self.behave().await?;
         // Only from `authorized`: a second capture or void of the same order is a no-op.
@@ -131,7 +168,7 @@ impl SimulatedPayments {
             .execute(&self.ledger)
             .await
             .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
-        Ok(())
+        self.answer()
     }
 }
 
@@ -165,7 +202,7 @@ impl PaymentGateway for SimulatedPayments {
             .execute(&self.ledger)
             .await
             .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
-            Ok(())
+            self.answer()
         })
     }
 
@@ -174,7 +211,32 @@ impl PaymentGateway for SimulatedPayments {
     }
 
     fn void(&self, order: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
-        Box::pin(self.transition(order, "voided", "voided_at"))
+        Box::pin(async move {
+            if self.owed_void_failure() {
+                return Err(PaymentError::Unavailable("simulated void failure".into()));
+            }
+            self.transition(order, "voided", "voided_at").await
+        })
+    }
+
+    fn retrieve(
+        &self,
+        order: OrderId,
+    ) -> BoxFuture<'_, Result<Option<PaymentState>, PaymentError>> {
+        Box::pin(async move {
+            self.behave().await?;
+            let status: Option<String> =
+                sqlx::query_scalar("select status from sim_payments where order_id = $1")
+                    .bind(order.0)
+                    .fetch_optional(&self.ledger)
+                    .await
+                    .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+            Ok(status.map(|status| match status.as_str() {
+                "captured" => PaymentState::Captured,
+                "voided" => PaymentState::Voided,
+                _ => PaymentState::Authorized,
+            }))
+        })
     }
 }
 
@@ -186,7 +248,7 @@ mod tests {
     fn simulated_latency_follows_its_median() {
         let settings = SimulatorSettings {
             latency_ms: Latency { p50: 100, p99: 400 },
-            failure_rate: 0.0,
+            ..SimulatorSettings::default()
         };
         let mut samples: Vec<Duration> = (0..2001).map(|_| settings.sample_latency()).collect();
         samples.sort();

@@ -1,0 +1,310 @@
+//! Money exactly once when an answer is lost: every payment attempt is recorded before
+//! the provider is called, a retry reuses its id, and the completer settles what no
+//! request finished — against the real Postgres and Redis and the simulated provider's
+//! faults ("answer lost after the work is done", "voids fail N times").
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use test_support::eventually_within;
+use uuid::Uuid;
+
+use crate::helpers::{answer, assert_problem, spawn_app_with, start_app, Order, TestApp};
+use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
+use reservations::projection::Stripe;
+
+/// An app whose completer looks every 50 ms and judges attempts after `grace` (at
+/// least twice the payment timeout, here 250 ms).
+async fn spawn_completing_app(grace: Duration) -> TestApp {
+    spawn_app_with(|c| {
+        c.payment_timeout = Duration::from_millis(250);
+        c.completer_interval = Duration::from_millis(50);
+        c.completer_grace = grace;
+    })
+    .await
+}
+
+/// Sets the simulator's faults (fast, otherwise healthy).
+async fn faults(app: &TestApp, lost_answer_rate: f64, fail_voids: u32) {
+    let response = app
+        .request(
+            Method::PUT,
+            "/v1/ops/payment-simulator",
+            Some(&app.operator_token()),
+        )
+        .json(&json!({
+            "latency_ms": { "p50": 1, "p99": 2 },
+            "failure_rate": 0.0,
+            "lost_answer_rate": lost_answer_rate,
+            "fail_voids": fail_voids,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// The simulated provider's ledger: every payment's status.
+async fn ledger(app: &TestApp) -> Vec<(Uuid, String)> {
+    sqlx::query_as("select order_id, status from sim_payments order by authorized_at")
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+}
+
+/// The payment attempts of a reservation: (id, state, checks).
+async fn attempts(app: &TestApp, reservation: Uuid) -> Vec<(Uuid, String, i32)> {
+    sqlx::query_as(
+        "select id, state, checks from payment_attempts where reservation_id = $1 order by created_at",
+    )
+    .bind(reservation)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+async fn orders_for(app: &TestApp, reservation: Uuid) -> i64 {
+    sqlx::query_scalar("select count(*) from orders where reservation_id = $1")
+        .bind(reservation)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+/// Whether the one payment of the ledger reads voided and its attempt says so.
+async fn voided(app: &TestApp, reservation: Uuid) -> bool {
+    let payments = ledger(app).await;
+    let attempts = attempts(app, reservation).await;
+    payments.len() == 1
+        && payments[0].1 == "voided"
+        && attempts.len() == 1
+        && attempts[0].1 == "voided"
+}
+
+#[tokio::test]
+async fn an_authorization_whose_answer_is_lost_and_is_retried_with_the_same_key_places_one_order_and_authorizes_once(
+) {
+    // Arrange: a grace long enough that the completer leaves the retry alone.
+    let app = spawn_completing_app(Duration::from_secs(5)).await;
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = app.hold(&shopper, sale, 1).await;
+    faults(&app, 1.0, 0).await;
+
+    // Act: the provider authorizes, the answer is lost; the shopper retries.
+    let lost = app
+        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
+    assert_problem(lost, 503, "payment_unavailable").await;
+    faults(&app, 0.0, 0).await;
+    let retry = app
+        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
+
+    // Assert: one order, standing on the one authorization the first try made.
+    assert_eq!(retry.status(), 201);
+    let order: Order = answer(retry).await.unwrap();
+    assert_eq!(orders_for(&app, reservation).await, 1);
+    let payments = ledger(&app).await;
+    assert_eq!(payments.len(), 1, "authorized once: {payments:?}");
+    assert_eq!(payments[0].0, order.order_id, "the order is the attempt");
+    assert!(
+        ["authorized", "captured"].contains(&payments[0].1.as_str()),
+        "{payments:?}"
+    );
+    let attempts = attempts(&app, reservation).await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(
+        (attempts[0].0, attempts[0].1.as_str()),
+        (order.order_id, "committed")
+    );
+}
+
+#[tokio::test]
+async fn an_authorization_whose_answer_is_lost_and_never_retried_is_voided_by_the_completer() {
+    // Arrange: every answer is lost, the voids' too.
+    let app = spawn_completing_app(Duration::from_millis(200)).await;
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = app.hold(&shopper, sale, 1).await;
+    faults(&app, 1.0, 0).await;
+
+    // Act: the answer is lost and the shopper never comes back.
+    let lost = app
+        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
+    assert_problem(lost, 503, "payment_unavailable").await;
+
+    // Assert: the completer voids the authorization and confirms it by asking.
+    assert!(
+        eventually_within(Duration::from_secs(15), || voided(&app, reservation)).await,
+        "voided: ledger {:?}, attempts {:?}",
+        ledger(&app).await,
+        attempts(&app, reservation).await
+    );
+    assert_eq!(orders_for(&app, reservation).await, 0);
+}
+
+#[tokio::test]
+async fn a_retry_after_the_attempt_was_voided_pays_under_a_fresh_attempt_once() {
+    // Arrange: the answer is lost, the shopper does not retry in time, and the
+    // completer voids the authorization.
+    let app = spawn_completing_app(Duration::from_millis(200)).await;
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = app.hold(&shopper, sale, 1).await;
+    faults(&app, 1.0, 0).await;
+    let lost = app
+        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
+    assert_problem(lost, 503, "payment_unavailable").await;
+    assert!(
+        eventually_within(Duration::from_secs(15), || voided(&app, reservation)).await,
+        "voided: {:?}",
+        attempts(&app, reservation).await
+    );
+
+    // Act: the shopper's client retries with the same key, as a 503 invites.
+    faults(&app, 0.0, 0).await;
+    let retry = app
+        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
+
+    // Assert: one order, on a second authorization; the first stays voided (the card
+    // never carries two holds at once), and a further retry replays the order.
+    assert_eq!(retry.status(), 201);
+    let order: Order = answer(retry).await.unwrap();
+    assert_eq!(orders_for(&app, reservation).await, 1);
+    let attempts = attempts(&app, reservation).await;
+    let states: Vec<&str> = attempts
+        .iter()
+        .map(|(_, state, _)| state.as_str())
+        .collect();
+    assert_eq!(states, ["voided", "committed"], "{attempts:?}");
+    assert_eq!(attempts[1].0, order.order_id);
+    let payments = ledger(&app).await;
+    assert_eq!(payments.len(), 2, "{payments:?}");
+    assert_eq!(payments[0].1, "voided");
+    assert_eq!(payments[1].0, order.order_id);
+    let again = app
+        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
+    let replayed: Order = answer(again).await.unwrap();
+    assert_eq!(replayed.order_id, order.order_id);
+}
+
+#[tokio::test]
+async fn a_void_that_fails_three_times_is_retried_until_voided_even_across_a_restart() {
+    // Arrange: the authorization's answer is lost; the next three voids fail.
+    let first = spawn_completing_app(Duration::from_millis(200)).await;
+    let sale = first.live_sale(10, 2).await;
+    let shopper = first.shopper().await;
+    let reservation = first.hold(&shopper, sale, 1).await;
+    faults(&first, 1.0, 3).await;
+    let lost = first
+        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
+    assert_problem(lost, 503, "payment_unavailable").await;
+
+    // Act: two voids fail in the first process; it stops; another process on the same
+    // database and Redis prefix takes over, where the third void fails too.
+    assert!(
+        eventually_within(Duration::from_secs(15), || async {
+            attempts(&first, reservation)
+                .await
+                .first()
+                .is_some_and(|(_, _, checks)| *checks >= 2)
+        })
+        .await,
+        "two checks in the first process: {:?}",
+        attempts(&first, reservation).await
+    );
+    let config = first.config.clone();
+    drop(first);
+    let second = start_app(config).await;
+    faults(&second, 0.0, 1).await;
+
+    // Assert
+    assert!(
+        eventually_within(Duration::from_secs(20), || voided(&second, reservation)).await,
+        "voided: ledger {:?}, attempts {:?}",
+        ledger(&second).await,
+        attempts(&second, reservation).await
+    );
+    let (_, _, checks) = attempts(&second, reservation).await[0].clone();
+    assert!(
+        checks >= 4,
+        "three failed voids, then the one confirmed: {checks}"
+    );
+    assert_eq!(orders_for(&second, reservation).await, 0);
+}
+
+#[tokio::test]
+async fn an_attempt_whose_hold_is_still_committing_is_left_to_its_request_until_the_reconciler_hands_it_over(
+) {
+    // Arrange: a checkout whose process died after authorizing: its hold is committing
+    // under its attempt, the attempt is due, the provider holds the money. The
+    // background completer is slowed down so the test drives it.
+    let app = spawn_app_with(|c| c.completer_interval = Duration::from_secs(60)).await;
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = app.hold(&shopper, sale, 1).await;
+    let attempt = OrderId::new();
+    app.app_state
+        .sales
+        .hot_state_for_tests()
+        .begin_checkout(
+            Stripe::first(SaleId(sale)),
+            ReservationId(reservation),
+            ShopperId(shopper.id),
+            app.clock_now().timestamp_millis(),
+            attempt,
+        )
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into payment_attempts (id, reservation_id, shopper_id, state, next_check_at) \
+         values ($1, $2, $3, 'authorizing', now())",
+    )
+    .bind(attempt.0)
+    .bind(reservation)
+    .bind(shopper.id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("insert into sim_payments (order_id, amount_minor, currency, status) values ($1, 12900, 'EUR', 'authorized')")
+        .bind(attempt.0)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let checkout = &app.app_state.checkout;
+
+    // Act 1: the completer finds it due while the hold is still committing.
+    checkout
+        .complete_once(Duration::from_millis(10))
+        .await
+        .unwrap();
+
+    // Assert 1: not judged; the money stays authorized.
+    assert_eq!(
+        ledger(&app).await,
+        vec![(attempt.0, "authorized".to_owned())]
+    );
+    assert_eq!(attempts(&app, reservation).await[0].1, "authorizing");
+
+    // Act 2: the reconciler presumes the process dead; the completer settles it.
+    assert_eq!(checkout.reconcile_once(Duration::ZERO).await.unwrap(), 1);
+    checkout
+        .complete_once(Duration::from_millis(10))
+        .await
+        .unwrap();
+
+    // Assert 2: voided, confirmed, no order.
+    assert!(
+        voided(&app, reservation).await,
+        "{:?}",
+        attempts(&app, reservation).await
+    );
+    assert_eq!(orders_for(&app, reservation).await, 0);
+}
