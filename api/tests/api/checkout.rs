@@ -22,25 +22,6 @@ async fn count(app: &TestApp, sql: &str, id: Uuid) -> i64 {
         .unwrap()
 }
 
-/// Payments of the simulated provider by status, for one sale's orders and attempts.
-/// Orders placed for one reservation (at most one may ever exist).
-async fn orders_for(app: &TestApp, reservation: Uuid) -> i64 {
-    count(
-        app,
-        "select count(*) from orders where reservation_id = $1",
-        reservation,
-    )
-    .await
-}
-
-async fn payments(app: &TestApp, status: &str) -> i64 {
-    sqlx::query_scalar("select count(*) from sim_payments where status = $1")
-        .bind(status)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
 async fn stock(app: &TestApp, sale: Uuid) -> reservations::sales::StockView {
     app.app_state
         .sales
@@ -88,7 +69,7 @@ async fn checkout_turns_a_hold_into_a_confirmed_order() {
         .await,
         1
     );
-    assert_eq!(payments(&app, "authorized").await, 1);
+    assert_eq!(app.payments_with_status("authorized").await, 1);
 }
 
 #[tokio::test]
@@ -200,7 +181,7 @@ async fn checkout_error_codes_follow_the_contract() {
     )
     .await;
     assert_eq!(
-        payments(&app, "authorized").await,
+        app.payments_with_status("authorized").await,
         1,
         "only the approved checkout holds money"
     );
@@ -234,7 +215,7 @@ async fn a_hold_lost_with_redis_state_answers_410_at_checkout() {
         "reservation_expired",
     )
     .await;
-    assert_eq!(payments(&app, "authorized").await, 0);
+    assert_eq!(app.payments_with_status("authorized").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -256,9 +237,9 @@ async fn twenty_concurrent_retries_with_one_key_place_one_order_and_authorize_on
         orders.insert(order.order_id);
     }
     assert_eq!(orders.len(), 1, "every retry answers the same order");
-    assert_eq!(orders_for(&app, reservation).await, 1);
+    assert_eq!(app.orders_for(reservation).await, 1);
     assert_eq!(
-        payments(&app, "authorized").await + payments(&app, "captured").await,
+        app.payments_with_status("authorized").await + app.payments_with_status("captured").await,
         1,
         "one authorization"
     );
@@ -285,13 +266,13 @@ async fn a_transaction_that_fails_after_authorization_leaves_no_order_and_voids_
         .await;
 
     assert_problem(response, 503, "dependency_unavailable").await;
-    assert_eq!(orders_for(&app, reservation).await, 0);
+    assert_eq!(app.orders_for(reservation).await, 0);
     assert_eq!(
-        payments(&app, "voided").await,
+        app.payments_with_status("voided").await,
         1,
         "the authorization was voided"
     );
-    assert_eq!(payments(&app, "authorized").await, 0);
+    assert_eq!(app.payments_with_status("authorized").await, 0);
     let view = app.reservation(&shopper, reservation).await.unwrap();
     assert_eq!(view.status, "held", "the hold stays until its deadline");
 }
@@ -327,7 +308,7 @@ async fn a_unit_redis_handed_out_twice_is_sold_once_and_the_second_checkout_is_4
         .await,
         1
     );
-    assert_eq!(payments(&app, "voided").await, 1);
+    assert_eq!(app.payments_with_status("voided").await, 1);
     let stock = stock(&app, sale).await;
     assert_eq!(
         (stock.available, stock.held),
@@ -368,7 +349,7 @@ async fn checkout_racing_expiry_sells_or_frees_each_hold_never_both_never_neithe
     for ((shopper, id), response) in holds.iter().zip(responses) {
         let status = response.status().as_u16();
         assert!(status == 201 || status == 410, "status {status}");
-        let orders = orders_for(&app, *id).await;
+        let orders = app.orders_for(*id).await;
         let view = app.reservation(shopper, *id).await.unwrap();
         match status {
             201 => assert_eq!((orders, view.status.as_str()), (1, "checked_out")),
@@ -460,7 +441,7 @@ async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
         "no order: back to held, to expire or be paid again"
     );
     assert_eq!(status(b.clone(), hold_b).await, "checked_out");
-    assert_eq!(payments(&app, "voided").await, 1);
+    assert_eq!(app.payments_with_status("voided").await, 1);
     let stock = stock(&app, sale).await;
     assert_eq!((stock.available, stock.held, stock.sold), (8, 1, 1));
 }

@@ -2,30 +2,11 @@
 //! landed or not, the order and the payment agree. A proxy in front of Postgres cuts
 //! the checkout's connection just before or just after the server ran the COMMIT.
 
-use uuid::Uuid;
-
-use crate::helpers::{spawn_app_behind_postgres_proxy, CommitCut, TestApp};
+use crate::helpers::{spawn_app_behind_postgres_proxy, CommitCut};
 
 /// A statement only the order transaction runs: the cut is meant for its COMMIT, not
 /// for the relay's or another task's.
 const ORDER_TRANSACTION: &str = "insert into orders";
-
-async fn orders_for(app: &TestApp, reservation: Uuid) -> i64 {
-    sqlx::query_scalar("select count(*) from orders where reservation_id = $1")
-        .bind(reservation)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
-/// Payments of the simulated provider by status.
-async fn payments(app: &TestApp, status: &str) -> i64 {
-    sqlx::query_scalar("select count(*) from sim_payments where status = $1")
-        .bind(status)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_connection_cut_after_commit_landed_keeps_the_order_and_its_payment() {
@@ -50,14 +31,14 @@ async fn a_connection_cut_after_commit_landed_keeps_the_order_and_its_payment() 
         .await
         .expect("a retry with the same key answers the order");
     assert_eq!(order.reservation_id, reservation);
-    assert_eq!(orders_for(&app, reservation).await, 1, "exactly one order");
+    assert_eq!(app.orders_for(reservation).await, 1, "exactly one order");
     assert_eq!(
-        payments(&app, "voided").await,
+        app.payments_with_status("voided").await,
         0,
         "the committed order's payment is not voided"
     );
     assert_eq!(
-        payments(&app, "authorized").await + payments(&app, "captured").await,
+        app.payments_with_status("authorized").await + app.payments_with_status("captured").await,
         1,
         "its payment stays authorized (or is captured)"
     );
@@ -79,9 +60,13 @@ async fn a_connection_cut_before_commit_landed_leaves_no_order_and_voids_the_pay
 
     assert!(proxy.fired(), "the checkout's COMMIT was cut");
     assert_eq!(first.status(), 503, "nothing committed: a retryable 503");
-    assert_eq!(orders_for(&app, reservation).await, 0, "no order");
-    assert_eq!(payments(&app, "voided").await, 1, "the payment was voided");
-    assert_eq!(payments(&app, "authorized").await, 0);
+    assert_eq!(app.orders_for(reservation).await, 0, "no order");
+    assert_eq!(
+        app.payments_with_status("voided").await,
+        1,
+        "the payment was voided"
+    );
+    assert_eq!(app.payments_with_status("authorized").await, 0);
     let view = app.reservation(&shopper, reservation).await.unwrap();
     assert_eq!(view.status, "held", "the shopper may pay again");
 
@@ -90,9 +75,9 @@ async fn a_connection_cut_before_commit_landed_leaves_no_order_and_voids_the_pay
         .await
         .expect("a retry with the same key places the order");
     assert_eq!(order.reservation_id, reservation);
-    assert_eq!(orders_for(&app, reservation).await, 1, "exactly one order");
+    assert_eq!(app.orders_for(reservation).await, 1, "exactly one order");
     assert_eq!(
-        payments(&app, "authorized").await + payments(&app, "captured").await,
+        app.payments_with_status("authorized").await + app.payments_with_status("captured").await,
         1,
         "only the retry's payment is live"
     );

@@ -64,14 +64,6 @@ async fn attempts(app: &TestApp, reservation: Uuid) -> Vec<(Uuid, String, i32)> 
     .unwrap()
 }
 
-async fn orders_for(app: &TestApp, reservation: Uuid) -> i64 {
-    sqlx::query_scalar("select count(*) from orders where reservation_id = $1")
-        .bind(reservation)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
 /// Whether the one payment of the ledger reads voided and its attempt says so.
 async fn voided(app: &TestApp, reservation: Uuid) -> bool {
     let payments = ledger(app).await;
@@ -105,7 +97,7 @@ async fn an_authorization_whose_answer_is_lost_and_is_retried_with_the_same_key_
     // Assert: one order, standing on the one authorization the first try made.
     assert_eq!(retry.status(), 201);
     let order: Order = answer(retry).await.unwrap();
-    assert_eq!(orders_for(&app, reservation).await, 1);
+    assert_eq!(app.orders_for(reservation).await, 1);
     let payments = ledger(&app).await;
     assert_eq!(payments.len(), 1, "authorized once: {payments:?}");
     assert_eq!(payments[0].0, order.order_id, "the order is the attempt");
@@ -143,7 +135,7 @@ async fn an_authorization_whose_answer_is_lost_and_never_retried_is_voided_by_th
         ledger(&app).await,
         attempts(&app, reservation).await
     );
-    assert_eq!(orders_for(&app, reservation).await, 0);
+    assert_eq!(app.orders_for(reservation).await, 0);
 }
 
 #[tokio::test]
@@ -175,7 +167,7 @@ async fn a_retry_after_the_attempt_was_voided_pays_under_a_fresh_attempt_once() 
     // never carries two holds at once), and a further retry replays the order.
     assert_eq!(retry.status(), 201);
     let order: Order = answer(retry).await.unwrap();
-    assert_eq!(orders_for(&app, reservation).await, 1);
+    assert_eq!(app.orders_for(reservation).await, 1);
     let attempts = attempts(&app, reservation).await;
     let states: Vec<&str> = attempts
         .iter()
@@ -237,7 +229,7 @@ async fn a_void_that_fails_three_times_is_retried_until_voided_even_across_a_res
         checks >= 4,
         "three failed voids, then the one confirmed: {checks}"
     );
-    assert_eq!(orders_for(&second, reservation).await, 0);
+    assert_eq!(second.orders_for(reservation).await, 0);
 }
 
 #[tokio::test]
@@ -306,5 +298,5 @@ async fn an_attempt_whose_hold_is_still_committing_is_left_to_its_request_until_
         "{:?}",
         attempts(&app, reservation).await
     );
-    assert_eq!(orders_for(&app, reservation).await, 0);
+    assert_eq!(app.orders_for(reservation).await, 0);
 }

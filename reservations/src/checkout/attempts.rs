@@ -34,12 +34,7 @@ pub(crate) fn attempt_id(reservation: ReservationId, shopper: ShopperId, key: &s
     hash.update(reservation.0.as_bytes());
     hash.update(shopper.0.as_bytes());
     hash.update(key.as_bytes());
-    let digest = hash.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x80;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    OrderId(Uuid::from_bytes(bytes))
+    version_8(hash)
 }
 
 /// The id a key pays under once its attempt `previous` was voided: derived from it, so
@@ -49,6 +44,12 @@ fn successor(previous: OrderId) -> OrderId {
     let mut hash = Sha256::new();
     hash.update(previous.0.as_bytes());
     hash.update(b"next attempt");
+    version_8(hash)
+}
+
+/// The first 16 bytes of the hash as a UUID of version 8 (RFC 9562's custom version,
+/// RFC 4122 variant): an id derived from its inputs, in the format of every other id.
+fn version_8(hash: Sha256) -> OrderId {
     let digest = hash.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);

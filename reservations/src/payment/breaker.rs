@@ -190,35 +190,10 @@ mod tests {
 
     use super::*;
 
-    struct Failing;
-
-    impl PaymentGateway for Failing {
-        fn authorize<'a>(
-            &'a self,
-            _: OrderId,
-            _: &'a Money,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<(), PaymentError>> {
-            Box::pin(async { Err(PaymentError::Unavailable("down".into())) })
-        }
-        fn capture(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn void(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn retrieve(
-            &self,
-            _: OrderId,
-        ) -> BoxFuture<'_, Result<Option<crate::payment::PaymentState>, PaymentError>> {
-            Box::pin(async { Ok(None) })
-        }
-    }
-
     #[tokio::test]
     async fn the_breaker_opens_after_consecutive_failures_and_closes_after_a_good_trial() {
         let guarded = GuardedGateway::new(
-            Arc::new(Failing),
+            Arc::new(Scripted(AtomicU8::new(FAIL))),
             Duration::from_secs(1),
             3,
             Duration::from_millis(50),

@@ -342,4 +342,22 @@ impl TestApp {
         )
         .await
     }
+
+    /// How many orders exist for `reservation` (at most one may, ever).
+    pub async fn orders_for(&self, reservation: Uuid) -> i64 {
+        sqlx::query_scalar("select count(*) from orders where reservation_id = $1")
+            .bind(reservation)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// How many of the simulated provider's payments are in `status`.
+    pub async fn payments_with_status(&self, status: &str) -> i64 {
+        sqlx::query_scalar("select count(*) from sim_payments where status = $1")
+            .bind(status)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
 }
