@@ -103,11 +103,15 @@ struct Pending {
     unpublished: i64,
     unconsumed: i64,
     committing: i64,
+    attempts_in_doubt: i64,
 }
 
 impl Pending {
     fn is_settled(&self) -> bool {
-        self.unpublished == 0 && self.unconsumed == 0 && self.committing == 0
+        self.unpublished == 0
+            && self.unconsumed == 0
+            && self.committing == 0
+            && self.attempts_in_doubt == 0
     }
 }
 
@@ -127,7 +131,7 @@ pub async fn verify(
     // Settle first: the relay and the workers may still be on the last orders.
     let started = tokio::time::Instant::now();
     let drained = loop {
-        let pending = pending(db, projection, sale).await?;
+        let pending = pending(db, projection, &row).await?;
         if pending.is_settled() {
             break true;
         }
@@ -174,18 +178,26 @@ pub async fn verify(
 
 /// What is still moving for this sale: unpublished events, published events some
 /// consumer has not processed (the events audit's backlog), holds in `committing` in
-/// any stripe (the stock audit's count).
-async fn pending(db: &PgPool, projection: &Projection, sale: SaleId) -> anyhow::Result<Pending> {
+/// any stripe (the stock audit's count), payment attempts the completer has yet to
+/// settle (the payments audit's count).
+async fn pending(
+    db: &PgPool,
+    projection: &Projection,
+    row: &AuditedSale,
+) -> anyhow::Result<Pending> {
+    let sale = row.id;
     let Backlog {
         unpublished,
         unconsumed,
     } = outbox_relay::audit::backlog(db, sale).await?;
     let stripes = projection.all_stripe_keys(sale);
     let committing = stock::committing_count(&mut projection.connection(), &stripes).await?;
+    let attempts_in_doubt = payments::attempts_in_doubt(db, row).await?;
     Ok(Pending {
         unpublished,
         unconsumed,
         committing,
+        attempts_in_doubt,
     })
 }
 

@@ -249,3 +249,59 @@ async fn the_checker_covers_every_stripe_and_names_a_unit_found_in_the_wrong_one
         vec![format!("unit {moved} (free in stripe {to})")]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_fails_a_payment_attempt_left_in_doubt_and_a_reservation_authorized_twice() {
+    // Arrange: one shopper buys through the API while the pipeline runs: clean.
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 2).await;
+    let pipeline = Pipeline::start(&app).await;
+    buy(&app, &app.shopper().await, sale, 1).await;
+    let clean = check(&app, sale, Duration::from_secs(30)).await;
+    assert!(clean.passed(), "{}", clean.render());
+    pipeline.stop().await;
+
+    // Arrange: behind the system's back, a reservation with two live authorizations,
+    // one of them an attempt nobody settled for a minute (and the completer will not
+    // look at it for an hour).
+    let reservation = Uuid::new_v4();
+    let shopper = Uuid::new_v4();
+    let (stuck, second) = (Uuid::new_v4(), Uuid::new_v4());
+    for (attempt, state) in [(stuck, "void_pending"), (second, "authorizing")] {
+        sqlx::query(
+            "insert into payment_attempts (id, reservation_id, shopper_id, state, next_check_at, updated_at) \
+             values ($1, $2, $3, $4, now() + interval '1 hour', now() - interval '1 minute')",
+        )
+        .bind(attempt)
+        .bind(reservation)
+        .bind(shopper)
+        .bind(state)
+        .execute(&app.db)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into sim_payments (order_id, amount_minor, currency, status) values ($1, 12900, 'EUR', 'authorized')",
+        )
+        .bind(attempt)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+
+    // Act: the attempts keep the checker waiting (work in doubt) until its bound.
+    let corrupt = check(&app, sale, Duration::from_secs(1)).await;
+
+    // Assert
+    assert!(!corrupt.drained, "attempts in doubt are work still moving");
+    let offenders = |name: &str| {
+        corrupt
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no check {name}"))
+            .offenders
+            .join(" ")
+    };
+    assert!(offenders("payment_attempts_settled").contains(&stuck.to_string()));
+    assert!(offenders("one_live_authorization_per_reservation").contains(&reservation.to_string()));
+}

@@ -5,8 +5,13 @@
 //! captured — or left authorized past a grace period — for an order that does not
 //! exist.
 //!
+//! It also checks the payment attempts (`payment_attempts`, [`crate::checkout`]'s
+//! durable record of every authorization asked for) against the provider: every
+//! attempt ends committed with its order, voided, or never authorized, and no
+//! reservation holds two live authorizations at once.
+//!
 //! It reads `sim_payments` (the ledger of [`crate::payment`]'s simulated provider)
-//! joined to `orders`.
+//! joined to `orders` and `payment_attempts`.
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -16,9 +21,14 @@ use crate::Result;
 
 /// An authorization younger than this may belong to a checkout still in flight.
 const AUTHORIZATION_GRACE_SECS: f64 = 10.0;
+/// An attempt in doubt this long after its last change counts as unsettled: the
+/// completer judges attempts after a few seconds' grace and retries voids with backoff,
+/// and the checker waits for the ones still moving (see [`attempts_in_doubt`]).
+const ATTEMPT_SETTLE_SECS: f64 = 30.0;
 
 /// The payments audit's checks, in report order (`orders_paid`,
-/// `no_payment_without_order`). Its figures are the sale's orders that have no
+/// `no_payment_without_order`, `payment_attempts_settled`,
+/// `one_live_authorization_per_reservation`). Its figures are the sale's orders that have no
 /// captured payment: orders the pipeline lost track of.
 pub async fn audit(db: &PgPool, sale: &AuditedSale, sold: &Sold) -> Result<Audit<Vec<Uuid>>> {
     let orders = sold.orders;
@@ -62,6 +72,53 @@ pub async fn audit(db: &PgPool, sale: &AuditedSale, sold: &Sold) -> Result<Audit
             .map(|(order, status)| format!("{order} ({status})"))
             .collect(),
     ));
+    // Attempts are scoped to the sale's lifetime, like payments: an attempt that never
+    // became an order carries no sale id.
+    let unsettled: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
+        "select a.id, a.state, p.status from payment_attempts a \
+         left join sim_payments p on p.order_id = a.id \
+         where a.created_at >= $1 and ( \
+               (a.state in ('authorizing', 'void_pending') \
+                and a.updated_at < now() - make_interval(secs => $2)) \
+            or a.state = 'orphaned' \
+            or (a.state = 'voided' and p.status is distinct from 'voided') \
+            or (a.state = 'done' and p.status in ('authorized', 'captured')) \
+            or (a.state = 'committed' and not exists (select 1 from orders o where o.id = a.id))) \
+         order by a.id",
+    )
+    .bind(sale.created_at)
+    .bind(ATTEMPT_SETTLE_SECS)
+    .fetch_all(db)
+    .await?;
+    checks.push(Check::from_offenders(
+        "payment_attempts_settled",
+        "every payment attempt ended committed with its order, voided, or never authorized, as the provider says",
+        "attempts since the sale was created",
+        unsettled
+            .iter()
+            .map(|(attempt, state, status)| {
+                format!("{attempt} ({state}, provider: {})", status.as_deref().unwrap_or("none"))
+            })
+            .collect(),
+    ));
+    let doubled: Vec<(Uuid, i64)> = sqlx::query_as(
+        "select a.reservation_id, count(*) from payment_attempts a \
+         join sim_payments p on p.order_id = a.id \
+         where a.created_at >= $1 and p.status in ('authorized', 'captured') \
+         group by a.reservation_id having count(*) > 1 order by a.reservation_id",
+    )
+    .bind(sale.created_at)
+    .fetch_all(db)
+    .await?;
+    checks.push(Check::from_offenders(
+        "one_live_authorization_per_reservation",
+        "no reservation holds two live authorizations (a retry reuses its attempt)",
+        "reservations with attempts since the sale was created",
+        doubled
+            .iter()
+            .map(|(reservation, n)| format!("{reservation} ({n} live)"))
+            .collect(),
+    ));
     // Only the status counts here, not the amount: an order whose capture happened is
     // not lost, even when `orders_paid` fails it for a wrong amount.
     let unpaid: Vec<Uuid> = sqlx::query_scalar(
@@ -75,4 +132,16 @@ pub async fn audit(db: &PgPool, sale: &AuditedSale, sold: &Sold) -> Result<Audit
         checks,
         figures: unpaid,
     })
+}
+
+/// Payment attempts since `sale` was created that the completer has yet to settle
+/// (`authorizing` or `void_pending`): work still moving, which the checker waits for.
+pub async fn attempts_in_doubt(db: &PgPool, sale: &AuditedSale) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "select count(*) from payment_attempts \
+         where created_at >= $1 and state in ('authorizing', 'void_pending')",
+    )
+    .bind(sale.created_at)
+    .fetch_one(db)
+    .await?)
 }
