@@ -13,7 +13,9 @@
 //!   order, one `processed_events` row per consumer group, the sales ledger agrees,
 //!   every confirmation sent);
 //! - money: `reservations::audit::payments` (the simulated provider's ledger: every
-//!   order captured for its amount, no payment for an order that does not exist).
+//!   order captured for its amount, no payment for an order that does not exist;
+//!   every payment attempt settled as the provider says, no reservation authorized
+//!   twice).
 //!
 //! What stays here: the asynchronous part (relay, workers, a checkout still
 //! committing) is given time to drain first: the checker waits while work is still
