@@ -114,7 +114,10 @@ pub(super) fn check_window(
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
 ) -> Result<(), FieldError> {
-    if starts_at >= ends_at {
+    // Compared as Postgres stores them, to the microsecond: an end 271 ns after the
+    // start passes a nanosecond comparison, then breaks the table's check constraint
+    // (a 503 where the client's input is at fault).
+    if starts_at.timestamp_micros() >= ends_at.timestamp_micros() {
         return Err(invalid("ends_at", "must be after starts_at"));
     }
     Ok(())
@@ -194,6 +197,10 @@ mod tests {
                 Box::new(|i| i.price.currency = "EURO".into()),
             ),
             ("ends_at", Box::new(|i| i.ends_at = i.starts_at)),
+            (
+                "ends_at",
+                Box::new(|i| i.ends_at = i.starts_at + chrono::Duration::nanoseconds(271)),
+            ),
             (
                 "admission.max_admit_per_second",
                 Box::new(|i| i.admission.mode = AdmissionMode::Fixed),
