@@ -63,6 +63,10 @@ FAULTS = {
                          "every API ready, probes pass, outbox backlog younger than 1 s, every order committed before the fault processed by all consumers", True),
     "payment_failures": ("PUT /v1/ops/payment-simulator failure_rate 0.5 on every API for 10 s, then the settings before",
                          "after the restore, the probe checkout is answered 402 on every API (breaker closed)", False),
+    "payment_answers_lost": ("PUT /v1/ops/payment-simulator lost_answer_rate 0.2 on every API for 10 s (the provider does the work, then the answer is lost), then the settings before",
+                             "after the restore, the probe checkout is answered 402 on every API (breaker closed)", False),
+    "payment_outage": ("PUT /v1/ops/payment-simulator failure_rate 1.0 on every API for 5 s (the provider down), then the settings before",
+                       "after the restore, the probe checkout is answered 402 on every API (breaker closed)", False),
 }
 
 
@@ -600,29 +604,44 @@ class Chaos:
         return total
 
     def fault_payment_failures(self):
+        return self.simulator_fault("payment_failures", {"failure_rate": 0.5}, 10.0,
+                                    "the simulator fails 50% of calls on every API")
+
+    def fault_payment_answers_lost(self):
+        return self.simulator_fault("payment_answers_lost", {"lost_answer_rate": 0.2}, 10.0,
+                                    "the simulator loses 20% of its answers after doing the work, on every API")
+
+    def fault_payment_outage(self):
+        return self.simulator_fault("payment_outage", {"failure_rate": 1.0}, 5.0,
+                                    "the simulator fails every call on every API")
+
+    def simulator_fault(self, name, change, seconds, what):
+        """Changes the payment simulator's settings on every API for `seconds`, then
+        restores what each had; recovered once the probe checkout is answered 402
+        everywhere (every breaker closed again)."""
         op = self.args.operator_token
         before = {}
-        for name in self.fleet.apis():
-            status, settings = Http.call("GET", f"{self.fleet.url(name)}/v1/ops/payment-simulator", op)
-            before[name] = settings if status == 200 else {"latency_ms": {"p50": 5, "p99": 20}, "failure_rate": 0.0}
+        for api in self.fleet.apis():
+            status, settings = Http.call("GET", f"{self.fleet.url(api)}/v1/ops/payment-simulator", op)
+            before[api] = settings if status == 200 else {"latency_ms": {"p50": 5, "p99": 20}, "failure_rate": 0.0}
         opened_before = self.breaker_opened()
         started = now()
-        for name, settings in before.items():
-            failing = {"latency_ms": settings["latency_ms"], "failure_rate": 0.5}
-            status, answer = Http.call("PUT", f"{self.fleet.url(name)}/v1/ops/payment-simulator", op, failing, timeout=5)
+        for api, settings in before.items():
+            status, answer = Http.call("PUT", f"{self.fleet.url(api)}/v1/ops/payment-simulator", op,
+                                       {**settings, **change}, timeout=5)
             if status != 200:
-                self.log(f"payment_failures: PUT on {name} answered {status} {answer}")
-        self.log("payment_failures: the simulator fails 50% of calls on every API for 10 s")
-        time.sleep(10.0)
-        for name, settings in before.items():
-            status, answer = Http.call("PUT", f"{self.fleet.url(name)}/v1/ops/payment-simulator", op, settings, timeout=5)
+                self.log(f"{name}: PUT on {api} answered {status} {answer}")
+        self.log(f"{name}: {what} for {seconds:g} s")
+        time.sleep(seconds)
+        for api, settings in before.items():
+            status, answer = Http.call("PUT", f"{self.fleet.url(api)}/v1/ops/payment-simulator", op, settings, timeout=5)
             if status != 200:
-                self.log(f"payment_failures: restoring on {name} answered {status} {answer}")
+                self.log(f"{name}: restoring on {api} answered {status} {answer}")
         restored = now()
-        self.log("payment_failures: simulator settings restored")
+        self.log(f"{name}: simulator settings restored")
         waits = {}
         recovered, why = self.wait_until(self.probes_check, waits=waits)
-        return self.record("payment_failures", started, recovered, why, failing_for_s=10,
+        return self.record(name, started, recovered, why, failing_for_s=seconds,
                            restored_after_s=round(restored - started, 2),
                            breaker_opened=self.breaker_opened() - opened_before, window_end=recovered,
                            waited_on=self.waited_on(waits))
@@ -770,15 +789,15 @@ def attribute(results, reqs):
 
 
 def table(results, baseline, duration_s, k6_counters):
-    head = f"{'fault':<17} {'at':>7} {'recovery':>9}  {'failed requests (by kind)':<46} {'shopper errors':>14}"
+    head = f"{'fault':<20} {'at':>7} {'recovery':>9}  {'failed requests (by kind)':<46} {'shopper errors':>14}"
     lines = [head, "-" * len(head)]
     for r in results:
         at = f"{r['at_s']:+.0f}s" if r.get("at_s") is not None else "-"
         rec = f"{r['recovery_s']:.1f} s" if r.get("recovery_s") is not None else "NOT"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(r.get("failed", {}).items(), key=lambda kv: -kv[1])) or "none"
-        lines.append(f"{r['fault']:<17} {at:>7} {rec:>9}  {str(r.get('failed_total', 0)) + ': ' + kinds:<46} {r.get('shopper_errors', 0):>14}")
+        lines.append(f"{r['fault']:<20} {at:>7} {rec:>9}  {str(r.get('failed_total', 0)) + ': ' + kinds:<46} {r.get('shopper_errors', 0):>14}")
     base = ", ".join(f"{k} {v}" for k, v in sorted(baseline.items(), key=lambda kv: -kv[1])) or "none"
-    lines.append(f"{'outside faults':<17} {'':>7} {'':>9}  {sum(baseline.values())}: {base}")
+    lines.append(f"{'outside faults':<20} {'':>7} {'':>9}  {sum(baseline.values())}: {base}")
     lines.append("")
     lines.append("at: seconds after the sale's start. recovery: from the fault to 'recovered' as defined per fault below.")
     lines.append("failed requests: answers in the fault window (start to recovery + 1 s) that were not a plain success:")
