@@ -10,7 +10,9 @@ use serde_json::json;
 use test_support::eventually_within;
 use uuid::Uuid;
 
-use crate::helpers::{answer, assert_problem, spawn_app_with, start_app, Order, TestApp};
+use crate::helpers::{
+    answer, assert_problem, spawn_app_with, start_app, Order, TestApp, TestShopper,
+};
 use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
 use reservations::projection::Stripe;
 
@@ -74,21 +76,29 @@ async fn voided(app: &TestApp, reservation: Uuid) -> bool {
         && attempts[0].1 == "voided"
 }
 
+/// A shopper holding one unit whose checkout (key `pay-1`) the provider authorized
+/// but whose answer was lost (503); faults set to `lost_answer_rate` 1.0 and
+/// `fail_voids` as given, left in place.
+async fn a_lost_answer(app: &TestApp, fail_voids: u32) -> (TestShopper, Uuid) {
+    let sale = app.live_sale(10, 2).await;
+    let shopper = app.shopper().await;
+    let reservation = app.hold(&shopper, sale, 1).await;
+    faults(app, 1.0, fail_voids).await;
+    let lost = app
+        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
+    assert_problem(lost, 503, "payment_unavailable").await;
+    (shopper, reservation)
+}
+
 #[tokio::test]
 async fn an_authorization_whose_answer_is_lost_and_is_retried_with_the_same_key_places_one_order_and_authorizes_once(
 ) {
     // Arrange: a grace long enough that the completer leaves the retry alone.
     let app = spawn_completing_app(Duration::from_secs(5)).await;
-    let sale = app.live_sale(10, 2).await;
-    let shopper = app.shopper().await;
-    let reservation = app.hold(&shopper, sale, 1).await;
-    faults(&app, 1.0, 0).await;
 
     // Act: the provider authorizes, the answer is lost; the shopper retries.
-    let lost = app
-        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
-        .await;
-    assert_problem(lost, 503, "payment_unavailable").await;
+    let (shopper, reservation) = a_lost_answer(&app, 0).await;
     faults(&app, 0.0, 0).await;
     let retry = app
         .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
@@ -117,16 +127,9 @@ async fn an_authorization_whose_answer_is_lost_and_is_retried_with_the_same_key_
 async fn an_authorization_whose_answer_is_lost_and_never_retried_is_voided_by_the_completer() {
     // Arrange: every answer is lost, the voids' too.
     let app = spawn_completing_app(Duration::from_millis(200)).await;
-    let sale = app.live_sale(10, 2).await;
-    let shopper = app.shopper().await;
-    let reservation = app.hold(&shopper, sale, 1).await;
-    faults(&app, 1.0, 0).await;
 
     // Act: the answer is lost and the shopper never comes back.
-    let lost = app
-        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
-        .await;
-    assert_problem(lost, 503, "payment_unavailable").await;
+    let (_, reservation) = a_lost_answer(&app, 0).await;
 
     // Assert: the completer voids the authorization and confirms it by asking.
     assert!(
@@ -143,14 +146,7 @@ async fn a_retry_after_the_attempt_was_voided_pays_under_a_fresh_attempt_once() 
     // Arrange: the answer is lost, the shopper does not retry in time, and the
     // completer voids the authorization.
     let app = spawn_completing_app(Duration::from_millis(200)).await;
-    let sale = app.live_sale(10, 2).await;
-    let shopper = app.shopper().await;
-    let reservation = app.hold(&shopper, sale, 1).await;
-    faults(&app, 1.0, 0).await;
-    let lost = app
-        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
-        .await;
-    assert_problem(lost, 503, "payment_unavailable").await;
+    let (shopper, reservation) = a_lost_answer(&app, 0).await;
     assert!(
         eventually_within(Duration::from_secs(15), || voided(&app, reservation)).await,
         "voided: {:?}",
@@ -190,14 +186,7 @@ async fn a_retry_after_the_attempt_was_voided_pays_under_a_fresh_attempt_once() 
 async fn a_void_that_fails_three_times_is_retried_until_voided_even_across_a_restart() {
     // Arrange: the authorization's answer is lost; the next three voids fail.
     let first = spawn_completing_app(Duration::from_millis(200)).await;
-    let sale = first.live_sale(10, 2).await;
-    let shopper = first.shopper().await;
-    let reservation = first.hold(&shopper, sale, 1).await;
-    faults(&first, 1.0, 3).await;
-    let lost = first
-        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
-        .await;
-    assert_problem(lost, 503, "payment_unavailable").await;
+    let (_, reservation) = a_lost_answer(&first, 3).await;
 
     // Act: two voids fail in the first process; it stops; another process on the same
     // database and Redis prefix takes over, where the third void fails too.

@@ -92,6 +92,17 @@ async fn check(app: &TestApp, sale: Uuid, drain: Duration) -> Report {
         .expect("the checker reads both stores")
 }
 
+/// The offenders one check of `report` names, joined by spaces.
+fn offenders(report: &Report, name: &str) -> String {
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name}"))
+        .offenders
+        .join(" ")
+}
+
 fn failed(report: &Report, name: &str) -> bool {
     report.failures().any(|c| c.name == name)
 }
@@ -155,15 +166,7 @@ async fn the_checker_passes_a_sale_sold_through_the_api_and_fails_once_an_order_
 
     // Assert: it fails, and each broken promise names the forged order or its owner.
     assert!(!corrupt.passed(), "{}", corrupt.render());
-    let offenders = |name: &str| {
-        corrupt
-            .checks
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("no check {name}"))
-            .offenders
-            .join(" ")
-    };
+    let offenders = |name: &str| offenders(&corrupt, name);
     assert!(offenders("one_event_per_order").contains(&forged.to_string()));
     assert!(offenders("orders_paid").contains(&forged.to_string()));
     assert!(offenders("confirmations_sent").contains(&forged.to_string()));
@@ -293,15 +296,7 @@ async fn the_checker_fails_a_payment_attempt_left_in_doubt_and_a_reservation_aut
 
     // Assert
     assert!(!corrupt.drained, "attempts in doubt are work still moving");
-    let offenders = |name: &str| {
-        corrupt
-            .checks
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("no check {name}"))
-            .offenders
-            .join(" ")
-    };
+    let offenders = |name: &str| offenders(&corrupt, name);
     assert!(offenders("payment_attempts_settled").contains(&stuck.to_string()));
     assert!(offenders("one_live_authorization_per_reservation").contains(&reservation.to_string()));
 }

@@ -190,26 +190,34 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn the_breaker_opens_after_consecutive_failures_and_closes_after_a_good_trial() {
-        let guarded = GuardedGateway::new(
-            Arc::new(Scripted(AtomicU8::new(FAIL))),
-            Duration::from_secs(1),
-            3,
-            Duration::from_millis(50),
-        );
-        let money = Money {
+    fn money() -> Money {
+        Money {
             amount_minor: 1,
             currency: "EUR".into(),
-        };
+        }
+    }
+
+    /// A breaker (threshold 3, open for 50 ms) over `provider`, opened by three failed
+    /// authorizations and left until its open period has passed: the next call is the
+    /// half-open trial.
+    async fn half_open(provider: Arc<Scripted>, timeout: Duration) -> GuardedGateway {
+        provider.0.store(FAIL, Ordering::SeqCst);
+        let guarded = GuardedGateway::new(provider, timeout, 3, Duration::from_millis(50));
         for _ in 0..3 {
             assert!(guarded
-                .authorize(OrderId::new(), &money, "tok_ok")
+                .authorize(OrderId::new(), &money(), "tok_ok")
                 .await
                 .is_err());
         }
         assert!(guarded.is_open());
         tokio::time::sleep(Duration::from_millis(60)).await;
+        guarded
+    }
+
+    #[tokio::test]
+    async fn the_breaker_opens_after_consecutive_failures_and_closes_after_a_good_trial() {
+        let provider = Arc::new(Scripted(AtomicU8::new(FAIL)));
+        let guarded = half_open(provider, Duration::from_secs(1)).await;
         // Half-open: the trial (a capture, which succeeds) closes the breaker.
         assert_eq!(guarded.capture(OrderId::new()).await, Ok(()));
         assert!(!guarded.is_open());
@@ -255,24 +263,8 @@ mod tests {
     #[tokio::test]
     async fn a_trial_call_dropped_while_half_open_lets_the_next_call_through() {
         let provider = Arc::new(Scripted(AtomicU8::new(FAIL)));
-        let guarded = GuardedGateway::new(
-            provider.clone(),
-            Duration::from_secs(5),
-            3,
-            Duration::from_millis(50),
-        );
-        let money = Money {
-            amount_minor: 1,
-            currency: "EUR".into(),
-        };
-        for _ in 0..3 {
-            assert!(guarded
-                .authorize(OrderId::new(), &money, "tok_ok")
-                .await
-                .is_err());
-        }
-        assert!(guarded.is_open());
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        let guarded = half_open(provider.clone(), Duration::from_secs(5)).await;
+        let money = money();
 
         // The trial hangs and its caller goes away (a client disconnect, the request
         // timeout): the future is dropped long before the gateway's own timeout.
