@@ -375,25 +375,40 @@ async fn serve_http(
     Ok(())
 }
 
+/// Runs `tick` every `interval` until shutdown; a failed tick is logged as `what`
+/// and retried at the next one. A tick that runs long delays the next instead of
+/// piling ticks up behind it. The background tasks of `serve` are all this loop.
+async fn every<F, Fut, E>(interval: Duration, shutdown: CancellationToken, what: &str, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {
+                if let Err(e) = tick().await {
+                    tracing::warn!(error = %e, "{what} failed; retrying next tick");
+                }
+            }
+        }
+    }
+}
+
 /// Finishes checkouts left in `committing` by dead processes, every few seconds.
 async fn reconcile_checkouts(
     checkout: Checkout,
     stale_after: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(
-        (stale_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)),
-    );
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {
-                if let Err(e) = checkout.reconcile_once(stale_after).await {
-                    tracing::warn!(error = %e, "checkout reconciliation failed; retrying next tick");
-                }
-            }
-        }
-    }
+    let interval = (stale_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    every(interval, shutdown, "checkout reconciliation", || async {
+        checkout.reconcile_once(stale_after).await.map(drop)
+    })
+    .await
 }
 
 /// How long a payment attempt is presumed in flight: the configured grace, never less
@@ -407,37 +422,21 @@ fn attempt_grace(config: &Config) -> Duration {
 /// dead process): every `interval`, until shutdown. Everything it needs is in
 /// Postgres, so another process or a restart picks up where this one stopped.
 async fn complete_payments(checkout: Checkout, interval: Duration, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {
-                if let Err(e) = checkout.complete_once(interval).await {
-                    tracing::warn!(error = %e, "payment completer failed; retrying next tick");
-                }
-            }
-        }
-    }
+    every(interval, shutdown, "payment completer", || async {
+        checkout.complete_once(interval).await.map(drop)
+    })
+    .await
 }
 
 /// Returns expired holds to the free units, every `interval`, until shutdown; also
 /// forgets rate-limit state of shoppers not seen lately.
 async fn sweep_holds(state: AppState, interval: Duration, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {
-                state.queue_limiter.prune();
-                if let Some(cap) = &state.client_cap {
-                    cap.prune();
-                }
-                if let Err(e) = state.sales.sweep_once(500).await {
-                    tracing::warn!(error = %e, "hold sweep failed; retrying next tick");
-                }
-            }
+    every(interval, shutdown, "hold sweep", || async {
+        state.queue_limiter.prune();
+        if let Some(cap) = &state.client_cap {
+            cap.prune();
         }
-    }
+        state.sales.sweep_once(500).await.map(drop)
+    })
+    .await
 }

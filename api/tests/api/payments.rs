@@ -76,6 +76,17 @@ async fn voided(app: &TestApp, reservation: Uuid) -> bool {
         && attempts[0].1 == "voided"
 }
 
+/// Waits until the completer has voided the reservation's one payment and its attempt
+/// says so.
+async fn assert_voided_eventually(app: &TestApp, reservation: Uuid) {
+    assert!(
+        eventually_within(Duration::from_secs(15), || voided(app, reservation)).await,
+        "voided: ledger {:?}, attempts {:?}",
+        ledger(app).await,
+        attempts(app, reservation).await
+    );
+}
+
 /// A shopper holding one unit whose checkout (key `pay-1`) the provider authorized
 /// but whose answer was lost (503); faults set to `lost_answer_rate` 1.0 and
 /// `fail_voids` as given, left in place.
@@ -125,19 +136,14 @@ async fn an_authorization_whose_answer_is_lost_and_is_retried_with_the_same_key_
 
 #[tokio::test]
 async fn an_authorization_whose_answer_is_lost_and_never_retried_is_voided_by_the_completer() {
-    // Arrange: every answer is lost, the voids' too.
+    // Arrange: every answer is lost (the voids' are not).
     let app = spawn_completing_app(Duration::from_millis(200)).await;
 
     // Act: the answer is lost and the shopper never comes back.
     let (_, reservation) = a_lost_answer(&app, 0).await;
 
     // Assert: the completer voids the authorization and confirms it by asking.
-    assert!(
-        eventually_within(Duration::from_secs(15), || voided(&app, reservation)).await,
-        "voided: ledger {:?}, attempts {:?}",
-        ledger(&app).await,
-        attempts(&app, reservation).await
-    );
+    assert_voided_eventually(&app, reservation).await;
     assert_eq!(app.orders_for(reservation).await, 0);
 }
 
@@ -147,11 +153,7 @@ async fn a_retry_after_the_attempt_was_voided_pays_under_a_fresh_attempt_once() 
     // completer voids the authorization.
     let app = spawn_completing_app(Duration::from_millis(200)).await;
     let (shopper, reservation) = a_lost_answer(&app, 0).await;
-    assert!(
-        eventually_within(Duration::from_secs(15), || voided(&app, reservation)).await,
-        "voided: {:?}",
-        attempts(&app, reservation).await
-    );
+    assert_voided_eventually(&app, reservation).await;
 
     // Act: the shopper's client retries with the same key, as a 503 invites.
     faults(&app, 0.0, 0).await;
