@@ -105,3 +105,46 @@ fn write_line(out: &mut impl Write, entry: &Entry) -> io::Result<()> {
     serde_json::to_writer(&mut *out, entry)?;
     out.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path() -> PathBuf {
+        let name = format!("payment-sim-journal-{}.jsonl", crate::ledger::new_id(""));
+        std::env::temp_dir().join(name)
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_a_bad_middle_line_is_an_error() {
+        let path = temp_path();
+        let answer = Entry {
+            intent: None,
+            answer: Some(Answer {
+                key: "k".into(),
+                stored: Stored {
+                    fingerprint: "f".into(),
+                    status: 200,
+                    body: "{}".into(),
+                    stored_at: 1,
+                },
+            }),
+        };
+        let line = serde_json::to_string(&answer).unwrap();
+        std::fs::write(&path, format!("{line}\n{line}\n{{\"answer\":{{\"ke")).unwrap();
+        assert_eq!(read(&path).unwrap(), vec![answer.clone(), answer.clone()]);
+
+        std::fs::write(&path, format!("{line}\nnot json\n{line}\n")).unwrap();
+        assert_eq!(read(&path).unwrap_err().kind(), io::ErrorKind::InvalidData);
+
+        let mut journal = Journal::rewrite(&path, std::iter::once(answer.clone())).unwrap();
+        journal.append(&answer).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 2);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_missing_journal_is_an_empty_one() {
+        assert!(read(&temp_path()).unwrap().is_empty());
+    }
+}

@@ -151,8 +151,10 @@ mod tests {
 
     #[test]
     fn settings_out_of_bounds_name_their_field() {
-        let mut s = Settings::default();
-        s.latency_ms = Latency { p50: 30, p99: 10 };
+        let s = Settings {
+            latency_ms: Latency { p50: 30, p99: 10 },
+            ..Settings::default()
+        };
         assert_eq!(s.validate().unwrap_err().field, "latency_ms.p99");
         let s = Settings {
             outage_ms: 600_001,

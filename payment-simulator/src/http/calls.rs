@@ -198,7 +198,7 @@ fn execute(
     };
     let (status, body) = match answered {
         Ok(value) => (StatusCode::OK, value.to_string()),
-        Err(error) => (error.status, error.body()),
+        Err(error) => (error.status(), error.body()),
     };
     let answer = guard.as_mut().map(|guard| {
         guard.answered = true;

@@ -11,10 +11,14 @@ use crate::faults::Fault;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FaultTag(pub Fault);
 
-/// One error answer of the provider.
+/// One error answer of the provider (boxed: it travels in every `Result` of the HTTP
+/// layer, and the success side is small).
 #[derive(Debug, Clone)]
-pub(crate) struct ApiError {
-    pub status: StatusCode,
+pub(crate) struct ApiError(Box<Fields>);
+
+#[derive(Debug, Clone)]
+struct Fields {
+    status: StatusCode,
     kind: &'static str,
     code: Option<&'static str>,
     decline_code: Option<&'static str>,
@@ -26,7 +30,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str) -> Self {
-        Self {
+        Self(Box::new(Fields {
             status,
             kind,
             code: None,
@@ -35,21 +39,26 @@ impl ApiError {
             param: None,
             payment_intent: None,
             fault: None,
-        }
+        }))
+    }
+
+    /// The HTTP status of this answer.
+    pub fn status(&self) -> StatusCode {
+        self.0.status
     }
 
     fn code(mut self, code: &'static str) -> Self {
-        self.code = Some(code);
+        self.0.code = Some(code);
         self
     }
 
     fn message(mut self, message: impl Into<String>) -> Self {
-        self.message = Some(message.into());
+        self.0.message = Some(message.into());
         self
     }
 
     fn param(mut self, param: impl Into<String>) -> Self {
-        self.param = Some(param.into());
+        self.0.param = Some(param.into());
         self
     }
 
@@ -91,7 +100,7 @@ impl ApiError {
             ),
         };
         let mut error = Self::new(status, "api_error").message(message);
-        error.fault = Some(fault);
+        error.0.fault = Some(fault);
         error
     }
 
@@ -114,8 +123,8 @@ impl ApiError {
         let mut error = Self::new(StatusCode::PAYMENT_REQUIRED, "card_error")
             .code("card_declined")
             .message("Your card was declined.");
-        error.decline_code = Some("generic_decline");
-        error.payment_intent = Some(intent);
+        error.0.decline_code = Some("generic_decline");
+        error.0.payment_intent = Some(intent);
         error
     }
 
@@ -128,8 +137,8 @@ impl ApiError {
                 "This PaymentIntent could not be {action} because it has a status of {status}."
             ),
         );
-        error.param = None;
-        error.payment_intent = Some(intent);
+        error.0.param = None;
+        error.0.payment_intent = Some(intent);
         error
     }
 
@@ -149,7 +158,7 @@ impl ApiError {
             "payment_intent",
             "This charge has already been refunded.",
         );
-        error.param = None;
+        error.0.param = None;
         error
     }
 
@@ -157,20 +166,20 @@ impl ApiError {
     pub fn settings_invalid(param: Option<&str>, message: impl Into<String>) -> Self {
         let mut error =
             Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error").message(message);
-        error.param = param.map(str::to_owned);
+        error.0.param = param.map(str::to_owned);
         error
     }
 
     /// The JSON body, as sent and as stored for an idempotent replay.
     pub fn body(&self) -> String {
         let mut error = Map::new();
-        error.insert("type".into(), json!(self.kind));
+        error.insert("type".into(), json!(self.0.kind));
         let optional = [
-            ("code", self.code.map(Value::from)),
-            ("decline_code", self.decline_code.map(Value::from)),
-            ("message", self.message.clone().map(Value::from)),
-            ("param", self.param.clone().map(Value::from)),
-            ("payment_intent", self.payment_intent.clone()),
+            ("code", self.0.code.map(Value::from)),
+            ("decline_code", self.0.decline_code.map(Value::from)),
+            ("message", self.0.message.clone().map(Value::from)),
+            ("param", self.0.param.clone().map(Value::from)),
+            ("payment_intent", self.0.payment_intent.clone()),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -183,8 +192,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = json_response(self.status, self.body());
-        if let Some(fault) = self.fault {
+        let mut response = json_response(self.0.status, self.body());
+        if let Some(fault) = self.0.fault {
             response.extensions_mut().insert(FaultTag(fault));
         }
         response
