@@ -1,9 +1,12 @@
 //! A payment provider of its own: the Stripe PaymentIntents subset flashsale speaks,
-//! served over HTTP exactly as the wire contract (`stripe-subset.md`, shared by this
-//! crate and flashsale's Stripe adapter) describes — create with `capture_method=manual`
-//! and `confirm=true`, retrieve, capture, cancel, refund, list and metadata search, with
-//! `Idempotency-Key` replay and the test tokens of API.md (`tok_ok`, `tok_declined`,
-//! `tok_slow`, `tok_error`, Stripe's `pm_card_visa` and `pm_card_chargeDeclined`).
+//! served over HTTP exactly as the wire contract describes it (the "Stripe
+//! PaymentIntents subset" document shared by this crate, the server, and flashsale's
+//! Stripe adapter in `reservations/src/payment/stripe.rs`, the client; every field is
+//! Stripe's own, <https://docs.stripe.com/api/payment_intents>). Served: create with
+//! `capture_method=manual` and `confirm=true`, retrieve, capture, cancel, refund, list
+//! and metadata search, with `Idempotency-Key` replay, and the test tokens of API.md
+//! (`tok_ok`, `tok_declined`, `tok_slow`, `tok_error`; Stripe's `pm_card_visa` and
+//! `pm_card_chargeDeclined`).
 //!
 //! Besides latency it has the faults real providers have, set through
 //! `GET`/`PUT /v1/simulator/settings` ([`Settings`]): plain failures before any work
@@ -18,7 +21,7 @@
 //!
 //! # Layout
 //!
-//! - [`settings`]: the knobs and their bounds.
+//! - `settings`: the knobs and their bounds ([`Settings`]).
 //! - `faults`: the faults in force (outage deadline, countdowns, dice).
 //! - `ledger`: intents, charges, refunds and their state machine.
 //! - `idempotency`: claim, store, replay of idempotency keys.
@@ -36,9 +39,8 @@ mod http;
 mod idempotency;
 mod journal;
 mod ledger;
-pub mod settings;
+mod settings;
 
-pub use faults::Fault;
 pub use http::router;
 pub use ledger::IntentStatus;
 pub use settings::{Latency, Settings, SettingsError};
@@ -213,7 +215,7 @@ impl Simulator {
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the simulator on `listener` until `shutdown` completes, then drains calls in
-/// flight for at most [`DRAIN_TIMEOUT`].
+/// flight for at most 10 s (`DRAIN_TIMEOUT`): idle keep-alive connections close at once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     sim: Arc<Simulator>,

@@ -75,7 +75,10 @@ async fn concurrent_creates_with_one_key_authorize_once() {
 #[tokio::test]
 async fn a_caller_gone_mid_call_releases_its_key() {
     let provider = spawn(payment_simulator::Settings {
-        latency_ms: Latency { p50: 300, p99: 300 },
+        latency_ms: Latency {
+            p50: 1000,
+            p99: 1000,
+        },
         ..instant()
     })
     .await;
@@ -86,11 +89,11 @@ async fn a_caller_gone_mid_call_releases_its_key() {
     // The caller gives up while the call waits its latency: no work, no answer.
     let gone = provider
         .post_request("/v1/payment_intents", &key, &form)
-        .timeout(Duration::from_millis(50))
+        .timeout(Duration::from_millis(150))
         .send()
         .await;
     assert!(gone.is_err());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(provider.sim.intents().is_empty());
 
     let retried = provider.create(&key, 100, "tok_ok", &attempt).await;
