@@ -411,12 +411,12 @@ pub(crate) async fn search_intents(
     let query = params::search(&mut params)?;
     params.finish()?;
     let store = sim.store();
-    let data = store
-        .ledger
-        .search_metadata(&query.key, &query.value)
+    let found = store.ledger.search_metadata(&query.key, &query.value);
+    let has_more = found.len() > query.limit;
+    let data = found
         .into_iter()
         .take(query.limit)
         .map(|intent| objects::intent(intent, query.expand))
         .collect();
-    Ok(ok(objects::search(data)))
+    Ok(ok(objects::search(data, has_more)))
 }

@@ -73,12 +73,13 @@ pub(crate) fn list(data: Vec<Value>, has_more: bool) -> Value {
     })
 }
 
-/// The answer of `GET /v1/payment_intents/search`.
-pub(crate) fn search(data: Vec<Value>) -> Value {
+/// The answer of `GET /v1/payment_intents/search`. There are no further pages to ask
+/// for (`next_page` null); `has_more` says only that `limit` cut the matches short.
+pub(crate) fn search(data: Vec<Value>, has_more: bool) -> Value {
     json!({
         "object": "search_result",
         "url": "/v1/payment_intents/search",
-        "has_more": false,
+        "has_more": has_more,
         "next_page": null,
         "data": data,
     })
