@@ -40,6 +40,25 @@ pub enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// The payment provider simulator as a process of its own: the Stripe
+    /// PaymentIntents subset flashsale speaks, with its own storage (the journal) and
+    /// faults. Point `FLASHSALE_PAYMENT_URL` of every other process at it.
+    PaymentSimulator {
+        /// Where to listen.
+        #[arg(
+            long,
+            env = "PAYMENT_SIMULATOR_LISTEN",
+            default_value = "127.0.0.1:8099"
+        )]
+        listen: std::net::SocketAddr,
+        /// The secret key callers must present (default: `FLASHSALE_PAYMENT_SECRET_KEY`,
+        /// or the simulator's default key).
+        #[arg(long, env = "PAYMENT_SIMULATOR_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
+        /// Keep the ledger in this JSON-lines file, replayed at start (default: memory only).
+        #[arg(long, env = "PAYMENT_SIMULATOR_JOURNAL")]
+        journal: Option<std::path::PathBuf>,
+    },
     /// Check a sale's invariants in Postgres and Redis (stock, units, events, payments)
     /// after a load run; prints a report and exits non-zero on any violation.
     Verify {
@@ -164,6 +183,26 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             .await
         }
         Command::Migrate => migrate(&config).await,
+        Command::PaymentSimulator {
+            listen,
+            secret_key,
+            journal,
+        } => {
+            let key = secret_key.unwrap_or_else(|| config.payment_secret_key.expose().clone());
+            let simulator = match journal {
+                Some(path) => {
+                    payment_simulator::Simulator::with_journal(key, config.payment_simulator, &path)
+                        .with_context(|| format!("opening the journal {}", path.display()))?
+                }
+                None => payment_simulator::Simulator::new(key, config.payment_simulator),
+            };
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            tracing::info!(%listen, "payment simulator listening");
+            payment_simulator::serve(listener, simulator, shutdown_signal()).await?;
+            Ok(())
+        }
         Command::Verify {
             sale_id,
             wait,
@@ -261,7 +300,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         if roles.workers {
             let payments = match payments {
                 Some(payments) => payments,
-                None => guarded_payments(&config, pool.clone()),
+                None => guarded_payments(&config)?,
             };
             let mailer = Arc::new(SimulatedMailer::new());
             let settings = worker::WorkerConfig::new(prefix);

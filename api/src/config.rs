@@ -60,9 +60,18 @@ pub struct Config {
     pub checkout_pool_size: u32,
     /// `FLASHSALE_PAYMENT_TIMEOUT_MS`: longest a payment call may take.
     pub payment_timeout: Duration,
+    /// `FLASHSALE_PAYMENT_URL`: the payment provider's base URL — Stripe's
+    /// `https://api.stripe.com`, or the simulator run on its own
+    /// (`payment-simulator`, e.g. `http://127.0.0.1:8099`). Unset: `flashsale all` and
+    /// `serve` start the simulator inside the process, on a loopback port of its own
+    /// (the laptop default); the other roles need it set.
+    pub payment_url: Option<String>,
+    /// `FLASHSALE_PAYMENT_SECRET_KEY`: the provider's secret API key (Stripe:
+    /// `sk_test_…`); the simulator's default key when unset.
+    pub payment_secret_key: Secret<String>,
     /// `FLASHSALE_PAYMENT_LATENCY_P50_MS` / `_P99_MS` / `FLASHSALE_PAYMENT_FAILURE_RATE`:
-    /// the simulated provider's behaviour at start (changeable at run time).
-    pub payment_simulator: reservations::payment::SimulatorSettings,
+    /// the in-process simulator's behaviour at start (changeable at run time).
+    pub payment_simulator: payment_simulator::Settings,
     /// `FLASHSALE_RECONCILE_AFTER_MS`: a checkout still committing after this long is
     /// presumed dead and finished by the reconciler (well above request + payment timeouts).
     pub reconcile_after: Duration,
@@ -200,8 +209,8 @@ impl Config {
                 message: "must be between 1 and 500".into(),
             });
         }
-        let payment_simulator = reservations::payment::SimulatorSettings {
-            latency_ms: reservations::payment::Latency {
+        let payment_simulator = payment_simulator::Settings {
+            latency_ms: payment_simulator::Latency {
                 p50: var("FLASHSALE_PAYMENT_LATENCY_P50_MS", "5")?,
                 p99: var("FLASHSALE_PAYMENT_LATENCY_P99_MS", "20")?,
             },
@@ -250,6 +259,12 @@ impl Config {
             checkout_pool_size,
             payment_timeout: millis("FLASHSALE_PAYMENT_TIMEOUT_MS", "3000", 10..=60_000)?,
             payment_simulator,
+            payment_url: Some(var::<String>("FLASHSALE_PAYMENT_URL", "")?)
+                .filter(|url| !url.is_empty()),
+            payment_secret_key: Secret::new(var(
+                "FLASHSALE_PAYMENT_SECRET_KEY",
+                payment_simulator::DEFAULT_SECRET_KEY,
+            )?),
             admission_window: Duration::from_secs(
                 var::<u64>("FLASHSALE_ADMISSION_WINDOW_SECS", "300")?.clamp(10, 86_400),
             ),

@@ -22,7 +22,7 @@ use crate::http::{self, AppState};
 use crate::signals::{self, ProcessSignals, RedisSignals};
 use reservations::checkout::Checkout;
 use reservations::clock::Clock;
-use reservations::payment::{GuardedGateway, PaymentGateway, SimulatedPayments};
+use reservations::payment::{GuardedGateway, PaymentGateway, ProviderConfig, StripePayments};
 use reservations::projection::Projection;
 use reservations::store::SaleStore;
 use reservations::Sales;
@@ -67,13 +67,51 @@ fn guard(config: &Config, provider: Arc<dyn PaymentGateway>) -> Arc<dyn PaymentG
     ))
 }
 
-/// The payment gateway of a process without the HTTP role (a worker): the simulator
-/// behind the same timeout and circuit breaker as checkout's.
-pub fn guarded_payments(config: &Config, ledger: PgPool) -> Arc<dyn PaymentGateway> {
-    guard(
-        config,
-        Arc::new(SimulatedPayments::new(config.payment_simulator, ledger)),
-    )
+/// The payment gateway of a process without the HTTP role (a worker): the provider at
+/// `FLASHSALE_PAYMENT_URL` behind the same timeout and circuit breaker as checkout's.
+pub fn guarded_payments(config: &Config) -> anyhow::Result<Arc<dyn PaymentGateway>> {
+    let url = config.payment_url.clone().context(
+        "FLASHSALE_PAYMENT_URL must name the payment provider: only `flashsale all` and `serve` start a simulator of their own",
+    )?;
+    Ok(guard(config, Arc::new(provider(config, url))))
+}
+
+fn provider(config: &Config, base_url: String) -> StripePayments {
+    StripePayments::new(ProviderConfig {
+        base_url,
+        secret_key: config.payment_secret_key.expose().clone(),
+    })
+}
+
+/// The payment provider of a process with the HTTP role: the one configured, or — when
+/// `FLASHSALE_PAYMENT_URL` is unset — a simulator started in this process on a loopback
+/// port of its own, served until `shutdown`.
+async fn payment_provider(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(
+    Arc<StripePayments>,
+    Option<Arc<payment_simulator::Simulator>>,
+)> {
+    if let Some(url) = &config.payment_url {
+        return Ok((Arc::new(provider(config, url.clone())), None));
+    }
+    let simulator = payment_simulator::Simulator::new(
+        config.payment_secret_key.expose().clone(),
+        config.payment_simulator,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the in-process payment simulator")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tracing::info!(%url, "payment simulator started in this process");
+    let stop = shutdown.clone();
+    tokio::spawn(payment_simulator::serve(
+        listener,
+        simulator.clone(),
+        async move { stop.cancelled().await },
+    ));
+    Ok((Arc::new(provider(config, url)), Some(simulator)))
 }
 
 /// Opens a Postgres pool of `size` connections for the service's work. Each connection
@@ -177,8 +215,8 @@ impl Application {
                 .with_stripes(config.stock_stripes),
             clock,
         );
-        let simulator = Arc::new(SimulatedPayments::new(config.payment_simulator, db.clone()));
-        let payments = guard(&config, simulator.clone());
+        let (provider, simulator) = payment_provider(&config, &shutdown).await?;
+        let payments = guard(&config, provider.clone());
         let checkout = Checkout::new(sales.clone(), checkout_pool.clone(), db.clone(), payments)
             .with_attempt_grace(attempt_grace(&config));
         let process = format!(
@@ -199,7 +237,8 @@ impl Application {
             queue,
             signals: Arc::new(ProcessSignals::default()),
             checkout,
-            simulator: Some(simulator),
+            provider,
+            simulator,
             sales,
             auth,
             admission,

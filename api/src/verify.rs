@@ -12,10 +12,10 @@
 //! - events and consumers: `outbox_relay::audit` (one published `OrderPlaced` row per
 //!   order, one `processed_events` row per consumer group, the sales ledger agrees,
 //!   every confirmation sent);
-//! - money: `reservations::audit::payments` (the simulated provider's ledger: every
-//!   order captured for its amount, no payment for an order that does not exist;
-//!   every payment attempt settled as the provider says, no reservation authorized
-//!   twice).
+//! - money: `reservations::audit::payments` (the provider asked through the payment
+//!   port, the same adapter checkout uses: every order captured for its amount, no
+//!   payment for an order that does not exist; every payment attempt settled as the
+//!   provider says, no reservation authorized twice).
 //!
 //! What stays here: the asynchronous part (relay, workers, a checkout still
 //! committing) is given time to drain first: the checker waits while work is still
@@ -31,6 +31,7 @@ use std::time::Duration;
 use outbox_relay::audit::Backlog;
 use reservations::audit::{payments, stock, AuditedSale};
 use reservations::ids::SaleId;
+use reservations::payment::PaymentGateway;
 use reservations::projection::Projection;
 use reservations::sales::StockView;
 use serde::Serialize;
@@ -123,6 +124,7 @@ impl Pending {
 pub async fn verify(
     db: &PgPool,
     projection: &Projection,
+    provider: &dyn PaymentGateway,
     sale: SaleId,
     options: Options,
 ) -> anyhow::Result<Report> {
@@ -149,7 +151,7 @@ pub async fn verify(
     let stock = stock::audit(db, projection, &row).await?;
     let sold = stock.figures.sold;
     let events = outbox_relay::audit::audit(db, sale, &sold).await?;
-    let payments = payments::audit(db, &row, &sold).await?;
+    let payments = payments::audit(db, provider, &row, &sold).await?;
 
     // Lost: a committed order that its event, its consumers or its payment did not
     // follow.
@@ -215,7 +217,8 @@ pub async fn run(
     let redis = crate::startup::connect_redis(config).await?;
     let projection =
         Projection::new(redis, config.redis_prefix.clone()).with_stripes(config.stock_stripes);
-    let report = verify(&db, &projection, SaleId(sale), options).await?;
+    let provider = crate::startup::guarded_payments(config)?;
+    let report = verify(&db, &projection, provider.as_ref(), SaleId(sale), options).await?;
     print!("{}", report.render());
     if let Some(path) = json_out {
         let json = serde_json::to_vec_pretty(&report)?;

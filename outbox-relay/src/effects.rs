@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use reservations::events::OrderPlaced;
-use reservations::payment::PaymentGateway;
+use reservations::payment::{PaymentError, PaymentGateway};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -210,14 +210,30 @@ impl Effects {
                 };
                 self.mailer.send_order_confirmation(&confirmation).await
             }
-            ConsumerKind::PaymentCapture => self
-                .payments
-                .capture(event.order.order_id)
-                .await
-                .map_err(Error::from),
+            ConsumerKind::PaymentCapture => self.capture(&event.order).await,
             ConsumerKind::SalesLedger => Ok(()),
         };
         (event.event_id, outcome)
+    }
+
+    /// Captures an order's payment: the one its event names, or — for events written
+    /// before they named it — the one the provider authorized for the order id (the
+    /// attempt id).
+    async fn capture(&self, order: &OrderPlaced) -> Result<()> {
+        let payment = match &order.payment {
+            Some(payment) => payment.clone(),
+            None => match self.payments.find(order.order_id).await? {
+                Some(payment) => payment.reference,
+                None => {
+                    return Err(PaymentError::Refused(format!(
+                        "no payment was authorized for order {}",
+                        order.order_id
+                    ))
+                    .into())
+                }
+            },
+        };
+        Ok(self.payments.capture(&payment).await?)
     }
 
     /// Records the batch in one transaction; if that fails for a reason that will

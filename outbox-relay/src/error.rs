@@ -57,7 +57,7 @@ impl Error {
             },
             Error::Redis(_) => true,
             Error::Payment(PaymentError::Unavailable(_)) => true,
-            Error::Payment(PaymentError::Declined) => false,
+            Error::Payment(PaymentError::Declined | PaymentError::Refused(_)) => false,
             Error::Mail(_) => true,
             Error::MalformedEvent(_) => false,
         }

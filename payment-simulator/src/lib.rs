@@ -45,6 +45,13 @@ pub use http::router;
 pub use ledger::IntentStatus;
 pub use settings::{Latency, Settings, SettingsError};
 
+/// The secret key a simulator accepts when none is configured (a test key: it guards
+/// nothing but a simulator on loopback).
+pub const DEFAULT_SECRET_KEY: &str = "sk_test_flashsale_simulator";
+
+/// The simulator's control route (not Stripe's): `GET`/`PUT` the [`Settings`].
+pub const SETTINGS_PATH: &str = "/v1/simulator/settings";
+
 use faults::Faults;
 use idempotency::{Idempotency, Stored};
 use journal::{Answer, Entry, Journal};

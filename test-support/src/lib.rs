@@ -9,7 +9,8 @@
 //! run in parallel against the same servers.
 //!
 //! [`outbox`] holds the event tests' views of the outbox and its delivery, which the
-//! relay's tests and the api's crash tests share.
+//! relay's tests and the api's crash tests share; [`provider`] a payment provider of the
+//! test's own (the simulator on a loopback port).
 //!
 //! This crate is a dev-dependency only: no production crate may depend on it.
 
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub mod outbox;
+pub mod provider;
 
 /// Holds expire by this clock: tests move time instead of sleeping.
 pub use reservations::clock::ManualClock;

@@ -1,6 +1,6 @@
 //! The outbox and its delivery, as the event tests see them: orders committed the way
-//! checkout commits them (order, units, authorized payment and outbox row in one
-//! transaction), what the three consumers recorded, the order stream and its groups in
+//! checkout commits them (the payment authorized at the test's own provider, then the
+//! order, units and outbox row in one transaction), what the three consumers recorded, the order stream and its groups in
 //! Redis, and the relay and workers running in the test's process.
 //!
 //! The relay's own tests (`outbox-relay/tests`) and the api's crash tests (which kill
@@ -21,7 +21,6 @@ use redis::streams::{
 };
 use redis::AsyncCommands;
 use reservations::events::{ORDER_AGGREGATE, ORDER_PLACED};
-use reservations::payment::{Latency, SimulatedPayments, SimulatorSettings};
 use reservations::redis_conn::RedisConn;
 use serde_json::json;
 use sqlx::PgPool;
@@ -29,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::provider::TestProvider;
 use crate::{eventually, fresh_database, pool, redis_conn, redis_prefix};
 
 /// The unit price of the orders placed here (that of the api tests' default sale), in
@@ -46,6 +46,9 @@ pub struct Deliveries {
     pub prefix: String,
     /// A connection to the Redis the suite runs on.
     pub redis: RedisConn,
+    /// The test's payment provider: orders are authorized there, the workers capture
+    /// there (`FLASHSALE_PAYMENT_URL` of a binary the test starts).
+    pub provider: Arc<TestProvider>,
 }
 
 /// An order placed by these tests, with its `OrderPlaced` event.
@@ -71,6 +74,7 @@ impl Deliveries {
             url,
             prefix: redis_prefix(),
             redis: redis_conn().await,
+            provider: Arc::new(TestProvider::instant().await),
         }
     }
 
@@ -99,13 +103,15 @@ impl Deliveries {
     /// Places one order the way checkout commits it (see [`Deliveries::place_orders`]).
     /// Returns (order id, event id).
     pub async fn place_order_directly(&self, sale: Uuid) -> (Uuid, Uuid) {
-        let order = place_orders(&self.db, sale, 1).await.remove(0);
+        let order = place_orders(&self.db, &self.provider, sale, 1)
+            .await
+            .remove(0);
         (order.order_id, order.event_id)
     }
 
     /// Places `count` orders of 1–3 units each in one transaction.
     pub async fn place_orders(&self, sale: Uuid, count: usize) -> Vec<TestOrder> {
-        place_orders(&self.db, sale, count).await
+        place_orders(&self.db, &self.provider, sale, count).await
     }
 
     /// The quantity of a stored order.
@@ -265,16 +271,11 @@ impl Deliveries {
         Running { stop, task }
     }
 
-    /// The three workers running in this process, against an instant payment provider.
+    /// The three workers running in this process, against the test's instant provider
+    /// (these tests are about delivery, not payment latency).
     pub async fn start_workers(&self, config: WorkerConfig) -> Running {
         let db = pool(&self.url, 6).await;
-        // An instant provider: these tests are about delivery, not payment latency.
-        let instant = SimulatorSettings {
-            latency_ms: Latency { p50: 0, p99: 0 },
-            failure_rate: 0.0,
-            ..Default::default()
-        };
-        let payments = Arc::new(SimulatedPayments::new(instant, db.clone()));
+        let payments = self.provider.gateway.clone();
         let mailer = Arc::new(SimulatedMailer::new());
         let stop = CancellationToken::new();
         let task = tokio::spawn(worker::run(
@@ -346,9 +347,15 @@ async fn applied(db: &PgPool) -> Applied {
     }
 }
 
-/// Places `count` orders of 1–3 units each in one transaction, the way checkout commits
-/// one: the order, its units, the authorized payment and the outbox row.
-pub async fn place_orders(db: &PgPool, sale: Uuid, count: usize) -> Vec<TestOrder> {
+/// Places `count` orders of 1–3 units each, the way checkout does: each payment
+/// authorized at `provider` under the order id, then the orders, their units and
+/// outbox rows in one transaction.
+pub async fn place_orders(
+    db: &PgPool,
+    provider: &TestProvider,
+    sale: Uuid,
+    count: usize,
+) -> Vec<TestOrder> {
     let orders: Vec<TestOrder> = (0..count)
         .map(|i| TestOrder {
             order_id: Uuid::new_v4(),
@@ -361,15 +368,27 @@ pub async fn place_orders(db: &PgPool, sale: Uuid, count: usize) -> Vec<TestOrde
     let quantities: Vec<i32> = orders.iter().map(|o| o.quantity).collect();
     let shoppers: Vec<Uuid> = orders.iter().map(|_| Uuid::new_v4()).collect();
     let reservations: Vec<Uuid> = orders.iter().map(|_| Uuid::new_v4()).collect();
+    let mut payments: Vec<String> = Vec::with_capacity(orders.len());
+    for chunk in orders.chunks(16) {
+        let authorized = futures::future::join_all(
+            chunk
+                .iter()
+                .map(|o| provider.authorize(o.order_id, PRICE_MINOR * i64::from(o.quantity))),
+        )
+        .await;
+        payments.extend(authorized.into_iter().map(|payment| payment.0));
+    }
     let payloads: Vec<String> = orders
         .iter()
         .zip(&shoppers)
         .zip(&reservations)
-        .map(|((o, shopper), reservation)| {
+        .zip(&payments)
+        .map(|(((o, shopper), reservation), payment)| {
             json!({
                 "order_id": o.order_id, "sale_id": sale, "shopper_id": shopper,
                 "reservation_id": reservation, "quantity": o.quantity,
                 "amount": { "amount_minor": PRICE_MINOR * i64::from(o.quantity), "currency": "EUR" },
+                "payment": payment,
             })
             .to_string()
         })
@@ -388,8 +407,8 @@ pub async fn place_orders(db: &PgPool, sale: Uuid, count: usize) -> Vec<TestOrde
     sqlx::query(
         "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, \
                              currency, payment_auth_id) \
-         select o, $2, s, r, q, q * $3, 'EUR', 'auth_' || o \
-         from unnest($1::uuid[], $4::uuid[], $5::uuid[], $6::int[]) as t(o, s, r, q)",
+         select o, $2, s, r, q, q * $3, 'EUR', p \
+         from unnest($1::uuid[], $4::uuid[], $5::uuid[], $6::int[], $7::text[]) as t(o, s, r, q, p)",
     )
     .bind(&ids)
     .bind(sale)
@@ -397,6 +416,7 @@ pub async fn place_orders(db: &PgPool, sale: Uuid, count: usize) -> Vec<TestOrde
     .bind(&shoppers)
     .bind(&reservations)
     .bind(&quantities)
+    .bind(&payments)
     .execute(&mut *tx)
     .await
     .unwrap();
@@ -407,16 +427,6 @@ pub async fn place_orders(db: &PgPool, sale: Uuid, count: usize) -> Vec<TestOrde
     .bind(sale)
     .bind(&unit_numbers)
     .bind(&unit_orders)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    sqlx::query(
-        "insert into sim_payments (order_id, amount_minor, currency, status) \
-         select o, q * $3, 'EUR', 'authorized' from unnest($1::uuid[], $2::int[]) as t(o, q)",
-    )
-    .bind(&ids)
-    .bind(&quantities)
-    .bind(PRICE_MINOR)
     .execute(&mut *tx)
     .await
     .unwrap();

@@ -46,8 +46,12 @@ pub struct AppState {
     pub sales: ::reservations::Sales,
     /// Checkout and orders.
     pub checkout: ::reservations::checkout::Checkout,
-    /// The payment simulator, when no real provider is configured.
-    pub simulator: Option<Arc<::reservations::payment::SimulatedPayments>>,
+    /// The payment provider, unguarded: the operations endpoints forward the
+    /// simulator's settings through it.
+    pub provider: Arc<::reservations::payment::StripePayments>,
+    /// The payment simulator, when this process runs one (`FLASHSALE_PAYMENT_URL`
+    /// unset); tests read its ledger.
+    pub simulator: Option<Arc<payment_simulator::Simulator>>,
     /// Token keys.
     pub auth: Arc<Auth>,
     /// The waiting room.

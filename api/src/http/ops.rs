@@ -1,4 +1,5 @@
-//! Operations: liveness, readiness, metrics and the OpenAPI document.
+//! Operations: liveness, readiness, metrics, the OpenAPI document and the payment
+//! simulator's settings.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::error::{problem, ApiError};
 use crate::http::extract::{AppJson, Operator};
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
-use reservations::payment::{SimulatedPayments, SimulatorSettings};
+use payment_simulator::Settings;
 
 /// The operations routes.
 pub fn router() -> Router<AppState> {
@@ -31,40 +32,76 @@ pub fn router() -> Router<AppState> {
         .merge(shed::classed(other, Priority::Other))
 }
 
-fn simulator(state: &AppState) -> Result<&std::sync::Arc<SimulatedPayments>, ApiError> {
-    state.simulator.as_ref().ok_or_else(|| {
-        ApiError::client(
+/// Asks the provider's simulator control API (`/v1/simulator/settings`): the same for
+/// a simulator in this process and one run on its own. A real provider has no such
+/// route: `404`.
+async fn simulator_settings(
+    state: &AppState,
+    change: Option<&Settings>,
+) -> Result<axum::Json<Settings>, ApiError> {
+    let method = if change.is_some() {
+        reqwest::Method::PUT
+    } else {
+        reqwest::Method::GET
+    };
+    let mut request = state
+        .provider
+        .request(method, payment_simulator::SETTINGS_PATH)
+        .timeout(Duration::from_secs(5));
+    if let Some(settings) = change {
+        request = request.json(settings);
+    }
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "the payment simulator's control API did not answer");
+        ApiError::Unavailable {
+            code: "dependency_unavailable",
+            detail: "the payment provider did not answer".into(),
+            retry_after: 1,
+        }
+    };
+    let response = request.send().await.map_err(|e| unavailable(&e))?;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Err(ApiError::client(
             StatusCode::NOT_FOUND,
             "not_found",
             "a real payment provider is configured",
-        )
-    })
+        ));
+    }
+    let response = response.error_for_status().map_err(|e| unavailable(&e))?;
+    Ok(axum::Json(
+        response.json().await.map_err(|e| unavailable(&e))?,
+    ))
 }
 
 /// The payment simulator's settings in force.
 #[utoipa::path(get, path = "/v1/ops/payment-simulator", tag = "ops",
-    responses((status = 200, body = SimulatorSettings), (status = 404, body = crate::error::Problem)), security(("operator" = [])))]
+    responses((status = 200, body = Settings), (status = 404, body = crate::error::Problem)), security(("operator" = [])))]
 async fn get_simulator(
     State(state): State<AppState>,
     _: Operator,
-) -> Result<axum::Json<SimulatorSettings>, ApiError> {
-    Ok(axum::Json(simulator(&state)?.settings()))
+) -> Result<axum::Json<Settings>, ApiError> {
+    simulator_settings(&state, None).await
 }
 
-/// Change the simulator's latency and failure rate (rehearsals slow payments mid-sale).
-#[utoipa::path(put, path = "/v1/ops/payment-simulator", tag = "ops", request_body = SimulatorSettings,
-    responses((status = 200, body = SimulatorSettings), (status = 404, body = crate::error::Problem),
+/// Change the simulator's latency, failures and faults (rehearsals slow payments
+/// mid-sale, lose answers, take the provider down).
+#[utoipa::path(put, path = "/v1/ops/payment-simulator", tag = "ops", request_body = Settings,
+    responses((status = 200, body = Settings), (status = 404, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)), security(("operator" = [])))]
 async fn put_simulator(
     State(state): State<AppState>,
     _: Operator,
-    AppJson(settings): AppJson<SimulatorSettings>,
-) -> Result<axum::Json<SimulatorSettings>, ApiError> {
-    let simulator = simulator(&state)?;
-    settings.validate().map_err(reservations::Error::from)?;
-    simulator.set_settings(settings);
-    tracing::info!(?settings, "payment simulator settings changed");
-    Ok(axum::Json(simulator.settings()))
+    AppJson(settings): AppJson<Settings>,
+) -> Result<axum::Json<Settings>, ApiError> {
+    settings.validate().map_err(|e| {
+        reservations::Error::from(reservations::sales::FieldError {
+            field: e.field,
+            message: e.message,
+        })
+    })?;
+    let applied = simulator_settings(&state, Some(&settings)).await?;
+    tracing::info!(settings = ?applied.0, "payment simulator settings changed");
+    Ok(applied)
 }
 
 /// 200 while the process runs.

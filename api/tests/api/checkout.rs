@@ -9,9 +9,9 @@ use crate::helpers::{
     answer, assert_case, assert_problem, spawn_app, spawn_app_with, Expect, Money, Order, TestApp,
     TestShopper,
 };
+use payment_simulator::Latency;
 use reservations::events::ORDER_PLACED;
 use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
-use reservations::payment::Latency;
 use reservations::projection::Stripe;
 
 async fn count(app: &TestApp, sql: &str, id: Uuid) -> i64 {
@@ -397,8 +397,7 @@ async fn the_reconciler_finishes_checkouts_a_dead_process_left_committing() {
             .await
             .unwrap();
     }
-    sqlx::query("insert into sim_payments (order_id, amount_minor, currency, status) values ($1, 12900, 'EUR', 'authorized')")
-        .bind(order_a.0).execute(&app.db).await.unwrap();
+    app.provider.authorize(order_a.0, 12_900).await;
     let units: Vec<i64> = app
         .app_state
         .sales

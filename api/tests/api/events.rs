@@ -169,6 +169,7 @@ fn spawn_role(app: &TestApp, database_url: &str, role: &str) -> RoleProcess {
         .env("REDIS_URL", config.redis_url.expose())
         .env("FLASHSALE_REDIS_PREFIX", &app.prefix)
         .env("FLASHSALE_DATA_DIR", &data_dir)
+        .env("FLASHSALE_PAYMENT_URL", &app.provider.url)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -186,6 +187,7 @@ async fn deliveries(app: &TestApp) -> Deliveries {
         db: app.db.clone(),
         prefix: app.prefix.clone(),
         redis: app.app_state.redis.clone(),
+        provider: app.provider.clone(),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::helpers::{
     answer, assert_problem, spawn_app_with, start_app, Order, TestApp, TestShopper,
 };
 use reservations::ids::{OrderId, ReservationId, SaleId, ShopperId};
+use reservations::payment::PaymentGateway;
 use reservations::projection::Stripe;
 
 /// An app whose completer looks every 50 ms and judges attempts after `grace` (at
@@ -47,12 +48,27 @@ async fn faults(app: &TestApp, lost_answer_rate: f64, fail_voids: u32) {
     assert_eq!(response.status(), 200);
 }
 
-/// The simulated provider's ledger: every payment's status.
+/// The provider's ledger: every payment's attempt id and status (ours: `authorized`,
+/// `captured`, `voided`, `declined`), oldest first.
 async fn ledger(app: &TestApp) -> Vec<(Uuid, String)> {
-    sqlx::query_as("select order_id, status from sim_payments order by authorized_at")
-        .fetch_all(&app.db)
-        .await
-        .unwrap()
+    app.provider
+        .simulator
+        .intents()
+        .into_iter()
+        .map(|intent| {
+            let status = match intent.status.as_str() {
+                "requires_capture" => "authorized",
+                "succeeded" => "captured",
+                "canceled" => "voided",
+                _ => "declined",
+            };
+            let attempt = intent.attempt_id.and_then(|a| a.parse().ok());
+            (
+                attempt.expect("flashsale's payments carry their attempt"),
+                status.to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// The payment attempts of a reservation: (id, state, checks).
@@ -203,9 +219,9 @@ async fn a_void_that_fails_three_times_is_retried_until_voided_even_across_a_res
         "two checks in the first process: {:?}",
         attempts(&first, reservation).await
     );
-    let config = first.config.clone();
+    let (config, provider) = (first.config.clone(), first.provider.clone());
     drop(first);
-    let second = start_app(config).await;
+    let second = start_app(config, provider).await;
     faults(&second, 0.0, 1).await;
 
     // Assert
@@ -256,11 +272,7 @@ async fn an_attempt_whose_hold_is_still_committing_is_left_to_its_request_until_
     .execute(&app.db)
     .await
     .unwrap();
-    sqlx::query("insert into sim_payments (order_id, amount_minor, currency, status) values ($1, 12900, 'EUR', 'authorized')")
-        .bind(attempt.0)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    app.provider.authorize(attempt.0, 12_900).await;
     let checkout = &app.app_state.checkout;
 
     // Act 1: the completer finds it due while the hold is still committing.
@@ -290,4 +302,60 @@ async fn an_attempt_whose_hold_is_still_committing_is_left_to_its_request_until_
         attempts(&app, reservation).await
     );
     assert_eq!(app.orders_for(reservation).await, 0);
+}
+
+#[tokio::test]
+async fn an_attempt_captured_without_an_order_is_refunded_by_the_completer_once() {
+    // Arrange: an attempt in doubt whose payment the provider captured, though no
+    // order exists (a capture sent by mistake, an operator's slip): the money was taken.
+    // It is not due until the test drives the completer (whose background loop ticks
+    // once at start).
+    let app = spawn_app_with(|c| c.completer_interval = Duration::from_secs(60)).await;
+    let (attempt, reservation, shopper) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    sqlx::query(
+        "insert into payment_attempts (id, reservation_id, shopper_id, state, next_check_at) \
+         values ($1, $2, $3, 'void_pending', now() + interval '1 hour')",
+    )
+    .bind(attempt)
+    .bind(reservation)
+    .bind(shopper)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let payment = app.provider.authorize(attempt, 12_900).await;
+    app.provider.gateway.capture(&payment).await.unwrap();
+
+    // Act: the completer refunds it but the refund's answer is lost; it runs again.
+    let healthy = app.provider.simulator.settings();
+    app.provider
+        .simulator
+        .set_settings(payment_simulator::Settings {
+            lost_answer_rate: 1.0,
+            ..healthy
+        });
+    let due = || {
+        sqlx::query("update payment_attempts set next_check_at = now() where id = $1")
+            .bind(attempt)
+            .execute(&app.db)
+    };
+    due().await.unwrap();
+    let checkout = &app.app_state.checkout;
+    // A backoff long enough that this pass does not retry it.
+    checkout
+        .complete_once(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(attempts(&app, reservation).await[0].1, "void_pending");
+    app.provider.simulator.set_settings(healthy);
+    due().await.unwrap();
+    checkout
+        .complete_once(Duration::from_millis(10))
+        .await
+        .unwrap();
+
+    // Assert: refunded in full, once; the attempt says so and is settled.
+    let intents = app.provider.simulator.intents();
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0].amount_refunded, 12_900, "{intents:?}");
+    assert_eq!(attempts(&app, reservation).await[0].1, "refunded");
 }

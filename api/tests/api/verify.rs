@@ -87,9 +87,15 @@ async fn check(app: &TestApp, sale: Uuid, drain: Duration) -> Report {
         drain_timeout: drain,
         poll_interval: Duration::from_millis(100),
     };
-    verify::verify(&app.db, &projection, SaleId(sale), options)
-        .await
-        .expect("the checker reads both stores")
+    verify::verify(
+        &app.db,
+        &projection,
+        app.provider.gateway.as_ref(),
+        SaleId(sale),
+        options,
+    )
+    .await
+    .expect("the checker reads both stores")
 }
 
 /// The offenders one check of `report` names, joined by spaces.
@@ -282,13 +288,7 @@ async fn the_checker_fails_a_payment_attempt_left_in_doubt_and_a_reservation_aut
         .execute(&app.db)
         .await
         .unwrap();
-        sqlx::query(
-            "insert into sim_payments (order_id, amount_minor, currency, status) values ($1, 12900, 'EUR', 'authorized')",
-        )
-        .bind(attempt)
-        .execute(&app.db)
-        .await
-        .unwrap();
+        app.provider.authorize(attempt, 12_900).await;
     }
 
     // Act: the attempts keep the checker waiting (work in doubt) until its bound.

@@ -51,11 +51,7 @@ async fn relay_publishes_each_committed_order_once_and_every_consumer_applies_it
         orders.iter().map(|o| o.event_id).collect::<HashSet<_>>(),
     );
     assert_eq!(app.unpublished().await, 0);
-    let captured: i64 = scalar(
-        &app.db,
-        "select count(*) from sim_payments where status = 'captured'",
-    )
-    .await;
+    let captured = app.provider.count("succeeded") as i64;
     assert_eq!(
         captured,
         orders.len() as i64,
@@ -306,6 +302,50 @@ async fn the_order_stream_is_trimmed_to_what_some_consumer_still_owes() {
     })
     .await;
 
+    relay.stop().await;
+    workers.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_that_fails_three_times_is_retried_until_the_provider_confirms_it() {
+    // Arrange: an order whose payment is authorized; the provider's next three captures
+    // fail (500, nothing done).
+    let app = Deliveries::fresh().await;
+    let sale = app.live_sale(100, 5).await;
+    let orders = app.place_orders(sale, 1).await;
+    let settings = app.provider.simulator.settings();
+    app.provider
+        .simulator
+        .set_settings(payment_simulator::Settings {
+            fail_captures: 3,
+            ..settings
+        });
+    let mut config = app.worker_config();
+    config.retry_backoff = Duration::from_millis(50);
+
+    // Act
+    let workers = app.start_workers(config).await;
+    let relay = app.start_relay(app.relay_config()).await;
+
+    // Assert: captured once the failures are spent, recorded once, nothing dead-lettered
+    // (a provider failure is retried, never given up on).
+    eventually("the order is applied by every consumer", || async {
+        app.applied().await == test_support::outbox::Applied::expected(&orders)
+    })
+    .await;
+    assert_eq!(app.provider.count("succeeded"), 1);
+    assert_eq!(
+        app.provider.simulator.settings().fail_captures,
+        0,
+        "all three failures were met"
+    );
+    let dead: usize = app
+        .redis
+        .clone()
+        .xlen(dead_letter_key(&app.prefix, ORDER_AGGREGATE))
+        .await
+        .unwrap();
+    assert_eq!(dead, 0);
     relay.stop().await;
     workers.stop().await;
 }

@@ -10,14 +10,18 @@
 //! attempt ends committed with its order, voided, or never authorized, and no
 //! reservation holds two live authorizations at once.
 //!
-//! It reads `sim_payments` (the ledger of [`crate::payment`]'s simulated provider)
-//! joined to `orders` and `payment_attempts`.
+//! It asks the provider, through the same port checkout uses ([`PaymentGateway::list`]),
+//! for every payment created since the sale was, loads them into a temporary table
+//! (`provider_payments`, this connection's only) and joins it to `orders` and
+//! `payment_attempts`.
 
-use sqlx::PgPool;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{Audit, AuditedSale, Check, Sold};
-use crate::Result;
+use crate::payment::{Payment, PaymentGateway, PaymentRef, PaymentState};
+use crate::{Error, Result};
 
 /// An authorization younger than this may belong to a checkout still in flight.
 const AUTHORIZATION_GRACE_SECS: f64 = 10.0;
@@ -30,16 +34,85 @@ const ATTEMPT_SETTLE_SECS: f64 = 30.0;
 /// `no_payment_without_order`, `payment_attempts_settled`,
 /// `one_live_authorization_per_reservation`). Its figures are the sale's orders that have no
 /// captured payment: orders the pipeline lost track of.
-pub async fn audit(db: &PgPool, sale: &AuditedSale, sold: &Sold) -> Result<Audit<Vec<Uuid>>> {
+pub async fn audit(
+    db: &PgPool,
+    provider: &dyn PaymentGateway,
+    sale: &AuditedSale,
+    sold: &Sold,
+) -> Result<Audit<Vec<Uuid>>> {
+    let payments = provider_payments(provider, sale.created_at).await?;
+    let mut conn = db.acquire().await?;
+    load(&mut conn, &payments).await?;
+    let audit = audit_loaded(&mut conn, sale, sold).await;
+    sqlx::query("drop table if exists provider_payments")
+        .execute(&mut *conn)
+        .await?;
+    audit
+}
+
+/// Every payment the provider created since `since`, page by page.
+async fn provider_payments(
+    provider: &dyn PaymentGateway,
+    since: DateTime<Utc>,
+) -> Result<Vec<Payment>> {
+    let mut payments = Vec::new();
+    let mut after: Option<PaymentRef> = None;
+    loop {
+        let (page, more) = provider
+            .list(since, after.as_ref())
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("asking the provider: {e}")))?;
+        after = page.last().map(|p| p.reference.clone());
+        payments.extend(page);
+        if !more || after.is_none() {
+            return Ok(payments);
+        }
+    }
+}
+
+/// The provider's payments as the temporary table `provider_payments` (attempt id,
+/// status, amount, currency, created_at). A payment captured and then refunded in
+/// full has status `refunded`.
+async fn load(conn: &mut PgConnection, payments: &[Payment]) -> Result<()> {
+    sqlx::query(
+        "create temporary table if not exists provider_payments \
+         (attempt_id uuid, reference text, status text, amount_minor bigint, currency text, created_at timestamptz)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let status = |p: &Payment| match p.state {
+        PaymentState::Captured if p.refunded_minor >= p.amount.amount_minor => "refunded",
+        state => state.as_str(),
+    };
+    sqlx::query(
+        "insert into provider_payments \
+         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[])",
+    )
+    .bind(payments.iter().map(|p| p.attempt.map(|a| a.0)).collect::<Vec<_>>())
+    .bind(payments.iter().map(|p| p.reference.0.clone()).collect::<Vec<_>>())
+    .bind(payments.iter().map(status).collect::<Vec<_>>())
+    .bind(payments.iter().map(|p| p.amount.amount_minor).collect::<Vec<_>>())
+    .bind(payments.iter().map(|p| p.amount.currency.clone()).collect::<Vec<_>>())
+    .bind(payments.iter().map(|p| p.created_at).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn audit_loaded(
+    db: &mut PgConnection,
+    sale: &AuditedSale,
+    sold: &Sold,
+) -> Result<Audit<Vec<Uuid>>> {
     let orders = sold.orders;
     let mut checks = Vec::new();
     let uncaptured: Vec<(Uuid, Option<String>)> = sqlx::query_as(
-        "select o.id, p.status from orders o left join sim_payments p on p.order_id = o.id \
+        "select o.id, p.status from orders o left join provider_payments p on p.attempt_id = o.id \
          where o.sale_id = $1 and (p.status is distinct from 'captured' \
                or p.amount_minor <> o.amount_minor or p.currency <> o.currency) order by o.id",
     )
     .bind(sale.id.0)
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     checks.push(Check::from_offenders(
         "orders_paid",
@@ -52,16 +125,16 @@ pub async fn audit(db: &PgPool, sale: &AuditedSale, sold: &Sold) -> Result<Audit
             })
             .collect(),
     ));
-    // sim_payments carries no sale id: payments are scoped to the sale's lifetime.
+    // The provider's payments carry no sale id: they are scoped to the sale's lifetime.
     let orphan_payments: Vec<(Uuid, String)> = sqlx::query_as(
-        "select p.order_id, p.status from sim_payments p where p.authorized_at >= $1 \
+        "select p.attempt_id, p.status from provider_payments p where p.created_at >= date_trunc('second', $1::timestamptz) \
          and (p.status = 'captured' \
-              or (p.status = 'authorized' and p.authorized_at < now() - make_interval(secs => $2))) \
-         and not exists (select 1 from orders o where o.id = p.order_id) order by p.order_id",
+              or (p.status = 'authorized' and p.created_at < now() - make_interval(secs => $2))) \
+         and not exists (select 1 from orders o where o.id = p.attempt_id) order by p.attempt_id",
     )
     .bind(sale.created_at)
     .bind(AUTHORIZATION_GRACE_SECS)
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     checks.push(Check::from_offenders(
         "no_payment_without_order",
@@ -76,11 +149,12 @@ pub async fn audit(db: &PgPool, sale: &AuditedSale, sold: &Sold) -> Result<Audit
     // became an order carries no sale id.
     let unsettled: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
         "select a.id, a.state, p.status from payment_attempts a \
-         left join sim_payments p on p.order_id = a.id \
+         left join provider_payments p on p.attempt_id = a.id \
          where a.created_at >= $1 and ( \
                (a.state in ('authorizing', 'void_pending') \
                 and a.updated_at < now() - make_interval(secs => $2)) \
             or a.state = 'orphaned' \
+            or (a.state = 'refunded' and p.status is distinct from 'refunded') \
             or (a.state = 'voided' and p.status is distinct from 'voided') \
             or (a.state = 'done' and p.status in ('authorized', 'captured')) \
             or (a.state = 'committed' and not exists (select 1 from orders o where o.id = a.id))) \
@@ -88,7 +162,7 @@ pub async fn audit(db: &PgPool, sale: &AuditedSale, sold: &Sold) -> Result<Audit
     )
     .bind(sale.created_at)
     .bind(ATTEMPT_SETTLE_SECS)
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     checks.push(Check::from_offenders(
         "payment_attempts_settled",
@@ -103,12 +177,12 @@ pub async fn audit(db: &PgPool, sale: &AuditedSale, sold: &Sold) -> Result<Audit
     ));
     let doubled: Vec<(Uuid, i64)> = sqlx::query_as(
         "select a.reservation_id, count(*) from payment_attempts a \
-         join sim_payments p on p.order_id = a.id \
+         join provider_payments p on p.attempt_id = a.id \
          where a.created_at >= $1 and p.status in ('authorized', 'captured') \
          group by a.reservation_id having count(*) > 1 order by a.reservation_id",
     )
     .bind(sale.created_at)
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     checks.push(Check::from_offenders(
         "one_live_authorization_per_reservation",
@@ -123,10 +197,10 @@ pub async fn audit(db: &PgPool, sale: &AuditedSale, sold: &Sold) -> Result<Audit
     // not lost, even when `orders_paid` fails it for a wrong amount.
     let unpaid: Vec<Uuid> = sqlx::query_scalar(
         "select o.id from orders o where o.sale_id = $1 \
-         and not exists (select 1 from sim_payments p where p.order_id = o.id and p.status = 'captured')",
+         and not exists (select 1 from provider_payments p where p.attempt_id = o.id and p.status = 'captured')",
     )
     .bind(sale.id.0)
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     Ok(Audit {
         checks,

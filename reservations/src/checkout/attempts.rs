@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::idempotency::IdempotencyKey;
 use super::Checkout;
 use crate::ids::{OrderId, ReservationId, ShopperId};
-use crate::payment::PaymentState;
+use crate::payment::{Payment, PaymentState};
 use crate::Result;
 
 /// Most attempts the completer settles in one pass (each holds a connection while the
@@ -78,7 +78,7 @@ pub(crate) struct NewAttempt {
 /// attempt's (id, reservation, grace in seconds). Answers (claimed, retried): retried
 /// when this attempt id was recorded before (an earlier try of the same key), so the
 /// provider must be asked before authorizing again. An attempt already `voided`,
-/// `committed` or `orphaned` is left as it is.
+/// `committed` or `refunded` is left as it is.
 pub(crate) const CLAIM_WITH_ATTEMPT: &str = "\
     with claimed as ( \
         insert into idempotency_keys (shopper_id, key, request_hash) values ($1, $2, $3) \
@@ -141,8 +141,8 @@ enum Settled {
     NeverAuthorized,
     /// The provider confirms the void.
     Voided,
-    /// Captured without an order: a refund is needed (logged; refunds come later).
-    Orphaned,
+    /// Captured without an order, and refunded in full.
+    Refunded,
 }
 
 impl Settled {
@@ -151,7 +151,7 @@ impl Settled {
             Settled::Committed => "committed",
             Settled::NeverAuthorized => "done",
             Settled::Voided => "voided",
-            Settled::Orphaned => "orphaned",
+            Settled::Refunded => "refunded",
         }
     }
 }
@@ -181,8 +181,11 @@ impl Checkout {
                 // Tried before: the provider knows whether its void already went through.
                 Some("authorizing") => {
                     let voided = matches!(
-                        self.payments.retrieve(id).await,
-                        Ok(Some(PaymentState::Voided))
+                        self.payments.find(id).await,
+                        Ok(Some(Payment {
+                            state: PaymentState::Voided,
+                            ..
+                        }))
                     );
                     if voided {
                         sqlx::query("update payment_attempts set state = 'voided', updated_at = now() where id = $1")
@@ -302,9 +305,6 @@ impl Checkout {
         };
         match outcome {
             Some(settled) => {
-                if settled == Settled::Orphaned {
-                    tracing::error!(attempt = %attempt, "payment captured without an order; it needs a refund");
-                }
                 sqlx::query(
                     "update payment_attempts set state = $2, checks = checks + 1, updated_at = now() where id = $1",
                 )
@@ -347,33 +347,62 @@ impl Checkout {
         }
     }
 
-    /// Asks the provider about an attempt without an order and voids what it holds.
-    /// `None`: not settled yet (a call failed, or the void is not confirmed).
+    /// Asks the provider about an attempt without an order and gives back what it
+    /// holds: an authorization is voided, a capture (an order that never committed was
+    /// captured by mistake) refunded in full, each until the provider confirms it.
+    /// `None`: not settled yet (a call failed, or the provider does not confirm).
     async fn settle_payment(&self, attempt: OrderId) -> Option<Settled> {
-        let state = match self.payments.retrieve(attempt).await {
-            Ok(state) => state,
+        let payment = match self.payments.find(attempt).await {
+            Ok(Some(payment)) => payment,
+            Ok(None) => return Some(Settled::NeverAuthorized),
             Err(e) => {
                 tracing::warn!(error = %e, attempt = %attempt, "could not ask the provider about an attempt; retrying later");
                 return None;
             }
         };
-        match state {
-            None => Some(Settled::NeverAuthorized),
-            Some(PaymentState::Voided) => Some(Settled::Voided),
-            Some(PaymentState::Captured) => Some(Settled::Orphaned),
-            Some(PaymentState::Authorized) => {
-                if let Err(e) = self.payments.void(attempt).await {
-                    tracing::warn!(error = %e, attempt = %attempt, "void failed; retrying with backoff");
-                    return None;
-                }
-                // Settled only when the provider confirms it.
-                match self.payments.retrieve(attempt).await {
-                    Ok(Some(PaymentState::Voided)) => Some(Settled::Voided),
-                    _ => None,
-                }
+        let given_back = match payment.state {
+            PaymentState::Declined => return Some(Settled::NeverAuthorized),
+            PaymentState::Voided => return Some(Settled::Voided),
+            PaymentState::Captured if payment.refunded_minor >= payment.amount.amount_minor => {
+                return Some(Settled::Refunded)
             }
+            PaymentState::Authorized => self.payments.void(&payment.reference).await,
+            PaymentState::Captured => {
+                tracing::error!(attempt = %attempt, payment = %payment.reference, "payment captured without an order; refunding it");
+                let left = payment.amount.amount_minor - payment.refunded_minor;
+                self.payments
+                    .refund(&payment.reference, Some(left), refund_key(attempt))
+                    .await
+            }
+        };
+        if let Err(e) = given_back {
+            tracing::warn!(error = %e, attempt = %attempt, payment = %payment.reference, "giving a payment back failed; retrying with backoff");
+            return None;
+        }
+        // Settled only when the provider confirms it.
+        match self.payments.retrieve(&payment.reference).await {
+            Ok(Payment {
+                state: PaymentState::Voided,
+                ..
+            }) => Some(Settled::Voided),
+            Ok(p)
+                if p.state == PaymentState::Captured
+                    && p.refunded_minor >= p.amount.amount_minor =>
+            {
+                Some(Settled::Refunded)
+            }
+            Ok(_) | Err(_) => None,
         }
     }
+}
+
+/// The idempotency key of the refund of an attempt captured without an order: one per
+/// attempt, so a retried refund never gives the money back twice.
+fn refund_key(attempt: OrderId) -> Uuid {
+    let mut hash = Sha256::new();
+    hash.update(attempt.0.as_bytes());
+    hash.update(b"refund without order");
+    version_8(hash).0
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::ids::{OrderId, ReservationId, SaleId, ShopperId};
-use crate::payment::{PaymentError, PaymentGateway, PaymentState, PaymentToken};
+use crate::payment::{PaymentError, PaymentGateway, PaymentRef, PaymentState, PaymentToken};
 use crate::projection::{BeginCheckout, Finish};
 use crate::sales::Money;
 use crate::{Error, Result, Sales};
@@ -264,19 +264,22 @@ impl Checkout {
             amount_minor: price.amount_minor * quantity,
             currency: price.currency,
         };
-        if let Err(e) = self
+        let payment = match self
             .authorize(order_id, &amount, request, retried, may_be_authorized)
             .await
         {
-            abort(Finish::Abort).await?;
-            return Err(match e {
-                PaymentError::Declined => Error::PaymentDeclined,
-                PaymentError::Unavailable(reason) => {
-                    tracing::warn!(%reason, order_id = %order_id, "payment authorization failed");
-                    Error::PaymentUnavailable
-                }
-            });
-        }
+            Ok(payment) => payment,
+            Err(e) => {
+                abort(Finish::Abort).await?;
+                return Err(match e {
+                    PaymentError::Declined => Error::PaymentDeclined,
+                    PaymentError::Unavailable(reason) | PaymentError::Refused(reason) => {
+                        tracing::warn!(%reason, order_id = %order_id, "payment authorization failed");
+                        Error::PaymentUnavailable
+                    }
+                });
+            }
+        };
 
         let order = Order {
             order_id,
@@ -298,6 +301,7 @@ impl Checkout {
             limit,
             striped: projection.stripe_count() > 1,
             correlation_id: &request.correlation_id,
+            payment: &payment,
         };
         match transaction::commit(&self.pool, &order, commit).await {
             Ok(()) => {}
@@ -308,7 +312,7 @@ impl Checkout {
                         tracing::warn!(error = %e, order_id = %order_id, "COMMIT failed but the order committed; finishing it");
                     }
                     CommitOutcome::NotCommitted => {
-                        self.void(order_id).await;
+                        self.void(order_id, &payment).await;
                         abort(Finish::Abort).await?;
                         return Err(e);
                     }
@@ -322,7 +326,7 @@ impl Checkout {
             }
             Err(CommitFailure::Refused(e)) => {
                 // Nothing committed: give the money back before anything else.
-                self.void(order_id).await;
+                self.void(order_id, &payment).await;
                 return Err(match unique_violation(&e).as_deref() {
                     Some("order_units_pkey") => {
                         let sold = self
@@ -360,10 +364,11 @@ impl Checkout {
         Ok(order)
     }
 
-    /// Authorizes `amount` for the attempt. A retried attempt asks the provider first
-    /// (the earlier try's answer may have been lost): an authorization that exists is
-    /// reused; one voided since [`Checkout::current_attempt`] looked cannot pay (the
-    /// next retry of the key pays under a successor attempt).
+    /// Authorizes `amount` for the attempt and answers the provider's payment. A
+    /// retried attempt asks the provider first (the earlier try's answer may have been
+    /// lost): an authorization that exists is reused; one voided since
+    /// [`Checkout::current_attempt`] looked cannot pay (the next retry of the key pays
+    /// under a successor attempt).
     async fn authorize(
         &self,
         order_id: OrderId,
@@ -371,13 +376,20 @@ impl Checkout {
         request: &CheckoutRequest,
         retried: bool,
         may_be_authorized: &mut bool,
-    ) -> std::result::Result<(), PaymentError> {
+    ) -> std::result::Result<PaymentRef, PaymentError> {
         if retried {
-            match self.payments.retrieve(order_id).await? {
+            match self.payments.find(order_id).await? {
                 None => {}
-                Some(PaymentState::Authorized) => return Ok(()),
-                Some(state) => {
-                    tracing::warn!(?state, order_id = %order_id, "retried payment attempt settled meanwhile; the next retry pays under a successor attempt");
+                Some(payment) if payment.state == PaymentState::Authorized => {
+                    return Ok(payment.reference)
+                }
+                // Declined before: authorizing again under the same idempotency key
+                // would only replay the decline.
+                Some(payment) if payment.state == PaymentState::Declined => {
+                    return Err(PaymentError::Declined)
+                }
+                Some(payment) => {
+                    tracing::warn!(state = payment.state.as_str(), order_id = %order_id, "retried payment attempt settled meanwhile; the next retry pays under a successor attempt");
                     return Err(PaymentError::Unavailable(
                         "the attempt of this key was voided".into(),
                     ));
@@ -389,8 +401,11 @@ impl Checkout {
             .payments
             .authorize(order_id, amount, request.payment_token.as_str())
             .await;
-        if outcome == Err(PaymentError::Declined) {
-            // A decline is definite: nothing is held for this try.
+        if matches!(
+            outcome,
+            Err(PaymentError::Declined | PaymentError::Refused(_))
+        ) {
+            // A decline or a refusal is definite: nothing is held for this try.
             *may_be_authorized = retried;
         }
         outcome
@@ -406,14 +421,33 @@ impl Checkout {
         .await?)
     }
 
-    /// Voids the attempt `order` through the durable path: first hands it to the
-    /// completer (which asks Postgres whether the order exists and the provider what it
-    /// holds, and voids until confirmed, across restarts), then tries the void at once
-    /// so the money is usually released before the answer goes out.
-    async fn void(&self, order: OrderId) {
+    /// Voids the attempt `order` (its provider payment `payment`) through the durable
+    /// path: first hands it to the completer (which asks Postgres whether the order
+    /// exists and the provider what it holds, and voids until confirmed, across
+    /// restarts), then tries the void at once so the money is usually released before
+    /// the answer goes out.
+    async fn void(&self, order: OrderId, payment: &PaymentRef) {
         self.hand_over(order).await;
-        if let Err(e) = self.payments.void(order).await {
-            tracing::warn!(error = %e, order_id = %order, "void failed; the completer retries it");
+        if let Err(e) = self.payments.void(payment).await {
+            tracing::warn!(error = %e, order_id = %order, %payment, "void failed; the completer retries it");
+        }
+    }
+
+    /// Voids the attempt `order` whose provider payment is not known here (its
+    /// request's process died with the answer): hands it to the completer, then finds
+    /// the payment by the attempt id and voids it at once when it is authorized.
+    async fn void_attempt(&self, order: OrderId) {
+        self.hand_over(order).await;
+        match self.payments.find(order).await {
+            Ok(Some(payment)) if payment.state == PaymentState::Authorized => {
+                if let Err(e) = self.payments.void(&payment.reference).await {
+                    tracing::warn!(error = %e, order_id = %order, "void failed; the completer retries it");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, order_id = %order, "could not find the payment; the completer retries it")
+            }
         }
     }
 }

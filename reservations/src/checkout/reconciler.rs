@@ -44,7 +44,9 @@ impl Checkout {
                             .await?
                     }
                     None => {
-                        self.void(attempt).await;
+                        // The provider's answer died with the process: the payment is
+                        // found by the attempt id.
+                        self.void_attempt(attempt).await;
                         projection
                             .finish_checkout(stripe, id, attempt, Finish::Abort)
                             .await?

@@ -12,16 +12,17 @@ use super::idempotency::{self, IdempotencyKey};
 use super::orders::Order;
 use crate::events::{self, DomainEvent, OrderPlaced};
 use crate::ids::ShopperId;
+use crate::payment::PaymentRef;
 use crate::Error;
 
 /// The order row. It also returns the backend running the transaction, which an
 /// ambiguous COMMIT needs (see [`CommitFailure::Ambiguous`]) at no extra round trip.
 const ORDER_INSERT: &str =
     "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
-     values ($1, $2, $3, $4, $5, $6, $7, $1::text) returning created_at, pg_backend_pid()";
+     values ($1, $2, $3, $4, $5, $6, $7, $8) returning created_at, pg_backend_pid()";
 
 /// The order row, only if the shopper's orders of the sale stay within the per-shopper
-/// limit (`$8`); no row means refused.
+/// limit (`$9`); no row means refused.
 ///
 /// Why: with striped stock each stripe enforces the limit only on what it sees, so a
 /// shopper who fell back to another stripe may hold more than the limit. Orders stay
@@ -33,8 +34,8 @@ const ORDER_INSERT: &str =
 /// statements: Redis already counts the shopper's holds and orders in one place.
 const LIMIT_CHECKED_INSERT: &str =
     "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
-     select $1, $2, $3, $4, $5, $6, $7, $1::text \
-     where (select coalesce(sum(quantity), 0) from orders where shopper_id = $3 and sale_id = $2) + $5 <= $8 \
+     select $1, $2, $3, $4, $5, $6, $7, $8 \
+     where (select coalesce(sum(quantity), 0) from orders where shopper_id = $3 and sale_id = $2) + $5 <= $9 \
      returning created_at, pg_backend_pid()";
 
 /// Why the order transaction did not (knowingly) commit, by the step that failed.
@@ -80,6 +81,9 @@ pub(super) struct Commit<'a> {
     pub(super) striped: bool,
     /// The request behind it, carried into the event.
     pub(super) correlation_id: &'a str,
+    /// The provider's payment: the order's `payment_auth_id`, carried by the event so
+    /// the capture worker needs no lookup.
+    pub(super) payment: &'a PaymentRef,
 }
 
 /// Commits `order`: order, units, event, idempotency answer and attempt in one
@@ -112,7 +116,8 @@ pub(super) async fn commit(
     .bind(order.reservation_id.0)
     .bind(order.quantity as i32)
     .bind(order.amount.amount_minor)
-    .bind(&order.amount.currency);
+    .bind(&order.amount.currency)
+    .bind(&c.payment.0);
     if c.striped {
         insert = insert.bind(c.limit);
     }
@@ -135,6 +140,7 @@ pub(super) async fn commit(
         reservation_id: order.reservation_id,
         quantity: order.quantity as i32,
         amount: order.amount.clone(),
+        payment: Some(c.payment.clone()),
     });
     events::append(&mut tx, &placed, c.correlation_id).await?;
     let marked = sqlx::query(MARK_COMMITTED)

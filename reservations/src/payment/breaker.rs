@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use super::{PaymentError, PaymentGateway};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Payment, PaymentError, PaymentGateway, PaymentRef};
 use crate::ids::OrderId;
 use crate::sales::Money;
 
@@ -161,26 +164,47 @@ impl GuardedGateway {
 impl PaymentGateway for GuardedGateway {
     fn authorize<'a>(
         &'a self,
-        order: OrderId,
+        attempt: OrderId,
         amount: &'a Money,
         token: &'a str,
+    ) -> BoxFuture<'a, Result<PaymentRef, PaymentError>> {
+        Box::pin(self.guarded(self.inner.authorize(attempt, amount, token)))
+    }
+
+    fn capture<'a>(&'a self, payment: &'a PaymentRef) -> BoxFuture<'a, Result<(), PaymentError>> {
+        Box::pin(self.guarded(self.inner.capture(payment)))
+    }
+
+    fn void<'a>(&'a self, payment: &'a PaymentRef) -> BoxFuture<'a, Result<(), PaymentError>> {
+        Box::pin(self.guarded(self.inner.void(payment)))
+    }
+
+    fn refund<'a>(
+        &'a self,
+        payment: &'a PaymentRef,
+        amount_minor: Option<i64>,
+        key: Uuid,
     ) -> BoxFuture<'a, Result<(), PaymentError>> {
-        Box::pin(self.guarded(self.inner.authorize(order, amount, token)))
+        Box::pin(self.guarded(self.inner.refund(payment, amount_minor, key)))
     }
 
-    fn capture(&self, order: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
-        Box::pin(self.guarded(self.inner.capture(order)))
+    fn retrieve<'a>(
+        &'a self,
+        payment: &'a PaymentRef,
+    ) -> BoxFuture<'a, Result<Payment, PaymentError>> {
+        Box::pin(self.guarded(self.inner.retrieve(payment)))
     }
 
-    fn void(&self, order: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
-        Box::pin(self.guarded(self.inner.void(order)))
+    fn find(&self, attempt: OrderId) -> BoxFuture<'_, Result<Option<Payment>, PaymentError>> {
+        Box::pin(self.guarded(self.inner.find(attempt)))
     }
 
-    fn retrieve(
-        &self,
-        order: OrderId,
-    ) -> BoxFuture<'_, Result<Option<super::PaymentState>, PaymentError>> {
-        Box::pin(self.guarded(self.inner.retrieve(order)))
+    fn list<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+        after: Option<&'a PaymentRef>,
+    ) -> BoxFuture<'a, Result<(Vec<Payment>, bool), PaymentError>> {
+        Box::pin(self.guarded(self.inner.list(since, after)))
     }
 }
 
@@ -219,7 +243,7 @@ mod tests {
         let provider = Arc::new(Scripted(AtomicU8::new(FAIL)));
         let guarded = half_open(provider, Duration::from_secs(1)).await;
         // Half-open: the trial (a capture, which succeeds) closes the breaker.
-        assert_eq!(guarded.capture(OrderId::new()).await, Ok(()));
+        assert_eq!(guarded.capture(&PaymentRef("pi_1".into())).await, Ok(()));
         assert!(!guarded.is_open());
     }
 
@@ -236,27 +260,45 @@ mod tests {
             _: OrderId,
             _: &'a Money,
             _: &'a str,
-        ) -> BoxFuture<'a, Result<(), PaymentError>> {
+        ) -> BoxFuture<'a, Result<PaymentRef, PaymentError>> {
             let mode = self.0.load(Ordering::SeqCst);
             Box::pin(async move {
                 match mode {
                     FAIL => Err(PaymentError::Unavailable("down".into())),
                     HANG => futures::future::pending().await,
-                    _ => Ok(()),
+                    _ => Ok(PaymentRef("pi_scripted".into())),
                 }
             })
         }
-        fn capture(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
+        fn capture<'a>(&'a self, _: &'a PaymentRef) -> BoxFuture<'a, Result<(), PaymentError>> {
             Box::pin(async { Ok(()) })
         }
-        fn void(&self, _: OrderId) -> BoxFuture<'_, Result<(), PaymentError>> {
+        fn void<'a>(&'a self, _: &'a PaymentRef) -> BoxFuture<'a, Result<(), PaymentError>> {
             Box::pin(async { Ok(()) })
         }
-        fn retrieve(
-            &self,
-            _: OrderId,
-        ) -> BoxFuture<'_, Result<Option<crate::payment::PaymentState>, PaymentError>> {
+        fn refund<'a>(
+            &'a self,
+            _: &'a PaymentRef,
+            _: Option<i64>,
+            _: Uuid,
+        ) -> BoxFuture<'a, Result<(), PaymentError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn retrieve<'a>(
+            &'a self,
+            _: &'a PaymentRef,
+        ) -> BoxFuture<'a, Result<Payment, PaymentError>> {
+            Box::pin(async { Err(PaymentError::Unavailable("not scripted".into())) })
+        }
+        fn find(&self, _: OrderId) -> BoxFuture<'_, Result<Option<Payment>, PaymentError>> {
             Box::pin(async { Ok(None) })
+        }
+        fn list<'a>(
+            &'a self,
+            _: DateTime<Utc>,
+            _: Option<&'a PaymentRef>,
+        ) -> BoxFuture<'a, Result<(Vec<Payment>, bool), PaymentError>> {
+            Box::pin(async { Ok((Vec::new(), false)) })
         }
     }
 
@@ -277,7 +319,7 @@ mod tests {
         provider.0.store(ANSWER, Ordering::SeqCst);
         assert_eq!(
             guarded.authorize(OrderId::new(), &money, "tok_ok").await,
-            Ok(()),
+            Ok(PaymentRef("pi_scripted".into())),
             "the next call is the new trial, not refused as 'trial in flight'"
         );
         assert!(!guarded.is_open());

@@ -352,12 +352,16 @@ impl TestApp {
             .unwrap()
     }
 
-    /// How many of the simulated provider's payments are in `status`.
+    /// How many of the provider's payments are in `status`, named as ours
+    /// (`authorized`, `captured`, `voided`, `declined`).
     pub async fn payments_with_status(&self, status: &str) -> i64 {
-        sqlx::query_scalar("select count(*) from sim_payments where status = $1")
-            .bind(status)
-            .fetch_one(&self.db)
-            .await
-            .unwrap()
+        let stripe = match status {
+            "authorized" => "requires_capture",
+            "captured" => "succeeded",
+            "voided" => "canceled",
+            "declined" => "requires_payment_method",
+            other => panic!("no payment status {other}"),
+        };
+        self.provider.count(stripe) as i64
     }
 }

@@ -12,6 +12,7 @@ use flashsale::config::{Config, Secret};
 use flashsale::Application;
 use reservations::clock::ManualClock;
 use sqlx::PgPool;
+use test_support::provider::TestProvider;
 use uuid::Uuid;
 use waiting_room::AdmissionTokens;
 
@@ -35,6 +36,9 @@ pub struct TestApp {
     pub merchant_id: Uuid,
     /// A token of that merchant.
     pub merchant_token: String,
+    /// The app's payment provider: a simulator of the test's own, outside the app, so
+    /// its ledger outlives an app the test restarts on the same configuration.
+    pub provider: Arc<TestProvider>,
     shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -71,11 +75,15 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     // Tests poll their tickets fast on purpose; the limit has its own test.
     config.queue_rate = (1_000, 1_000);
     customise(&mut config);
-    start_app(config).await
+    // The provider starts with the (customised) simulator settings of the config.
+    let provider = Arc::new(TestProvider::start(config.payment_simulator).await);
+    config.payment_url = Some(provider.url.clone());
+    start_app(config, provider).await
 }
 
-/// Starts the app with exactly this configuration.
-pub async fn start_app(config: Config) -> TestApp {
+/// Starts the app with exactly this configuration, paying through `provider` (the one
+/// its `payment_url` names).
+pub async fn start_app(config: Config, provider: Arc<TestProvider>) -> TestApp {
     let prefix = config.redis_prefix.clone();
     let db = PgPool::connect(config.database_url.expose()).await.unwrap();
     let clock = ManualClock::new();
@@ -112,6 +120,7 @@ pub async fn start_app(config: Config) -> TestApp {
         prefix,
         merchant_id,
         merchant_token,
+        provider,
         shutdown,
     }
 }
