@@ -1,7 +1,8 @@
 # Shared by the benchmark drivers: the stack, a release build, a private flashsale
 # process on loopback, and a merchant token. Source it; it sets $bin, $base, $token,
 # $prefix, $out, $redis_port (the single Redis) and $redis_nodes (the ports the server's
-# keys live on), and stops the server on exit.
+# keys live on), $payment_url and $payment_secret (the payment simulator, a process of its
+# own on port+1), and stops both on exit.
 # Env: CLUSTER=1 runs the server on the stack's 3-master Redis Cluster instead of the
 # single Redis; STRIPES=n splits each sale's stock into n stripes
 # (FLASHSALE_STOCK_STRIPES, default 1).
@@ -46,12 +47,19 @@ base=http://127.0.0.1:$port
 prefix=bench$(date +%s)
 out=$(mktemp -d)
 
+# The payment provider as a process of its own, as in production: its cost is not ours.
+payment_url=http://127.0.0.1:$((port + 1))
+payment_secret=sk_test_bench_$(date +%s)
+RUST_LOG=warn "$bin" payment-simulator --listen "127.0.0.1:$((port + 1))" --secret-key "$payment_secret" \
+  >"$out/payments.log" 2>&1 &
+payments=$!
 FLASHSALE_BIND_ADDR=127.0.0.1:$port FLASHSALE_REDIS_PREFIX=$prefix FLASHSALE_STOCK_STRIPES=$stripes \
+  FLASHSALE_PAYMENT_URL=$payment_url FLASHSALE_PAYMENT_SECRET_KEY=$payment_secret \
   RUST_LOG=warn "$bin" all >"$out/server.log" 2>&1 &
 server=$!
 cleanup() {
-  kill -TERM $server 2>/dev/null || true
-  wait $server 2>/dev/null || true
+  kill -TERM $server $payments 2>/dev/null || true
+  wait $server $payments 2>/dev/null || true
   # One UNLINK per key, sent to the node that holds it: a cluster refuses multi-key
   # commands across slots.
   local node

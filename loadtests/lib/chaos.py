@@ -61,11 +61,11 @@ FAULTS = {
                     "every API ready, probes pass (the sale rebuilt from Postgres), outbox backlog younger than 1 s, every order committed before the fault processed by all consumers", True),
     "postgres_restart": ("scripts/stack restart-postgres (pg_ctl restart -m fast: every connection cut)",
                          "every API ready, probes pass, outbox backlog younger than 1 s, every order committed before the fault processed by all consumers", True),
-    "payment_failures": ("PUT /v1/ops/payment-simulator failure_rate 0.5 on every API for 10 s, then the settings before",
+    "payment_failures": ("PUT /v1/ops/payment-simulator failure_rate 0.5 for 10 s (the one simulator every process pays through), then the settings before",
                          "after the restore, the probe checkout is answered 402 on every API (breaker closed)", False),
-    "payment_answers_lost": ("PUT /v1/ops/payment-simulator lost_answer_rate 0.2 on every API for 10 s (the provider does the work, then the answer is lost), then the settings before",
+    "payment_answers_lost": ("PUT /v1/ops/payment-simulator lost_answer_rate 0.2 for 10 s (the provider does the work, then drops the connection), then the settings before",
                              "after the restore, the probe checkout is answered 402 on every API (breaker closed)", False),
-    "payment_outage": ("PUT /v1/ops/payment-simulator failure_rate 1.0 on every API for 5 s (the provider down), then the settings before",
+    "payment_outage": ("PUT /v1/ops/payment-simulator outage_ms 5000 (the provider answers every call 503 for 5 s)",
                        "after the restore, the probe checkout is answered 402 on every API (breaker closed)", False),
 }
 
@@ -605,38 +605,36 @@ class Chaos:
 
     def fault_payment_failures(self):
         return self.simulator_fault("payment_failures", {"failure_rate": 0.5}, 10.0,
-                                    "the simulator fails 50% of calls on every API")
+                                    "the provider fails 50% of calls")
 
     def fault_payment_answers_lost(self):
         return self.simulator_fault("payment_answers_lost", {"lost_answer_rate": 0.2}, 10.0,
-                                    "the simulator loses 20% of its answers after doing the work, on every API")
+                                    "the provider loses 20% of its answers after doing the work (connection dropped)")
 
     def fault_payment_outage(self):
-        return self.simulator_fault("payment_outage", {"failure_rate": 1.0}, 5.0,
-                                    "the simulator fails every call on every API")
+        return self.simulator_fault("payment_outage", {"outage_ms": 5000}, 5.0,
+                                    "the provider answers every call 503 (down)")
 
     def simulator_fault(self, name, change, seconds, what):
-        """Changes the payment simulator's settings on every API for `seconds`, then
-        restores what each had; recovered once the probe checkout is answered 402
+        """Changes the payment simulator's settings for `seconds` (through an API's
+        operations endpoint, which forwards to the one simulator every process pays
+        through), then restores them; recovered once the probe checkout is answered 402
         everywhere (every breaker closed again)."""
         op = self.args.operator_token
-        before = {}
-        for api in self.fleet.apis():
-            status, settings = Http.call("GET", f"{self.fleet.url(api)}/v1/ops/payment-simulator", op)
-            before[api] = settings if status == 200 else {"latency_ms": {"p50": 5, "p99": 20}, "failure_rate": 0.0}
+        url = f"{self.fleet.url(self.fleet.apis()[0])}/v1/ops/payment-simulator"
+        status, before = Http.call("GET", url, op)
+        if status != 200:
+            before = {"latency_ms": {"p50": 5, "p99": 20}, "failure_rate": 0.0}
         opened_before = self.breaker_opened()
         started = now()
-        for api, settings in before.items():
-            status, answer = Http.call("PUT", f"{self.fleet.url(api)}/v1/ops/payment-simulator", op,
-                                       {**settings, **change}, timeout=5)
-            if status != 200:
-                self.log(f"{name}: PUT on {api} answered {status} {answer}")
+        status, answer = Http.call("PUT", url, op, {**before, **change}, timeout=5)
+        if status != 200:
+            self.log(f"{name}: PUT answered {status} {answer}")
         self.log(f"{name}: {what} for {seconds:g} s")
         time.sleep(seconds)
-        for api, settings in before.items():
-            status, answer = Http.call("PUT", f"{self.fleet.url(api)}/v1/ops/payment-simulator", op, settings, timeout=5)
-            if status != 200:
-                self.log(f"{name}: restoring on {api} answered {status} {answer}")
+        status, answer = Http.call("PUT", url, op, {**before, "outage_ms": 0}, timeout=5)
+        if status != 200:
+            self.log(f"{name}: restoring answered {status} {answer}")
         restored = now()
         self.log(f"{name}: simulator settings restored")
         waits = {}

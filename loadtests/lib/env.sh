@@ -3,6 +3,8 @@
 #   use_loadtest_db        points DATABASE_URL at the rehearsal database (created if missing)
 #   start_flashsale DIR    starts `flashsale all` on $port with $prefix; sets $server_pid
 #   stop_flashsale         SIGTERM, wait
+#   start_payments PORT J  the payment simulator on PORT, journaled to J; exports FLASHSALE_PAYMENT_URL
+#   stop_payments          SIGTERM, wait
 #   drop_redis_prefix      deletes every Redis key under $prefix
 #   stack_up               scripts/stack up (LOADTEST_CLUSTER=1: with the Redis Cluster)
 # Everything listens on and targets 127.0.0.1 only.
@@ -74,6 +76,28 @@ stop_flashsale() {
   kill -TERM "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
   server_pid=
+}
+
+# start_payments <port> <journal>: the payment provider simulator as a process of its own
+# (as in production the provider is not ours), journaled; exports FLASHSALE_PAYMENT_URL so
+# `flashsale all` and `flashsale verify` both pay and check through it. Sets $payments_pid.
+start_payments() {
+  "$bin" payment-simulator --listen "127.0.0.1:$1" --journal "$2" >>"${2%.journal}.log" 2>&1 &
+  payments_pid=$!
+  export FLASHSALE_PAYMENT_URL=http://127.0.0.1:$1
+  local i
+  for i in $(seq 1 50); do
+    curl -s -o /dev/null "$FLASHSALE_PAYMENT_URL/v1/simulator/settings" && return 0
+    sleep 0.1
+  done
+  die "the payment simulator did not start (log: ${2%.journal}.log)"
+}
+
+stop_payments() {
+  [[ -n ${payments_pid:-} ]] || return 0
+  kill -TERM "$payments_pid" 2>/dev/null || true
+  wait "$payments_pid" 2>/dev/null || true
+  payments_pid=
 }
 
 drop_redis_prefix() {

@@ -8,7 +8,9 @@ Every member is started from the caller's environment (REDIS_URL, DATABASE_URL,
 FLASHSALE_REDIS_PREFIX, RUST_LOG …), detached in a session of its own so a member
 outlives the command that started it; APIs get FLASHSALE_BIND_ADDR=127.0.0.1:<port>.
 The fleet is described in <dir>/fleet.json (members, pids, ports); each member appends
-its output to <dir>/<name>.log across restarts.
+its output to <dir>/<name>.log across restarts. The payment provider is a member of its
+own, `payments` (`flashsale payment-simulator`, journaled to <dir>/payments.journal); every
+other member gets FLASHSALE_PAYMENT_URL pointing at it.
 
     fleet.py up <dir> --bin target/release/flashsale --api-ports 18380,18381 --relays 1 --workers 2
     fleet.py kill <dir> <name>      # SIGKILL (kill -9)
@@ -17,7 +19,7 @@ its output to <dir>/<name>.log across restarts.
     fleet.py urls <dir>             # the API base URLs, comma-separated
     fleet.py down <dir>             # SIGTERM every member, SIGKILL after a grace period
 
-Members are named api1, api2 …, relay1 …, worker1 …. `up` runs `flashsale migrate`
+Members are named payments, api1, api2 …, relay1 …, worker1 …. `up` runs `flashsale migrate`
 first and returns once every API answers /readyz with 200.
 """
 import argparse
@@ -77,9 +79,12 @@ class Fleet:
 
     # ---------------------------------------------------------------- description
 
-    def plan(self, binary, api_ports, relays, workers):
+    def plan(self, binary, api_ports, relays, workers, payments_port):
         self.binary = os.path.abspath(binary)
         self.members = {}
+        # The payment provider is a service of its own, shared by every member (its
+        # ledger outlives any member a fault kills): the simulator, journaled here.
+        self.members["payments"] = {"role": "payment-simulator", "port": payments_port, "pid": None, "starts": 0}
         for i, port in enumerate(api_ports, 1):
             self.members[f"api{i}"] = {"role": "serve", "port": port, "pid": None, "starts": 0}
         for i in range(1, relays + 1):
@@ -129,7 +134,13 @@ class Fleet:
         member = self.members[name]
         if member["role"] == "serve":
             return http_status(f"{self.url(name)}/readyz") == 200
+        if member["role"] == "payment-simulator":
+            return http_status(f"{self.url(name)}/v1/simulator/settings") != 0
         return True
+
+    def payments_url(self):
+        payments = self.members.get("payments")
+        return f"http://{HOST}:{payments['port']}" if payments else None
 
     def migrate(self):
         subprocess.run([self.binary, "migrate"], check=True, stdout=subprocess.DEVNULL)
@@ -148,10 +159,16 @@ class Fleet:
             if http_status(f"http://{HOST}:{port}/healthz") != 0:
                 raise RuntimeError(f"port {port} is already serving")
             env["FLASHSALE_BIND_ADDR"] = f"{HOST}:{port}"
+        command = [self.binary, member["role"]]
+        if member["role"] == "payment-simulator":
+            command += ["--listen", f"{HOST}:{member['port']}",
+                        "--journal", os.path.join(self.folder, "payments.journal")]
+        elif self.payments_url():
+            env["FLASHSALE_PAYMENT_URL"] = self.payments_url()
         with open(self.log_path(name), "ab") as out:
             out.write(f"---- fleet: starting {name} ({member['role']}) at {time.time():.3f}\n".encode())
             out.flush()
-            child = subprocess.Popen([self.binary, member["role"]], env=env, stdin=subprocess.DEVNULL,
+            child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.children[child.pid] = child
         member["pid"] = child.pid
@@ -232,6 +249,7 @@ def main():
     up.add_argument("--api-ports", required=True, help="comma-separated loopback ports, one API each")
     up.add_argument("--relays", type=int, default=1)
     up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--payments-port", type=int, help="the payment simulator's port (default: last API port + 10)")
     for command in ("kill", "start"):
         p = sub.add_parser(command)
         p.add_argument("dir")
@@ -243,7 +261,7 @@ def main():
     fleet = Fleet(args.dir)
     if args.command == "up":
         ports = [int(p) for p in args.api_ports.split(",") if p.strip()]
-        fleet.plan(args.bin, ports, args.relays, args.workers)
+        fleet.plan(args.bin, ports, args.relays, args.workers, args.payments_port or max(ports) + 10)
         fleet.up()
         log("up: " + ", ".join(f"{n} (pid {m['pid']}{', port %d' % m['port'] if 'port' in m else ''})"
                                for n, m in fleet.members.items()))
