@@ -257,7 +257,9 @@ pub(super) fn parse_note_elsewhere(reply: Value) -> Result<bool> {
 pub(super) enum ReleaseReply {
     /// The hold is released; its units are free.
     Released,
-    /// No such hold, or another shopper's.
+    /// No hold under this id.
+    Missing,
+    /// Another shopper's hold.
     NotFound,
     /// The hold had already ended in this status.
     NotHeld(String),
@@ -268,6 +270,7 @@ impl ReleaseReply {
         let fields = Fields::new("release", reply)?;
         match fields.tag()?.as_str() {
             "ok" => Ok(Self::Released),
+            "missing" => Ok(Self::Missing),
             "not_found" => Ok(Self::NotFound),
             "not_held" => Ok(Self::NotHeld(fields.text(1)?)),
             _ => Err(fields.unexpected()),

@@ -39,6 +39,8 @@ pub struct Sales {
 impl Sales {
     /// The service over a store, a projection and a clock.
     pub fn new(store: SaleStore, projection: Projection, clock: Arc<dyn Clock>) -> Self {
+        // Reservation ids name their sale by its ordinal, read from the same database.
+        let projection = projection.with_postgres(store.pool().clone());
         Self {
             store,
             projection,
