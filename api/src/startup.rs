@@ -176,7 +176,8 @@ impl Application {
             Projection::new(redis.clone(), config.redis_prefix.clone())
                 .with_stripes(config.stock_stripes),
             clock,
-        );
+        )
+        .with_ended_sale_retention(config.ended_sale_retention);
         let simulator = Arc::new(SimulatedPayments::new(config.payment_simulator, db.clone()));
         let payments = guard(&config, simulator.clone());
         let checkout = Checkout::new(sales.clone(), checkout_pool.clone(), db.clone(), payments)

@@ -37,7 +37,7 @@ use crate::Error;
 
 pub use holds::{Finish, HoldRecord, Release, ReserveOutcome};
 pub use keys::{home_stripe, SaleKeys, Stripe, MAX_STRIPES};
-pub use scripts::BeginCheckout;
+pub use scripts::{BeginCheckout, Purge};
 pub use stock::free_ranges;
 
 /// Stock and holds of every sale, in one Redis (or one Redis Cluster).
