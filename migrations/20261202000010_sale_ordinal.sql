@@ -8,7 +8,8 @@
 --   room in a 128-bit reservation id for randomness; 40 bits of ordinal do.
 -- * `generated always`: no writer chooses it, and it is never updated, so every process
 --   may cache ordinal <-> sale id for as long as it runs. Existing sales are numbered
---   when the column is added.
+--   when the column is added (a rewrite of the table under its lock: brief, as `sales`
+--   has one row per launch, and checkout never touches the row).
 -- * The check keeps it within the 40 bits a reservation id has for it (a trillion
 --   sales); the unique index is how a process resolves an ordinal it has not seen.
 alter table sales
