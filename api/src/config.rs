@@ -139,6 +139,10 @@ pub struct Config {
     /// Redis (1..=64; 1, the default, is the unstriped layout). Every process of a
     /// deployment must use the same value; see the README, "Hot-sale striping".
     pub stock_stripes: u32,
+    /// `FLASHSALE_ENDED_SALE_RETENTION_SECS`: how long an ended sale's Redis keys stay
+    /// after its last hold settled (default 3600); then the sweeper deletes them and
+    /// Postgres alone keeps the sale.
+    pub ended_sale_retention: Duration,
     /// `FLASHSALE_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
 }
@@ -319,6 +323,10 @@ impl Config {
             shutdown_grace: millis("FLASHSALE_SHUTDOWN_GRACE_MS", "10000", 0..=600_000)?,
             sweep_interval: millis("FLASHSALE_SWEEP_INTERVAL_MS", "250", 10..=60_000)?,
             stock_stripes,
+            ended_sale_retention: Duration::from_secs(var(
+                "FLASHSALE_ENDED_SALE_RETENTION_SECS",
+                "3600",
+            )?),
             log_format: var("FLASHSALE_LOG_FORMAT", "text")?,
         })
     }

@@ -214,7 +214,8 @@ impl Application {
             Projection::new(redis.clone(), config.redis_prefix.clone())
                 .with_stripes(config.stock_stripes),
             clock,
-        );
+        )
+        .with_ended_sale_retention(config.ended_sale_retention);
         let (provider, simulator) = payment_provider(&config, &shutdown).await?;
         let payments = guard(&config, provider.clone());
         let checkout = Checkout::new(sales.clone(), checkout_pool.clone(), db.clone(), payments)

@@ -79,6 +79,11 @@ impl SaleStore {
         Self { pool }
     }
 
+    /// The pool, for the projection's map of sale ordinals (`sales.ordinal`).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Inserts a new sale with units 1..=total.
     pub async fn insert(&self, merchant: MerchantId, spec: &SaleSpec) -> Result<Sale> {
         let sql = format!(

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use reservations::ids::{MerchantId, ReservationId, SaleId, ShopperId};
-use reservations::projection::{Projection, ReserveOutcome, Stripe};
+use reservations::projection::{Projection, Release, ReserveOutcome, Stripe};
 use reservations::redis_conn::RedisTarget;
 use reservations::sales::{Admission, Money, Sale, SaleState};
 
@@ -211,12 +211,12 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .await
                     .unwrap();
                 let want = if hold.owner != shopper {
-                    Err(None)
+                    Release::NotFound
                 } else if hold.status != "held" {
-                    Err(Some(hold.status.to_owned()))
+                    Release::NotHeld(hold.status.to_owned())
                 } else {
                     model.end_hold(i, "released");
-                    Ok(())
+                    Release::Released
                 };
                 prop_assert_eq!(got, want);
             }

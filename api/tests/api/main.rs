@@ -12,6 +12,7 @@ mod ops;
 mod payments;
 mod queue;
 mod reservations;
+mod reservations_by_id;
 mod shedding;
 mod stripes;
 mod verify;

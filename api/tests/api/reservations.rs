@@ -591,6 +591,102 @@ async fn an_ended_sale_is_swept_until_its_last_hold_returns_then_no_longer_visit
     );
 }
 
+/// How many of the sale's Redis keys (every stripe) exist.
+async fn sale_keys_present(app: &TestApp, sale: Uuid) -> i64 {
+    let mut exists = redis::cmd("EXISTS");
+    for keys in app
+        .app_state
+        .sales
+        .hot_state_for_tests()
+        .all_stripe_keys(SaleId(sale))
+    {
+        for key in keys.all() {
+            exists.arg(key);
+        }
+    }
+    exists
+        .query_async(&mut app.app_state.redis.clone())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_ended_sale_s_keys_go_after_the_retention_and_the_sale_stays_readable() {
+    // Arrange: a sale with one order and one hold still out when the merchant ends it;
+    // a retention of ten minutes.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.ended_sale_retention = Duration::from_secs(600);
+    })
+    .await;
+    let sale = app.live_sale(5, 2).await;
+    let shopper = app.direct_shopper();
+    let bought = app.hold(&shopper, sale, 1).await;
+    let order = app
+        .place_order(&shopper, bought, "k", "tok_ok")
+        .await
+        .expect("an order");
+    app.hold(&shopper, sale, 1).await;
+    assert_eq!(app.transition(sale, "end").await.status(), 200);
+    let sales = &app.app_state.sales;
+
+    // Act / Assert: the hold out keeps the keys; once it has expired, they stay for the
+    // retention, then the sweep deletes every one of them.
+    sales.sweep_once(100).await.unwrap();
+    app.clock.advance(Duration::from_secs(601)); // the hold's TTL
+    sales.sweep_once(100).await.unwrap();
+    assert!(sale_keys_present(&app, sale).await > 0, "settled just now");
+    app.clock.advance(Duration::from_secs(599));
+    sales.sweep_once(100).await.unwrap();
+    assert!(
+        sale_keys_present(&app, sale).await > 0,
+        "within the retention"
+    );
+    app.clock.advance(Duration::from_secs(2));
+    sales.sweep_once(100).await.unwrap();
+    assert_eq!(sale_keys_present(&app, sale).await, 0, "past the retention");
+
+    // Postgres kept everything: the sale, its stock and its order still read the same.
+    assert_eq!(app.admin_get_sale(sale).await.stock, Stock::new(5, 4, 0, 1));
+    let public = app.get(&format!("/v1/sales/{sale}"), None).await;
+    assert_eq!(public.status(), 200);
+    assert_eq!(
+        app.order(&shopper, order.order_id).await.unwrap().status,
+        "confirmed"
+    );
+}
+
+#[tokio::test]
+async fn a_sale_whose_end_moves_later_keeps_its_keys_past_the_old_retention() {
+    // Arrange: a sale past its end (its purge is scheduled), then the merchant moves
+    // the end later.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.ended_sale_retention = Duration::from_secs(600);
+    })
+    .await;
+    let sale = app.live_sale(3, 1).await;
+    app.clock.advance(Duration::from_secs(2 * 3600 + 1));
+    app.app_state.sales.sweep_once(100).await.unwrap();
+    let later = app.clock_now() + chrono::Duration::hours(2);
+    let patched = app
+        .patch_sale(sale, json!({ "ends_at": later }), None)
+        .await;
+    assert_eq!(patched.status(), 200);
+    let present = sale_keys_present(&app, sale).await;
+    assert!(present >= 2, "meta and free units at least");
+
+    // Act: the old retention passes.
+    app.clock.advance(Duration::from_secs(601));
+    app.app_state.sales.sweep_once(100).await.unwrap();
+
+    // Assert: the live sale kept its state and still sells.
+    assert_eq!(sale_keys_present(&app, sale).await, present);
+    let shopper = app.direct_shopper();
+    assert_eq!(
+        app.reserve_request(&shopper, sale, 1, None).await.status(),
+        201
+    );
+}
+
 #[tokio::test]
 async fn a_shopper_told_sold_out_counts_for_the_waiting_room_as_having_had_their_turn() {
     // Arrange: one unit, held by the first shopper.

@@ -15,8 +15,8 @@ use crate::helpers::{assert_problem, spawn_app_with, TestApp, TestShopper};
 use crate::reservations::{
     assert_stock_conserved, free_units, free_units_by_stripe, holds, holds_by_stripe, insert_order,
 };
-use reservations::ids::{SaleId, ShopperId};
-use reservations::projection::{home_stripe, Stripe};
+use reservations::ids::{ReservationId, SaleId, ShopperId};
+use reservations::projection::{home_stripe, ReserveOutcome, Stripe};
 
 const STRIPES: u32 = 4;
 
@@ -430,33 +430,42 @@ async fn two_concurrent_checkouts_over_the_limit_place_exactly_one_order() {
 
 #[tokio::test]
 async fn reservation_index_entries_without_a_stripe_are_read_as_stripe_zero() {
-    // Arrange: a hold in stripe 0, whose index entry is the sale id alone (what an
-    // unstriped deployment always wrote), and one in stripe 1 (sale id and stripe).
+    // Arrange: holds under version 4 ids, as processes before addressed ids made them,
+    // with the index entries they wrote: in stripe 0 the sale id alone (what an
+    // unstriped deployment always wrote), in stripe 1 the sale id and the stripe.
     let app = spawn_striped_app().await;
     let sale = app.live_sale(8, 2).await;
     let (zero, one) = (shopper_at_home_in(&app, 0), shopper_at_home_in(&app, 1));
-    let (at_zero, at_one) = (
-        app.hold(&zero, sale, 1).await,
-        app.hold(&one, sale, 1).await,
-    );
+    let projection = app.app_state.sales.hot_state_for_tests();
     let mut redis = app.app_state.redis.clone();
-    let index = |id: Uuid| format!("{}:resv:{{{id}}}", app.prefix);
-    let entry_zero: Option<String> = redis::cmd("GET")
-        .arg(index(at_zero))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let entry_one: Option<String> = redis::cmd("GET")
-        .arg(index(at_one))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let mut legacy = Vec::new();
+    for (shopper, entry) in [(&zero, sale.to_string()), (&one, format!("{sale}:1"))] {
+        let id = ReservationId::new();
+        let outcome = projection
+            .reserve(
+                SaleId(sale),
+                app.clock_now().timestamp_millis(),
+                id,
+                ShopperId(shopper.id),
+                1,
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(outcome, ReserveOutcome::Held { id: held, .. } if held == id));
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}:resv:{{{}}}", app.prefix, id))
+            .arg(entry)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        legacy.push((shopper, id.0));
+    }
 
-    // Assert
-    assert_eq!(entry_zero, Some(sale.to_string()));
-    assert_eq!(entry_one, Some(format!("{sale}:1")));
-    for (shopper, id) in [(&zero, at_zero), (&one, at_one)] {
-        let released = app.release(&shopper, id).await;
+    // Act / Assert: the legacy index still finds them, in their stripes.
+    for (shopper, id) in legacy {
+        assert_eq!(reservation_status(&app, shopper, id).await, "held");
+        let released = app.release(shopper, id).await;
         assert_eq!(released.status(), 204);
     }
     assert_eq!(assert_stock_conserved(&app, sale).await.available, 8);

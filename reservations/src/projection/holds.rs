@@ -1,6 +1,23 @@
 //! Holds in Redis: reserve (home stripe first), release, the checkout handshake
-//! (begin, finish, stale commits), a hold's record, and the reservation index that
-//! tells which stripe a reservation lives in (its routes name only the hold).
+//! (begin, finish, stale commits), a hold's record, and where a reservation lives.
+//!
+//! A reservation's routes name only the hold. Its id says where the hold lives (sale
+//! ordinal and stripe, see [`crate::ids`]): the server mints it before the reserve
+//! script runs, and a reserve is one script call, one Redis round trip. Whatever
+//! becomes of the reply, the hold is in that stripe's hash under that id or it never
+//! existed; a lookup costs no Redis round trip (the ordinal map is in process).
+//!
+//! # Rolling deploy: the legacy index (remove after the deploy)
+//!
+//! Processes before this layout minted version 4 ids and wrote an index key
+//! `<prefix>:resv:{<id>}` → `<sale>[:<stripe>]` after each reserve. A v4 id is looked
+//! up there ([`Projection::reservation_stripe`] → `legacy_index_stripe`) for as long as
+//! such a hold can live: its sale's hold TTL (at most an hour) after the last old
+//! process is gone. After that, delete `legacy_index_stripe`, `reservation_key` and
+//! `Stripe::parse_index_value`: a v4 id then simply locates nothing (404). While old
+//! and new processes run side by side, an old one answers 404 for a hold a new one
+//! made (it reads only the index) until the old ones are gone; the hold itself is
+//! untouched, and a retry that reaches a new process finds it.
 
 use serde::Deserialize;
 
@@ -73,6 +90,19 @@ pub enum Finish<'a> {
     Release,
 }
 
+/// What a shopper's release did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// The hold is released; its units are free.
+    Released,
+    /// The hold had already ended in this status.
+    NotHeld(String),
+    /// Another shopper's hold.
+    NotFound,
+    /// Redis has no hold under this id (lost with Redis state, or never made).
+    Missing,
+}
+
 /// cjson encodes an empty Lua table as `{}`, not `[]`; anything but unit numbers is a
 /// corrupt record and an error, never silently dropped.
 fn units_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
@@ -101,7 +131,9 @@ enum Reply {
 impl Projection {
     /// Holds `quantity` units for a shopper: in their home stripe, or — only when it is
     /// sold out — in the next stripe that can serve the whole quantity, in a fixed order
-    /// from home. A quantity that no single stripe can serve is sold out.
+    /// from home. A quantity that no single stripe can serve is sold out. In stripe k
+    /// the hold is made under `id.in_stripe(k)` (see [`Self::new_reservation_id`]), so
+    /// its id names the stripe it lives in.
     pub async fn reserve(
         &self,
         sale: SaleId,
@@ -120,7 +152,15 @@ impl Projection {
             for step in 0..self.stripes {
                 let stripe = Stripe::new(sale, (home + step) % self.stripes);
                 let reply = self
-                    .reserve_in(stripe, now_ms, id, shopper, quantity, key, step == 0)
+                    .reserve_in(
+                        stripe,
+                        now_ms,
+                        id.in_stripe(stripe.index),
+                        shopper,
+                        quantity,
+                        key,
+                        step == 0,
+                    )
                     .await?;
                 outcome = match reply {
                     Reply::Outcome(ReserveOutcome::SoldOut) => continue,
@@ -130,7 +170,7 @@ impl Projection {
                             .reserve_in(
                                 Stripe::new(sale, k),
                                 now_ms,
-                                id,
+                                id.in_stripe(k),
                                 shopper,
                                 quantity,
                                 key,
@@ -152,7 +192,8 @@ impl Projection {
             else {
                 return Ok(outcome);
             };
-            if stripe == home || held != id {
+            let ours = id.in_stripe(stripe);
+            if stripe == home || held != ours {
                 return Ok(outcome);
             }
             // A new hold away from home: tell the home stripe, unless a concurrent
@@ -169,7 +210,9 @@ impl Projection {
                 return Ok(outcome);
             }
             // Ours is brand new and unseen by anyone: it is still `held`.
-            let _ = self.release(Stripe::new(sale, stripe), id, shopper).await?;
+            let _ = self
+                .release(Stripe::new(sale, stripe), ours, shopper)
+                .await?;
         }
         Err(Error::Internal(anyhow::anyhow!(
             "reserve with idempotency key kept losing to concurrent requests"
@@ -218,13 +261,13 @@ impl Projection {
         }))
     }
 
-    /// The shopper releases a hold. Returns the status it was in when it was not `held`.
+    /// The shopper releases a hold.
     pub async fn release(
         &self,
         stripe: Stripe,
         id: ReservationId,
         shopper: ShopperId,
-    ) -> Result<Result<(), Option<String>>> {
+    ) -> Result<Release> {
         let reply = self
             .stripe_keys(stripe)
             .invoke(&self.scripts.release)
@@ -233,9 +276,10 @@ impl Projection {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match ReleaseReply::parse(reply)? {
-            ReleaseReply::Released => Ok(()),
-            ReleaseReply::NotHeld(status) => Err(Some(status)),
-            ReleaseReply::NotFound => Err(None),
+            ReleaseReply::Released => Release::Released,
+            ReleaseReply::NotHeld(status) => Release::NotHeld(status),
+            ReleaseReply::NotFound => Release::NotFound,
+            ReleaseReply::Missing => Release::Missing,
         })
     }
 
@@ -329,25 +373,47 @@ impl Projection {
         .transpose()
     }
 
-    /// Remembers where a reservation lives (its routes name only the hold).
-    pub async fn index_reservation(
+    /// A fresh id for a hold of `shopper` in `sale`, naming the sale and the shopper's
+    /// home stripe, where the reserve tries first (a fallback to another stripe moves
+    /// the id there, see [`Self::reserve`]). No Redis round trip: the sale's ordinal
+    /// comes from the in-process map (Postgres on the first use of a sale here).
+    pub async fn new_reservation_id(
         &self,
-        id: ReservationId,
-        stripe: Stripe,
-        ttl_secs: u64,
-    ) -> Result<()> {
-        let _: () = redis::cmd("SET")
-            .arg(self.reservation_key(id))
-            .arg(stripe.to_index_value())
-            .arg("EX")
-            .arg(ttl_secs)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
+        sale: SaleId,
+        shopper: ShopperId,
+    ) -> Result<ReservationId> {
+        let ordinal = self
+            .directory
+            .ordinal_of(sale)
+            .await?
+            .ok_or(Error::SaleNotFound)?;
+        Ok(ReservationId::mint(
+            ordinal,
+            home_stripe(shopper, self.stripes),
+        ))
     }
 
-    /// The sale and stripe of a reservation, if the index knows it.
+    /// The sale and stripe of a reservation: decoded from its id, the sale found by its
+    /// ordinal (no Redis round trip). `None` when the id names no sale of this
+    /// deployment, or a stripe the sale does not have. An id of another layout is
+    /// looked up in the legacy index (see the module doc).
     pub async fn reservation_stripe(&self, id: ReservationId) -> Result<Option<Stripe>> {
+        let Some(address) = id.address() else {
+            return self.legacy_index_stripe(id).await;
+        };
+        if address.stripe >= self.stripes {
+            return Ok(None);
+        }
+        Ok(self
+            .directory
+            .sale_of(address.sale)
+            .await?
+            .map(|sale| Stripe::new(sale, address.stripe)))
+    }
+
+    /// Legacy (remove after the rolling deploy, see the module doc): the index entry an
+    /// older process wrote for a version 4 id.
+    async fn legacy_index_stripe(&self, id: ReservationId) -> Result<Option<Stripe>> {
         let raw: Option<String> = redis::cmd("GET")
             .arg(self.reservation_key(id))
             .query_async(&mut self.conn.clone())
@@ -355,6 +421,7 @@ impl Projection {
         Ok(raw.and_then(|s| Stripe::parse_index_value(&s)))
     }
 
+    /// Legacy (remove with `legacy_index_stripe`): the index key of a version 4 id.
     fn reservation_key(&self, id: ReservationId) -> String {
         format!("{}:resv:{{{id}}}", self.prefix)
     }

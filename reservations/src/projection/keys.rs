@@ -9,6 +9,9 @@ use crate::ids::{SaleId, ShopperId};
 /// Most stripes a sale's stock may be split into.
 pub const MAX_STRIPES: u32 = 64;
 
+// A reservation id names its stripe in one byte (see `crate::ids`).
+const _: () = assert!(MAX_STRIPES <= 256);
+
 /// One stripe of a sale's stock: where a hold lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Stripe {
@@ -37,8 +40,11 @@ impl Stripe {
         )
     }
 
-    /// How the reservation index writes it: the sale id alone for stripe 0 (the entry
-    /// an unstriped deployment always wrote), `<sale>:<k>` otherwise.
+    /// How the legacy reservation index wrote it: the sale id alone for stripe 0 (the
+    /// entry an unstriped deployment always wrote), `<sale>:<k>` otherwise. Nothing
+    /// writes the index any more (a reservation id names its stripe); this stays for the
+    /// test of [`Self::parse_index_value`].
+    #[cfg(test)]
     pub(crate) fn to_index_value(self) -> String {
         match self.index {
             0 => self.sale.to_string(),
@@ -46,7 +52,9 @@ impl Stripe {
         }
     }
 
-    /// Reads an index entry; an entry with only a sale id is stripe 0.
+    /// Reads a legacy index entry (written by processes before reservation ids named
+    /// their stripe; remove with `Projection::legacy_index_stripe`); an entry with only
+    /// a sale id is stripe 0.
     pub(crate) fn parse_index_value(raw: &str) -> Option<Self> {
         let (sale, index) = match raw.split_once(':') {
             Some((sale, index)) => (sale, index.parse().ok()?),

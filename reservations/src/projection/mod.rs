@@ -18,10 +18,13 @@
 //!
 //! - [`keys`]: stripes, the home stripe, the key names of a stripe.
 //! - `scripts`: the script registry and one typed reply per script.
-//! - `holds`: reserve, release, the checkout handshake, the reservation index.
+//! - `holds`: reserve, release, the checkout handshake, where a reservation lives.
+//! - `directory`: sale ordinal ↔ sale id (reservation ids carry the ordinal), cached
+//!   from Postgres.
 //! - `stock`: loading from Postgres, unit changes, stock reads, the rebuild lock.
 //! - `sweep`: the sweeper's set of sales and hold expiry.
 
+mod directory;
 mod holds;
 pub mod keys;
 mod scripts;
@@ -32,9 +35,9 @@ use crate::ids::SaleId;
 use crate::redis_conn::RedisConn;
 use crate::Error;
 
-pub use holds::{Finish, HoldRecord, ReserveOutcome};
+pub use holds::{Finish, HoldRecord, Release, ReserveOutcome};
 pub use keys::{home_stripe, SaleKeys, Stripe, MAX_STRIPES};
-pub use scripts::BeginCheckout;
+pub use scripts::{BeginCheckout, Purge};
 pub use stock::free_ranges;
 
 /// Stock and holds of every sale, in one Redis (or one Redis Cluster).
@@ -44,6 +47,7 @@ pub struct Projection {
     prefix: String,
     stripes: u32,
     scripts: std::sync::Arc<scripts::Scripts>,
+    directory: directory::SaleDirectory,
 }
 
 /// A sale loaded with another stripe count than this process runs with: never guessed
@@ -64,7 +68,16 @@ impl Projection {
             prefix: prefix.into(),
             stripes: 1,
             scripts: std::sync::Arc::new(scripts::Scripts::new()),
+            directory: directory::SaleDirectory::default(),
         }
+    }
+
+    /// The same, reading sale ordinals from `pool` (the `sales` table): needed to mint
+    /// reservation ids and to locate holds by them. Without it the projection locates
+    /// holds only through the legacy index (enough for the checker and script tests).
+    pub fn with_postgres(mut self, pool: sqlx::PgPool) -> Self {
+        self.directory = directory::SaleDirectory::postgres(pool);
+        self
     }
 
     /// The same, with every sale's stock split into `stripes` (1..=[`MAX_STRIPES`]).

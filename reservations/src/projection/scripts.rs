@@ -31,6 +31,7 @@ pub(super) struct Scripts {
     pub(super) expire: Script,
     pub(super) stock: Script,
     pub(super) note_elsewhere: Script,
+    pub(super) purge: Script,
 }
 
 impl Scripts {
@@ -49,6 +50,7 @@ impl Scripts {
             expire: hold_script!("expire.lua"),
             stock: hold_script!("stock.lua"),
             note_elsewhere: hold_script!("note_elsewhere.lua"),
+            purge: hold_script!("purge.lua"),
         }
     }
 }
@@ -257,7 +259,9 @@ pub(super) fn parse_note_elsewhere(reply: Value) -> Result<bool> {
 pub(super) enum ReleaseReply {
     /// The hold is released; its units are free.
     Released,
-    /// No such hold, or another shopper's.
+    /// No hold under this id.
+    Missing,
+    /// Another shopper's hold.
     NotFound,
     /// The hold had already ended in this status.
     NotHeld(String),
@@ -268,6 +272,7 @@ impl ReleaseReply {
         let fields = Fields::new("release", reply)?;
         match fields.tag()?.as_str() {
             "ok" => Ok(Self::Released),
+            "missing" => Ok(Self::Missing),
             "not_found" => Ok(Self::NotFound),
             "not_held" => Ok(Self::NotHeld(fields.text(1)?)),
             _ => Err(fields.unexpected()),
@@ -363,6 +368,29 @@ impl ExpireReply {
             live: fields.int(1)?,
             ends_ms: fields.int(2)?,
         })
+    }
+}
+
+/// What `purge.lua` did to one stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purge {
+    /// The stripe's keys are deleted.
+    Purged,
+    /// The stripe's state was not there.
+    Gone,
+    /// The sale is not over, or a hold is still live in the stripe: nothing deleted.
+    Live,
+}
+
+impl Purge {
+    pub(super) fn parse(reply: Value) -> Result<Self> {
+        let fields = Fields::new("purge", reply)?;
+        match fields.tag()?.as_str() {
+            "purged" => Ok(Self::Purged),
+            "gone" => Ok(Self::Gone),
+            "live" => Ok(Self::Live),
+            _ => Err(fields.unexpected()),
+        }
     }
 }
 

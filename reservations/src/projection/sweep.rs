@@ -1,8 +1,18 @@
-//! What the sweeper needs from Redis: the set of sales it visits, and expiring a
-//! stripe's due holds in batches.
+//! What the sweeper needs from Redis: the set of sales it visits, expiring a stripe's
+//! due holds in batches, and the purge of ended sales' keys.
+//!
+//! # Ended sales' keys go
+//!
+//! A sale that is over and holds nothing (the sweeper stops visiting it) is put in a
+//! sorted set `<prefix>:ended`, scored by when its keys may go (then + the operator's
+//! retention). A sweep after that deletes its stripes' keys with `purge.lua`, which
+//! checks again that the sale is over and holds nothing (its end may have been moved
+//! later since), so only the state of a finished sale is ever deleted. Postgres is not
+//! touched: a later read of the sale rebuilds its Redis state as after any loss, and
+//! the sweeper then lets it go again after another retention.
 
 use super::keys::Stripe;
-use super::scripts::ExpireReply;
+use super::scripts::{ExpireReply, Purge};
 use super::Projection;
 use crate::ids::SaleId;
 use crate::Result;
@@ -63,5 +73,56 @@ impl Projection {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(raw.iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    /// The sorted set of ended sales, scored by when their keys may go (ms).
+    fn ended_set_key(&self) -> String {
+        format!("{}:ended", self.prefix)
+    }
+
+    /// Lets a sale's keys go at `at_ms` (a later call moves the time).
+    pub async fn schedule_purge(&self, sale: SaleId, at_ms: i64) -> Result<()> {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(self.ended_set_key())
+            .arg(at_ms)
+            .arg(sale.to_string())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` ended sales whose keys may go at `now_ms`.
+    pub async fn due_purges(&self, now_ms: i64, limit: usize) -> Result<Vec<SaleId>> {
+        let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.ended_set_key())
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(raw.iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    /// Forgets a sale's purge (done, or the sale is live again).
+    pub async fn unschedule_purge(&self, sale: SaleId) -> Result<()> {
+        let _: i64 = redis::cmd("ZREM")
+            .arg(self.ended_set_key())
+            .arg(sale.to_string())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes one stripe's keys if its sale is over and it holds nothing.
+    pub async fn purge(&self, stripe: Stripe, now_ms: i64) -> Result<Purge> {
+        let reply = self
+            .stripe_keys(stripe)
+            .invoke(&self.scripts.purge)
+            .arg(now_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Purge::parse(reply)
     }
 }

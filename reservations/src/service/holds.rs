@@ -1,4 +1,10 @@
 //! A shopper's holds: reserve (after the caller checked admission), read, release.
+//!
+//! A reservation id names its sale and stripe (see [`crate::ids`]): a well-formed id
+//! whose hold Redis does not know — lost with Redis state, or a reserve that never ran
+//! — answers as an expired hold (`ReservationExpired`), since its sale exists and the
+//! hold, if it ever was, can no longer be bought. An id that names no sale, and a
+//! legacy id whose index entry or hold is gone, is not found.
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -6,12 +12,9 @@ use utoipa::ToSchema;
 
 use super::Sales;
 use crate::ids::{ReservationId, SaleId, ShopperId};
-use crate::projection::{ReserveOutcome, Stripe};
+use crate::projection::{Release, ReserveOutcome};
 use crate::sales::limits;
 use crate::{Error, Result};
-
-/// How long the reservation → sale index outlives a hold (longest hold is an hour).
-const RESERVATION_INDEX_TTL_SECS: u64 = 2 * 24 * 3600;
 
 /// Units a shopper asks for: 1..=100 (the highest per-shopper limit), parsed at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +91,10 @@ impl Sales {
         quantity: Quantity,
         idempotency_key: Option<&str>,
     ) -> Result<Reserved> {
-        let id = ReservationId::new();
+        // Chosen before the script runs, so a lost reply strands nothing: the hold is
+        // in the stripe the id names (home, or a fallback the id was moved to after
+        // home answered sold out), or it was never made.
+        let id = self.projection.new_reservation_id(sale, shopper).await?;
         loop {
             let outcome = self
                 .projection
@@ -111,16 +117,8 @@ impl Sales {
                     stripe,
                     deadline_ms,
                 } => {
-                    let created = held == id;
-                    if created {
-                        self.projection
-                            .index_reservation(
-                                id,
-                                Stripe::new(sale, stripe),
-                                RESERVATION_INDEX_TTL_SECS,
-                            )
-                            .await?;
-                    }
+                    // A replay answers the first hold of the key, under another id.
+                    let created = held == id.in_stripe(stripe);
                     Ok(Reserved {
                         reservation: Reservation {
                             reservation_id: held,
@@ -147,12 +145,11 @@ impl Sales {
             .reservation_stripe(id)
             .await?
             .ok_or(Error::ReservationNotFound)?;
-        let hold = self
-            .projection
-            .hold(stripe, id)
-            .await?
-            .filter(|h| h.owner == shopper)
-            .ok_or(Error::ReservationNotFound)?;
+        let hold = match self.projection.hold(stripe, id).await? {
+            Some(hold) if hold.owner == shopper => hold,
+            Some(_) => return Err(Error::ReservationNotFound),
+            None => return Err(lost(id)),
+        };
         let now_ms = self.now().timestamp_millis();
         let status = match hold.status.as_str() {
             "checked_out" => ReservationStatus::CheckedOut,
@@ -179,9 +176,21 @@ impl Sales {
             .await?
             .ok_or(Error::ReservationNotFound)?;
         match self.projection.release(stripe, id, shopper).await? {
-            Ok(()) => Ok(()),
-            Err(None) => Err(Error::ReservationNotFound),
-            Err(Some(status)) => Err(Error::ReservationNotHeld(status)),
+            Release::Released => Ok(()),
+            Release::NotFound => Err(Error::ReservationNotFound),
+            Release::Missing => Err(lost(id)),
+            Release::NotHeld(status) => Err(Error::ReservationNotHeld(status)),
         }
+    }
+}
+
+/// The answer for a located reservation whose hold Redis does not have: expired when
+/// its id names a sale that exists (it was located, so it does), not found for a
+/// legacy id (its answer before ids named their stripe).
+fn lost(id: ReservationId) -> Error {
+    if id.address().is_some() {
+        Error::ReservationExpired
+    } else {
+        Error::ReservationNotFound
     }
 }

@@ -8,7 +8,7 @@
 //!   stock changes, and the stock read every answer carries.
 //! - `holds`: a shopper's holds: reserve, read, release ([`Quantity`], [`Reservation`]).
 //! - `rebuild`: loading a sale's Redis state from Postgres, once across processes.
-//! - `sweep`: expiring due holds.
+//! - `sweep`: expiring due holds, and deleting ended sales' keys after a retention.
 //! - [`port`]: the narrow view the waiting room reads ([`WaitingRoomPort`]).
 
 mod catalogue;
@@ -18,6 +18,7 @@ mod rebuild;
 mod sweep;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -28,22 +29,37 @@ use crate::store::SaleStore;
 pub use holds::{Quantity, Reservation, ReservationStatus, Reserved};
 pub use port::WaitingRoomPort;
 
+/// How long an ended sale's Redis keys stay after its last hold settled, unless the
+/// operator sets another retention ([`Sales::with_ended_sale_retention`]).
+pub const DEFAULT_ENDED_SALE_RETENTION: Duration = Duration::from_secs(3600);
+
 /// Sales and holds.
 #[derive(Clone)]
 pub struct Sales {
     store: SaleStore,
     projection: Projection,
     clock: Arc<dyn Clock>,
+    ended_sale_retention: Duration,
 }
 
 impl Sales {
     /// The service over a store, a projection and a clock.
     pub fn new(store: SaleStore, projection: Projection, clock: Arc<dyn Clock>) -> Self {
+        // Reservation ids name their sale by its ordinal, read from the same database.
+        let projection = projection.with_postgres(store.pool().clone());
         Self {
             store,
             projection,
             clock,
+            ended_sale_retention: DEFAULT_ENDED_SALE_RETENTION,
         }
+    }
+
+    /// The same, keeping an ended sale's Redis keys for `retention` after its last hold
+    /// settled (the sweeper deletes them then; Postgres keeps the sale).
+    pub fn with_ended_sale_retention(mut self, retention: Duration) -> Self {
+        self.ended_sale_retention = retention;
+        self
     }
 
     /// The Redis side, for checkout inside this crate.
