@@ -115,25 +115,30 @@ pub struct AuditedSale {
     pub per_user_limit: i64,
     /// When it was created: payments carry no sale id and are scoped by time.
     pub created_at: DateTime<Utc>,
+    /// Whether it is over (ended by the merchant, or past its end): its Redis keys may
+    /// have been deleted after the retention, Postgres being the record.
+    pub over: bool,
 }
 
 impl AuditedSale {
     /// The sale's row, or `None` when Postgres has no such sale.
     pub async fn load(db: &PgPool, sale: SaleId) -> Result<Option<AuditedSale>> {
-        let row: Option<(String, i32, i32, i32, DateTime<Utc>)> = sqlx::query_as(
-            "select name, total, unit_count, per_user_limit, created_at from sales where id = $1",
+        let row: Option<(String, i32, i32, i32, DateTime<Utc>, bool)> = sqlx::query_as(
+            "select name, total, unit_count, per_user_limit, created_at, \
+             state = 'ended' or ends_at <= now() from sales where id = $1",
         )
         .bind(sale.0)
         .fetch_optional(db)
         .await?;
         Ok(row.map(
-            |(name, total, unit_count, per_user_limit, created_at)| AuditedSale {
+            |(name, total, unit_count, per_user_limit, created_at, over)| AuditedSale {
                 id: sale,
                 name,
                 total: i64::from(total),
                 unit_count,
                 per_user_limit: i64::from(per_user_limit),
                 created_at,
+                over,
             },
         ))
     }

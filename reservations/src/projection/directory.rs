@@ -7,10 +7,15 @@
 //! and sales are created rarely: the map is filled on a miss by one indexed read and
 //! cached for the life of the process, never invalidated. Only answers Postgres gave
 //! are cached: an unknown ordinal (a forged id, or a sale created a moment ago by
-//! another process) is asked again next time.
+//! another process) is asked again next time — unless it is above the highest ordinal
+//! Postgres had a moment ago (read at most once a second): then no sale has it, and a
+//! client sending forged ids costs no Postgres read per request. The price: a hold of a
+//! sale created less than a second ago by another process may answer 404 for that
+//! second.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -32,7 +37,12 @@ pub(crate) struct SaleDirectory {
 struct Known {
     ordinals: HashMap<SaleId, SaleOrdinal>,
     sales: HashMap<SaleOrdinal, SaleId>,
+    /// The highest ordinal Postgres had, and when it was read.
+    highest: Option<(i64, Instant)>,
 }
+
+/// How long the highest ordinal read from Postgres is trusted.
+const HIGHEST_FRESH_FOR: Duration = Duration::from_secs(1);
 
 impl SaleDirectory {
     /// A directory that reads `sales` in `pool` on a miss.
@@ -66,6 +76,9 @@ impl SaleDirectory {
         let Some(pool) = &self.pool else {
             return Ok(None);
         };
+        if ordinal.get() > self.highest(pool).await? {
+            return Ok(None);
+        }
         let row: Option<(Uuid,)> = sqlx::query_as("select id from sales where ordinal = $1")
             .bind(ordinal.get())
             .fetch_optional(pool)
@@ -74,6 +87,21 @@ impl SaleDirectory {
             self.remember(SaleId(id), ordinal);
             SaleId(id)
         }))
+    }
+
+    /// The highest ordinal of any sale, read again when older than a second.
+    async fn highest(&self, pool: &PgPool) -> Result<i64> {
+        if let Some((highest, at)) = self.read().highest {
+            if at.elapsed() < HIGHEST_FRESH_FOR {
+                return Ok(highest);
+            }
+        }
+        let highest: i64 = sqlx::query_scalar("select coalesce(max(ordinal), 0) from sales")
+            .fetch_one(pool)
+            .await?;
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        known.highest = Some((highest, Instant::now()));
+        Ok(highest)
     }
 
     fn remember(&self, sale: SaleId, ordinal: SaleOrdinal) -> Option<SaleOrdinal> {
