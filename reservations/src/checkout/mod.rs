@@ -237,7 +237,7 @@ impl Checkout {
             BeginCheckout::Committing {
                 quantity, units, ..
             } => (quantity, units),
-            // The index knows the hold, Redis does not: it was lost with Redis state.
+            // The id names the hold, Redis does not know it: lost with Redis state.
             BeginCheckout::Missing | BeginCheckout::Expired => {
                 return Err(Error::ReservationExpired)
             }
