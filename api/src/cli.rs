@@ -189,19 +189,15 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             journal,
         } => {
             let key = secret_key.unwrap_or_else(|| config.payment_secret_key.expose().clone());
-            let simulator = match journal {
-                Some(path) => {
-                    payment_simulator::Simulator::with_journal(key, config.payment_simulator, &path)
-                        .with_context(|| format!("opening the journal {}", path.display()))?
-                }
-                None => payment_simulator::Simulator::new(key, config.payment_simulator),
-            };
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
-            tracing::info!(%listen, "payment simulator listening");
-            payment_simulator::serve(listener, simulator, shutdown_signal()).await?;
-            Ok(())
+            payment_simulator::run(
+                listen,
+                key,
+                config.payment_simulator,
+                journal.as_deref(),
+                shutdown_signal(),
+            )
+            .await
+            .context("the payment simulator")
         }
         Command::Verify {
             sale_id,

@@ -250,6 +250,31 @@ pub async fn serve(
     }
 }
 
+/// The simulator as a process of its own (the `payment-simulator` binary, `flashsale
+/// payment-simulator`): its ledger in `journal` (replayed first) or in memory, served
+/// on `listen` until `shutdown`.
+pub async fn run(
+    listen: std::net::SocketAddr,
+    secret_key: String,
+    settings: Settings,
+    journal: Option<&Path>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sim = match journal {
+        Some(path) => Simulator::with_journal(secret_key, settings, path)?,
+        None => Simulator::new(secret_key, settings),
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        journal = journal.map(|p| p.display().to_string()),
+        "payment simulator serving"
+    );
+    serve(listener, sim, shutdown).await?;
+    tracing::info!("payment simulator stopped");
+    Ok(())
+}
+
 /// Now, in unix seconds (Stripe's timestamps).
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use payment_simulator::{serve, Settings, Simulator};
+use payment_simulator::{run, Settings};
 use tracing_subscriber::EnvFilter;
 
 /// The simulated payment provider (Stripe PaymentIntents subset).
@@ -29,7 +29,7 @@ struct Args {
     #[arg(
         long,
         env = "PAYMENT_SIMULATOR_SECRET_KEY",
-        default_value = "sk_test_flashsale_simulator",
+        default_value = payment_simulator::DEFAULT_SECRET_KEY,
         hide_default_value = true,
         hide_env_values = true
     )]
@@ -43,19 +43,14 @@ struct Args {
 async fn main() -> std::io::Result<()> {
     init_logging();
     let args = Args::parse();
-    let sim = match &args.journal {
-        Some(path) => Simulator::with_journal(args.secret_key, Settings::default(), path)?,
-        None => Simulator::new(args.secret_key, Settings::default()),
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        journal = args.journal.as_ref().map(|p| p.display().to_string()),
-        "payment simulator serving"
-    );
-    serve(listener, sim, shutdown_signal()).await?;
-    tracing::info!("payment simulator stopped");
-    Ok(())
+    run(
+        args.listen,
+        args.secret_key,
+        Settings::default(),
+        args.journal.as_deref(),
+        shutdown_signal(),
+    )
+    .await
 }
 
 fn init_logging() {
