@@ -14,6 +14,7 @@
 //! - [`projection`]: a sale's hot state in Redis (keys, scripts and their typed replies,
 //!   holds, stock, sweep) and the scripts in `lua/`.
 //! - [`redis_conn`]: one connection type for a single Redis or a Redis Cluster.
+//! - [`redis_identity`]: which Redis a process talks to (its incarnation).
 //! - [`service`]: the operations the HTTP layer calls ([`Sales`]): the catalogue,
 //!   shoppers' holds, the rebuild from Postgres, the sweep, and the narrow port the
 //!   waiting room reads ([`WaitingRoomPort`]).
@@ -38,6 +39,7 @@ pub mod ids;
 pub mod payment;
 pub mod projection;
 pub mod redis_conn;
+pub mod redis_identity;
 pub mod sales;
 pub mod service;
 pub mod store;

@@ -12,6 +12,7 @@ mod ops;
 mod payments;
 mod queue;
 mod reservations;
+mod rollback;
 mod shedding;
 mod stripes;
 mod verify;

@@ -21,9 +21,11 @@
 //! - `holds`: reserve, release, the checkout handshake, the reservation index.
 //! - `stock`: loading from Postgres, unit changes, stock reads, the rebuild lock.
 //! - `sweep`: the sweeper's set of sales and hold expiry.
+//! - `reconcile`: making a stripe agree with Postgres after Redis came back older.
 
 mod holds;
 pub mod keys;
+mod reconcile;
 mod scripts;
 mod stock;
 mod sweep;
@@ -34,6 +36,7 @@ use crate::Error;
 
 pub use holds::{Finish, HoldRecord, ReserveOutcome};
 pub use keys::{home_stripe, SaleKeys, Stripe, MAX_STRIPES};
+pub use reconcile::{StripeReconciled, StripeRecord};
 pub use scripts::BeginCheckout;
 pub use stock::free_ranges;
 
