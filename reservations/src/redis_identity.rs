@@ -172,6 +172,16 @@ mod tests {
     }
 
     #[test]
+    fn the_incarnation_id_is_pinned_for_the_chaos_runner() {
+        // loadtests/lib/rollback.py computes the same id from INFO to see that a sale
+        // is reconciled for the Redis that came back: both must agree.
+        let single = Incarnation {
+            nodes: vec![node("", "abc123", "r1")],
+        };
+        assert_eq!(single.id(), "addddc8d67b8da9c");
+    }
+
+    #[test]
     fn a_new_run_id_or_replication_id_is_a_new_incarnation() {
         let before = Incarnation {
             nodes: vec![node("a", "r1", "x"), node("b", "r2", "y")],
