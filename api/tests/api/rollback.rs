@@ -13,7 +13,7 @@ use test_support::PrivateRedis;
 use uuid::Uuid;
 
 use crate::helpers::*;
-use crate::reservations::{assert_stock_conserved, free_units};
+use crate::reservations::{assert_stock_conserved, free_units, insert_order};
 
 /// The app on `redis` alone (never a cluster, whatever the suite runs on).
 async fn spawn_on(redis: &PrivateRedis) -> TestApp {
@@ -203,4 +203,64 @@ async fn noticing_a_new_redis_adds_no_command_to_the_reserve_path() {
         "{info} INFO calls during 300 reserves in {elapsed:?} (the watcher sends 2 a second)"
     );
     assert!(calls("evalsha") + calls("eval") >= 300, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciling_ends_holds_postgres_contradicts_and_counts_orders_redis_never_saw() {
+    // Arrange: Redis and Postgres disagree as after a rollback: a live hold whose unit
+    // Postgres sold to another order, and an order whose hold Redis never had.
+    let app = spawn_app().await;
+    let sale = app.live_sale(6, 2).await;
+    let free_before = free_units(&app, sale).await;
+    let holder = app.direct_shopper();
+    let contradicted = app.hold(&holder, sale, 1).await;
+    let free_after_hold = free_units(&app, sale).await;
+    let held_unit = *free_before
+        .iter()
+        .find(|u| !free_after_hold.contains(u))
+        .expect("the held unit");
+    insert_order(&app, sale, Uuid::new_v4(), &[held_unit as i32])
+        .await
+        .unwrap();
+    let lost_buyer = app.direct_shopper();
+    let lost_units: Vec<i32> = free_after_hold.iter().take(2).map(|&u| u as i32).collect();
+    insert_order(&app, sale, lost_buyer.id, &lost_units)
+        .await
+        .unwrap();
+
+    // Act
+    let reconciled = app
+        .app_state
+        .sales
+        .reconcile(SaleId(sale), "test-incarnation")
+        .await
+        .unwrap();
+
+    // Assert: the contradicted hold ended, no sold unit is free, the buyer Redis never
+    // saw is at the limit, the holder may hold again, and the counts agree with
+    // Postgres; a second pass for the same incarnation is skipped.
+    assert!(reconciled);
+    let seen = app
+        .reservation(&holder, contradicted)
+        .await
+        .expect("the hold");
+    assert_eq!(seen.status, "expired");
+    let free = free_units(&app, sale).await;
+    for unit in std::iter::once(held_unit).chain(lost_units.iter().map(|&u| i64::from(u))) {
+        assert!(!free.contains(&unit), "sold unit {unit} is free: {free:?}");
+    }
+    let stock = assert_stock_conserved(&app, sale).await;
+    assert_eq!(
+        (stock.total, stock.sold, stock.held, stock.available),
+        (6, 3, 0, 3)
+    );
+    let over = app.reserve_request(&lost_buyer, sale, 1, None).await;
+    assert_problem(over, 409, "per_user_limit_exceeded").await;
+    app.hold(&holder, sale, 1).await;
+    assert!(!app
+        .app_state
+        .sales
+        .reconcile(SaleId(sale), "test-incarnation")
+        .await
+        .unwrap());
 }
