@@ -228,7 +228,10 @@ async fn reconciling_ends_holds_postgres_contradicts_and_counts_orders_redis_nev
         .await
         .unwrap();
 
-    // Act
+    // Act (the incarnation read as the watcher reads it: every master when the suite
+    // runs on a cluster)
+    let incarnation = redis_identity::read(&app.app_state.redis).await.unwrap();
+    assert!(incarnation.nodes().iter().all(|n| !n.run_id.is_empty()));
     let reconciled = app
         .app_state
         .sales
