@@ -212,6 +212,7 @@ impl Sales {
         }
         let bought: Vec<(ShopperId, i64)> = bought.into_iter().collect();
         let mut total = StripeReconciled::default();
+        let mut present = false;
         for stripe in self.projection.stripes(sale) {
             let k = stripe.index as usize;
             let record = StripeRecord {
@@ -224,6 +225,7 @@ impl Sales {
             let Some(done) = self.projection.reconcile_stripe(stripe, &record).await? else {
                 continue;
             };
+            present = true;
             total.changed |= done.changed;
             total.checked_out += done.checked_out;
             total.ended += done.ended;
@@ -240,6 +242,10 @@ impl Sales {
                 free_after = total.free_after,
                 "sale state in Redis disagreed with Postgres; reconciled"
             );
+        }
+        if present {
+            // The sweeper's set may have lost the sale with the rest.
+            self.projection.track_for_sweep(sale).await?;
         }
         self.projection.mark_reconciled(sale, incarnation).await?;
         Ok(true)
