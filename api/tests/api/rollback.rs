@@ -267,3 +267,64 @@ async fn reconciling_ends_holds_postgres_contradicts_and_counts_orders_redis_nev
         .await
         .unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciling_while_shoppers_hold_and_buy_keeps_every_count_exact() {
+    // Arrange: a sale; 150 shoppers will hold a unit each and 100 of them buy it.
+    let app = spawn_app().await;
+    let sale = app.live_sale(300, 1).await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+
+    // Act: reconcile again and again (each pass for another incarnation, so none is
+    // skipped) while they do, so Postgres is read before commits the script then sees.
+    let reconcile = async {
+        let mut passes = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let incarnation = format!("pass-{passes}");
+            app.app_state
+                .sales
+                .reconcile(SaleId(sale), &incarnation)
+                .await
+                .unwrap();
+            passes += 1;
+        }
+        passes
+    };
+    let shoppers = async {
+        futures::future::join_all((0..150).map(|i| {
+            let app = &app;
+            async move {
+                let shopper = app.direct_shopper();
+                let hold = app.hold(&shopper, sale, 1).await;
+                if i % 3 != 0 {
+                    app.place_order(&shopper, hold, &format!("pay-{i}"), "tok_ok")
+                        .await
+                        .expect("the order is placed");
+                }
+            }
+        }))
+        .await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (passes, ()) = tokio::join!(reconcile, shoppers);
+
+    // Assert: every hold and order counted once, Redis agrees with Postgres, and
+    // every shopper's count is their one unit.
+    assert!(passes > 1, "the reconciler ran during the traffic");
+    let stock = assert_stock_conserved(&app, sale).await;
+    assert_eq!(
+        (stock.total, stock.sold, stock.held, stock.available),
+        (300, 100, 50, 150)
+    );
+    assert_eq!(sold_in_postgres(&app, sale).await.len(), 100);
+    let projection = app.app_state.sales.hot_state_for_tests();
+    if projection.stripe_count() == 1 {
+        let users: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(projection.keys(SaleId(sale)).users())
+            .query_async(&mut app.app_state.redis.clone())
+            .await
+            .unwrap();
+        assert_eq!(users.len(), 150);
+        assert!(users.values().all(|&n| n == 1), "{users:?}");
+    }
+}
