@@ -3,7 +3,9 @@
 //! This crate owns every rule about units: which are free, held or sold, who holds
 //! them and until when. Redis is the fast path (atomic Lua scripts); Postgres is the
 //! record and the last line against overselling (`order_units` primary key). When a
-//! sale's Redis state is missing, it is rebuilt from Postgres.
+//! sale's Redis state is missing, it is rebuilt from Postgres; when Redis comes back
+//! older (a restart that lost its last second, a failover), every live sale is
+//! reconciled from Postgres.
 //!
 //! # Layout
 //!

@@ -25,7 +25,9 @@
 //! `lua/reconcile.lua` on every stripe whose state is present, and then writes the
 //! marker; a process that arrives later finds the marker and skips the sale. A stripe
 //! whose state is missing is left to the full rebuild, which still loads empty Redis
-//! on demand. After it, in every stripe:
+//! on demand. A sale that disagreed with Postgres is counted in
+//! `flashsale_redis_sales_reconciled_total` and logged at WARN with what changed.
+//! After it, in every stripe:
 //!
 //! - units Postgres sold or retired are neither free nor in a live hold;
 //! - a hold whose reservation has an order in Postgres is `checked_out`;
