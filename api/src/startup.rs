@@ -24,6 +24,7 @@ use reservations::checkout::Checkout;
 use reservations::clock::Clock;
 use reservations::payment::{GuardedGateway, PaymentGateway, ProviderConfig, StripePayments};
 use reservations::projection::Projection;
+use reservations::service::{RedisWatcher, WATCH_INTERVAL};
 use reservations::store::SaleStore;
 use reservations::Sales;
 use waiting_room::runner::{self, ControllerConfig};
@@ -273,6 +274,7 @@ impl Application {
                 config.completer_interval,
                 shutdown.clone(),
             )),
+            tokio::spawn(watch_redis(state.sales.clone(), shutdown.clone())),
             tokio::spawn(signals::publish(
                 state.signals.clone(),
                 redis.clone(),
@@ -464,6 +466,17 @@ fn attempt_grace(config: &Config) -> Duration {
 async fn complete_payments(checkout: Checkout, interval: Duration, shutdown: CancellationToken) {
     every(interval, shutdown, "payment completer", || async {
         checkout.complete_once(interval).await.map(drop)
+    })
+    .await
+}
+
+/// Notices when Redis comes back older (a restart that lost its last second, a
+/// failover) and reconciles the live sales from Postgres (`reservations`'s
+/// `service::reconcile`).
+async fn watch_redis(sales: Sales, shutdown: CancellationToken) {
+    let watcher = RedisWatcher::new(sales);
+    every(WATCH_INTERVAL, shutdown, "Redis identity watch", || async {
+        watcher.tick().await.map(drop)
     })
     .await
 }

@@ -41,6 +41,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fleet import Fleet  # noqa: E402
+import rollback  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STACK = os.path.join(ROOT, "scripts", "stack")
@@ -59,6 +60,7 @@ FAULTS = {
                       "every API ready, probes pass, outbox backlog younger than 1 s, every order committed before the fault processed by all consumers", True),
     "redis_empty": ("scripts/stack restart-redis --empty (all Redis state lost)",
                     "every API ready, probes pass (the sale rebuilt from Postgres), outbox backlog younger than 1 s, every order committed before the fault processed by all consumers", True),
+    "redis_rollback": (rollback.DID, rollback.RECOVERED_WHEN, True),
     "postgres_restart": ("scripts/stack restart-postgres (pg_ctl restart -m fast: every connection cut)",
                          "every API ready, probes pass, outbox backlog younger than 1 s, every order committed before the fault processed by all consumers", True),
     "payment_failures": ("PUT /v1/ops/payment-simulator failure_rate 0.5 for 10 s (the one simulator every process pays through), then the settings before",
@@ -580,6 +582,9 @@ class Chaos:
 
     def fault_redis_empty(self):
         return self.fault_redis_restart(empty=True)
+
+    def fault_redis_rollback(self):
+        return rollback.fault(self)
 
     def fault_postgres_restart(self):
         started = now()

@@ -3,7 +3,9 @@
 //! This crate owns every rule about units: which are free, held or sold, who holds
 //! them and until when. Redis is the fast path (atomic Lua scripts); Postgres is the
 //! record and the last line against overselling (`order_units` primary key). When a
-//! sale's Redis state is missing, it is rebuilt from Postgres.
+//! sale's Redis state is missing, it is rebuilt from Postgres; when Redis comes back
+//! older (a restart that lost its last second, a failover), every live sale is
+//! reconciled from Postgres.
 //!
 //! # Layout
 //!
@@ -14,6 +16,7 @@
 //! - [`projection`]: a sale's hot state in Redis (keys, scripts and their typed replies,
 //!   holds, stock, sweep) and the scripts in `lua/`.
 //! - [`redis_conn`]: one connection type for a single Redis or a Redis Cluster.
+//! - [`redis_identity`]: which Redis a process talks to (its incarnation).
 //! - [`service`]: the operations the HTTP layer calls ([`Sales`]): the catalogue,
 //!   shoppers' holds, the rebuild from Postgres, the sweep, and the narrow port the
 //!   waiting room reads ([`WaitingRoomPort`]).
@@ -38,6 +41,7 @@ pub mod ids;
 pub mod payment;
 pub mod projection;
 pub mod redis_conn;
+pub mod redis_identity;
 pub mod sales;
 pub mod service;
 pub mod store;

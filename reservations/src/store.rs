@@ -284,3 +284,88 @@ impl SaleStore {
         Ok(row)
     }
 }
+
+/// What Postgres knows of a sale, read in one snapshot for reconciling its Redis state
+/// (see `service::reconcile`): one REPEATABLE READ transaction, so the units, the
+/// orders and the per-shopper counts describe the same moment.
+#[derive(Debug, Clone)]
+pub struct SaleRecord {
+    /// The sale.
+    pub sale: Sale,
+    /// Units sold or retired, sorted.
+    pub taken: Vec<i32>,
+    /// Every order: its reservation, shopper, quantity and units.
+    pub orders: Vec<RecordedOrder>,
+}
+
+/// One order of a [`SaleRecord`].
+#[derive(Debug, Clone)]
+pub struct RecordedOrder {
+    /// The hold it was placed from.
+    pub reservation: crate::ids::ReservationId,
+    /// Who bought.
+    pub shopper: ShopperId,
+    /// Units bought.
+    pub quantity: i64,
+    /// Their numbers.
+    pub units: Vec<i32>,
+}
+
+impl SaleStore {
+    /// Sales that still end after `after` (live, scheduled or paused; or ended less
+    /// than a hold's lifetime ago): the ones whose Redis state is reconciled when
+    /// Redis comes back older. Read once per Redis incarnation, not per request.
+    pub async fn sales_ending_after(&self, after: DateTime<Utc>) -> Result<Vec<SaleId>> {
+        let ids: Vec<Uuid> =
+            sqlx::query_scalar("select id from sales where ends_at > $1 order by id")
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(SaleId).collect())
+    }
+
+    /// The sale, its taken units and its orders, in one snapshot.
+    pub async fn sale_record(&self, id: SaleId) -> Result<SaleRecord> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("set transaction isolation level repeatable read read only")
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!("select {COLUMNS} from sales where id = $1");
+        let sale: Sale = sqlx::query_as::<_, SaleRow>(&sql)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(Sale::from)
+            .ok_or(Error::SaleNotFound)?;
+        let taken: Vec<i32> = sqlx::query_scalar(
+            "select unit_no from order_units where sale_id = $1 \
+             union select unit_no from retired_units where sale_id = $1 order by 1",
+        )
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let rows: Vec<(Uuid, Uuid, i32, Vec<i32>)> = sqlx::query_as(
+            "select o.reservation_id, o.shopper_id, o.quantity, array_agg(u.unit_no order by u.unit_no) \
+             from orders o join order_units u on u.order_id = o.id \
+             where o.sale_id = $1 group by o.id",
+        )
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let orders = rows
+            .into_iter()
+            .map(|(reservation, shopper, quantity, units)| RecordedOrder {
+                reservation: crate::ids::ReservationId(reservation),
+                shopper: ShopperId(shopper),
+                quantity: quantity.into(),
+                units,
+            })
+            .collect();
+        Ok(SaleRecord {
+            sale,
+            taken,
+            orders,
+        })
+    }
+}

@@ -8,6 +8,9 @@
 //! configuration. Each test gets its own database and prefix, so tests of every crate
 //! run in parallel against the same servers.
 //!
+//! [`private_redis`] starts a Redis server of one test's own, which the test may crash,
+//! copy and restart (the shared Redis is never restarted by a test).
+//!
 //! [`outbox`] holds the event tests' views of the outbox and its delivery, which the
 //! relay's tests and the api's crash tests share; [`provider`] a payment provider of the
 //! test's own (the simulator on a loopback port).
@@ -24,7 +27,10 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub mod outbox;
+pub mod private_redis;
 pub mod provider;
+
+pub use private_redis::PrivateRedis;
 
 /// Holds expire by this clock: tests move time instead of sleeping.
 pub use reservations::clock::ManualClock;

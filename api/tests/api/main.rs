@@ -13,6 +13,7 @@ mod payments;
 mod queue;
 mod reservations;
 mod reservations_by_id;
+mod rollback;
 mod shedding;
 mod stripes;
 mod verify;

@@ -23,10 +23,12 @@
 //!   from Postgres.
 //! - `stock`: loading from Postgres, unit changes, stock reads, the rebuild lock.
 //! - `sweep`: the sweeper's set of sales and hold expiry.
+//! - `reconcile`: making a stripe agree with Postgres after Redis came back older.
 
 mod directory;
 mod holds;
 pub mod keys;
+mod reconcile;
 mod scripts;
 mod stock;
 mod sweep;
@@ -37,6 +39,7 @@ use crate::Error;
 
 pub use holds::{Finish, HoldRecord, Release, ReserveOutcome};
 pub use keys::{home_stripe, SaleKeys, Stripe, MAX_STRIPES};
+pub use reconcile::{StripeReconciled, StripeRecord};
 pub use scripts::{BeginCheckout, Purge};
 pub use stock::free_ranges;
 

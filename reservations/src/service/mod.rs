@@ -8,6 +8,8 @@
 //!   stock changes, and the stock read every answer carries.
 //! - `holds`: a shopper's holds: reserve, read, release ([`Quantity`], [`Reservation`]).
 //! - `rebuild`: loading a sale's Redis state from Postgres, once across processes.
+//! - `reconcile`: noticing that Redis came back older and reconciling live sales
+//!   from Postgres ([`RedisWatcher`]).
 //! - `sweep`: expiring due holds, and deleting ended sales' keys after a retention.
 //! - [`port`]: the narrow view the waiting room reads ([`WaitingRoomPort`]).
 
@@ -15,6 +17,7 @@ mod catalogue;
 mod holds;
 pub mod port;
 mod rebuild;
+mod reconcile;
 mod sweep;
 
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use crate::store::SaleStore;
 
 pub use holds::{Quantity, Reservation, ReservationStatus, Reserved};
 pub use port::WaitingRoomPort;
+pub use reconcile::{RedisWatcher, WATCH_INTERVAL};
 
 /// How long an ended sale's Redis keys stay after its last hold settled, unless the
 /// operator sets another retention ([`Sales::with_ended_sale_retention`]).
