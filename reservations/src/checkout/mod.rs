@@ -299,7 +299,6 @@ impl Checkout {
             key: request.key(),
             units: &units,
             limit,
-            striped: projection.stripe_count() > 1,
             correlation_id: &request.correlation_id,
             payment: &payment,
         };

@@ -15,23 +15,20 @@ use crate::ids::ShopperId;
 use crate::payment::PaymentRef;
 use crate::Error;
 
-/// The order row. It also returns the backend running the transaction, which an
-/// ambiguous COMMIT needs (see [`CommitFailure::Ambiguous`]) at no extra round trip.
-const ORDER_INSERT: &str =
-    "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8) returning created_at, pg_backend_pid()";
-
 /// The order row, only if the shopper's orders of the sale stay within the per-shopper
-/// limit (`$9`); no row means refused.
+/// limit (`$9`); no row means refused. It also returns the backend running the
+/// transaction, which an ambiguous COMMIT needs (see [`CommitFailure::Ambiguous`]) at no
+/// extra round trip.
 ///
-/// Why: with striped stock each stripe enforces the limit only on what it sees, so a
-/// shopper who fell back to another stripe may hold more than the limit. Orders stay
-/// exact here. Two checkouts of one shopper in one sale are serialised by a transaction
-/// advisory lock on (sale, shopper) taken just before, so each sees the other's
-/// committed order (READ COMMITTED takes a new snapshot per statement); other shoppers
-/// never wait (a hash collision at worst makes two of them take turns). The sum reads
-/// the shopper's few orders through `orders_by_shopper`. Unstriped sales skip both
-/// statements: Redis already counts the shopper's holds and orders in one place.
+/// Why Postgres checks the limit although Redis counts every shopper's holds and
+/// orders: Redis' count is not the record. With striped stock each stripe sees only its
+/// own part; and a Redis that comes back older (a crash losing its last second, a
+/// failover to a lagging replica) has forgotten orders until the sale is reconciled, a
+/// second later at most. Two checkouts of one shopper in one sale are serialised by a
+/// transaction advisory lock on (sale, shopper) taken just before, so each sees the
+/// other's committed order (READ COMMITTED takes a new snapshot per statement); other
+/// shoppers never wait (a hash collision at worst makes two of them take turns). The
+/// sum reads the shopper's few orders through `orders_by_shopper`.
 const LIMIT_CHECKED_INSERT: &str =
     "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
      select $1, $2, $3, $4, $5, $6, $7, $8 \
@@ -75,10 +72,8 @@ pub(super) struct Commit<'a> {
     pub(super) key: IdempotencyKey<'a>,
     /// The units Redis handed out, one `order_units` row each.
     pub(super) units: &'a [i32],
-    /// The sale's per-shopper limit; checked here only when `striped`.
+    /// The sale's per-shopper limit (see [`LIMIT_CHECKED_INSERT`]).
     pub(super) limit: i32,
-    /// Whether the deployment stripes its stock (see [`LIMIT_CHECKED_INSERT`]).
-    pub(super) striped: bool,
     /// The request behind it, carried into the event.
     pub(super) correlation_id: &'a str,
     /// The provider's payment: the order's `payment_auth_id`, carried by the event so
@@ -98,29 +93,21 @@ pub(super) async fn commit(
     c: Commit<'_>,
 ) -> std::result::Result<(), CommitFailure> {
     let mut tx = pool.begin().await?;
-    if c.striped {
-        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))")
-            .bind(order.sale_id.0)
-            .bind(c.shopper.0)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let mut insert = sqlx::query_as(if c.striped {
-        LIMIT_CHECKED_INSERT
-    } else {
-        ORDER_INSERT
-    })
-    .bind(order.order_id.0)
-    .bind(order.sale_id.0)
-    .bind(c.shopper.0)
-    .bind(order.reservation_id.0)
-    .bind(order.quantity as i32)
-    .bind(order.amount.amount_minor)
-    .bind(&order.amount.currency)
-    .bind(&c.payment.0);
-    if c.striped {
-        insert = insert.bind(c.limit);
-    }
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))")
+        .bind(order.sale_id.0)
+        .bind(c.shopper.0)
+        .execute(&mut *tx)
+        .await?;
+    let insert = sqlx::query_as(LIMIT_CHECKED_INSERT)
+        .bind(order.order_id.0)
+        .bind(order.sale_id.0)
+        .bind(c.shopper.0)
+        .bind(order.reservation_id.0)
+        .bind(order.quantity as i32)
+        .bind(order.amount.amount_minor)
+        .bind(&order.amount.currency)
+        .bind(&c.payment.0)
+        .bind(c.limit);
     let inserted: Option<(DateTime<Utc>, i32)> = insert.fetch_optional(&mut *tx).await?;
     let Some((created_at, backend)) = inserted else {
         return Err(Error::PerUserLimitExceeded(c.limit.into()).into());
