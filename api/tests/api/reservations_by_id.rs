@@ -6,12 +6,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use flashsale::config::{Config, Secret};
+use flashsale::config::Secret;
 use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::helpers::{answer, assert_problem, spawn_app, spawn_app_with, TestApp, TestShopper};
+use crate::helpers::{
+    answer, assert_problem, single_redis, spawn_app, spawn_app_with, TestApp, TestShopper,
+};
 use crate::reservations::{assert_stock_conserved, holds_by_stripe};
 use reservations::ids::{HoldAddress, ReservationId, SaleId, SaleOrdinal, ShopperId};
 use reservations::projection::home_stripe;
@@ -201,13 +203,7 @@ fn take_command(buf: &[u8]) -> Option<(Vec<String>, usize)> {
 
 /// The app, with its Redis reached through a proxy that logs every command it sends.
 async fn spawn_app_logging_redis_commands() -> (TestApp, CommandLog) {
-    let config = Config::from_env().expect("test configuration");
-    let url = config.redis_url.expose().clone();
-    let client = redis::Client::open(url.as_str()).expect("REDIS_URL is a Redis URL");
-    let redis::ConnectionAddr::Tcp(host, port) = &client.get_connection_info().addr else {
-        panic!("REDIS_URL must be a plain TCP address for this test");
-    };
-    let upstream = format!("{host}:{port}");
+    let (url, upstream) = single_redis();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxied = url.replacen(&upstream, &listener.local_addr().unwrap().to_string(), 1);
     let log = CommandLog::default();

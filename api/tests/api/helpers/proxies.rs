@@ -60,11 +60,9 @@ impl Drop for CuttableProxy {
     }
 }
 
-/// Like [`spawn_app`], with the app's Redis reached through a proxy the test can cut.
-/// The app uses the single Redis (`REDIS_URL`) even when the suite runs on a cluster:
-/// a cluster client learns every node's address from the cluster and would bypass a
-/// proxy in front of one seed node.
-pub async fn spawn_app_behind_redis_proxy() -> (TestApp, CuttableProxy) {
+/// The single Redis of the suite (`REDIS_URL`, also when the suite runs on a cluster):
+/// its URL and its `host:port`, for a proxy to stand in front of.
+pub fn single_redis() -> (String, String) {
     let config = Config::from_env().expect("test configuration");
     let url = config.redis_url.expose().clone();
     let client = redis::Client::open(url.as_str()).expect("REDIS_URL is a Redis URL");
@@ -73,6 +71,15 @@ pub async fn spawn_app_behind_redis_proxy() -> (TestApp, CuttableProxy) {
     };
     let upstream = format!("{host}:{port}");
     assert!(url.contains(&upstream), "REDIS_URL {url} names its port");
+    (url, upstream)
+}
+
+/// Like [`spawn_app`], with the app's Redis reached through a proxy the test can cut.
+/// The app uses the single Redis (`REDIS_URL`) even when the suite runs on a cluster:
+/// a cluster client learns every node's address from the cluster and would bypass a
+/// proxy in front of one seed node.
+pub async fn spawn_app_behind_redis_proxy() -> (TestApp, CuttableProxy) {
+    let (url, upstream) = single_redis();
     let proxy = CuttableProxy::start(upstream.clone()).await;
     let proxied = url.replacen(&upstream, &proxy.addr.to_string(), 1);
     // A cluster client follows the nodes' own addresses, past any proxy: these tests
