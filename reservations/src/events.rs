@@ -103,30 +103,62 @@ impl DomainEvent {
     }
 }
 
+/// The outbox row of an event: what [`append`] inserts, and what a statement that
+/// writes its event together with its cause (checkout's order statement) binds to
+/// [`OUTBOX_COLUMNS`].
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// The event id (the consumers' deduplication key), time-ordered.
+    pub id: Uuid,
+    /// [`DomainEvent::aggregate_type`].
+    pub aggregate_type: &'static str,
+    /// [`DomainEvent::aggregate_id`].
+    pub aggregate_id: Uuid,
+    /// [`DomainEvent::event_type`].
+    pub event_type: &'static str,
+    /// [`DomainEvent::payload`].
+    pub payload: serde_json::Value,
+}
+
+/// The outbox columns an event's row fills, in [`OutboxRow`]'s order then the
+/// correlation id; `occurred_at` is the transaction's time (the column default).
+pub const OUTBOX_COLUMNS: &str =
+    "id, aggregate_type, aggregate_id, event_type, payload, correlation_id";
+
+impl DomainEvent {
+    /// The event's outbox row, under a new event id.
+    pub fn outbox_row(&self) -> Result<OutboxRow> {
+        Ok(OutboxRow {
+            id: Uuid::now_v7(),
+            aggregate_type: self.aggregate_type(),
+            aggregate_id: self.aggregate_id(),
+            event_type: self.event_type(),
+            payload: self.payload().map_err(anyhow::Error::from)?,
+        })
+    }
+}
+
 /// Writes `event` to the outbox on `tx`, the transaction that causes it, so the event
 /// commits or rolls back with its cause; returns the event id (the consumers'
 /// deduplication key). `correlation_id` ties the event to the request behind it.
-/// `occurred_at` is the transaction's time (the column default).
 pub async fn append(
     tx: &mut PgConnection,
     event: &DomainEvent,
     correlation_id: &str,
 ) -> Result<Uuid> {
-    let id = Uuid::now_v7();
-    let payload = event.payload().map_err(anyhow::Error::from)?;
-    sqlx::query(
-        "insert into outbox (id, aggregate_type, aggregate_id, event_type, payload, correlation_id) \
-         values ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(id)
-    .bind(event.aggregate_type())
-    .bind(event.aggregate_id())
-    .bind(event.event_type())
-    .bind(&payload)
+    let row = event.outbox_row()?;
+    sqlx::query(&format!(
+        "insert into outbox ({OUTBOX_COLUMNS}) values ($1, $2, $3, $4, $5, $6)"
+    ))
+    .bind(row.id)
+    .bind(row.aggregate_type)
+    .bind(row.aggregate_id)
+    .bind(row.event_type)
+    .bind(&row.payload)
     .bind(correlation_id)
     .execute(&mut *tx)
     .await?;
-    Ok(id)
+    Ok(row.id)
 }
 
 #[cfg(test)]

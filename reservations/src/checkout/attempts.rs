@@ -94,13 +94,6 @@ pub(crate) const CLAIM_WITH_ATTEMPT: &str = "\
     ) \
     select exists (select 1 from claimed), exists (select 1 from prior)";
 
-/// Marks the order's attempt `committed`, inside the order transaction. Only from
-/// `authorizing`: an attempt the completer already settled (it judged the request dead
-/// and voided it) refuses the order, so an order never stands on a voided payment.
-pub(crate) const MARK_COMMITTED: &str = "\
-    update payment_attempts set state = 'committed', sale_id = $2, amount_minor = $3, currency = $4, updated_at = now() \
-    where id = $1 and state = 'authorizing'";
-
 /// Releases a failed checkout's key and hands its attempt over, in one statement (the
 /// release was one commit before attempts existed; it stays one). `may_be_authorized`
 /// says whether the provider may hold an authorization: then the attempt becomes

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use super::attempts::{NewAttempt, CLAIM_WITH_ATTEMPT};
 use crate::ids::ShopperId;
@@ -45,7 +45,7 @@ pub(crate) struct IdempotencyKey<'a> {
 /// What [`claim`] found.
 #[derive(Debug)]
 pub(crate) enum Claim<T> {
-    /// The key is this request's now: go ahead, then [`save`], or release it on failure (checkout: `attempts::release`).
+    /// The key is this request's now: go ahead, then save the answer ([`answer_json`], in the operation's own statement), or release it on failure (checkout: `attempts::release`).
     /// `retried`: the claim's payment attempt was recorded by an earlier try of this
     /// key (its outcome must be asked for before paying again).
     Claimed {
@@ -128,21 +128,10 @@ pub(crate) async fn claim<T: DeserializeOwned>(
     }
 }
 
-/// Saves the answer to a claimed key, on the transaction that commits the operation's
-/// effect: the two commit together or not at all.
-pub(crate) async fn save<T: Serialize>(
-    tx: &mut PgConnection,
-    key: IdempotencyKey<'_>,
-    answer: &T,
-) -> Result<()> {
-    let answer = serde_json::to_value(answer).map_err(anyhow::Error::from)?;
-    sqlx::query("update idempotency_keys set response = $3 where shopper_id = $1 and key = $2")
-        .bind(key.shopper.0)
-        .bind(key.key)
-        .bind(answer)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+/// An answer as stored in `idempotency_keys.response` (a statement that saves it
+/// together with the operation's writes binds this).
+pub(crate) fn answer_json<T: Serialize>(answer: &T) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(answer).map_err(anyhow::Error::from)?)
 }
 
 /// Deletes the claim only while it has no answer: an answered key is never lost.

@@ -22,7 +22,8 @@
 //! - `reconciler`: finishes checkouts a dead process left in `committing`.
 //! - [`orders`]: the order read model ([`Order`]) and the order queries.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -102,6 +103,8 @@ pub struct Checkout {
     payments: Arc<dyn PaymentGateway>,
     /// How long a payment attempt is presumed in flight before the completer judges it.
     attempt_grace: Duration,
+    /// Started sales' price and limit ([`Checkout::terms`]).
+    terms: Arc<RwLock<HashMap<SaleId, (Money, i32)>>>,
 }
 
 /// The default grace of a payment attempt: twice the default payment timeout (3 s).
@@ -122,6 +125,7 @@ impl Checkout {
             reads,
             payments,
             attempt_grace: DEFAULT_ATTEMPT_GRACE,
+            terms: Arc::default(),
         }
     }
 
@@ -253,8 +257,8 @@ impl Checkout {
         let abort =
             |finish| projection.finish_checkout(stripe, request.reservation, order_id, finish);
 
-        let (price, limit) = match self.sales.store().get(sale_id).await {
-            Ok(sale) => (sale.price, sale.per_user_limit),
+        let (price, limit) = match self.terms(sale_id).await {
+            Ok(terms) => terms,
             Err(e) => {
                 abort(Finish::Abort).await?;
                 return Err(e);
@@ -361,6 +365,31 @@ impl Checkout {
             tracing::warn!(error = %e, order_id = %order_id, "order committed but Redis not updated; the reconciler will finish it");
         }
         Ok(order)
+    }
+
+    /// The sale's unit price and per-shopper limit. Both are frozen once the sale has
+    /// started (the rules shoppers rely on), and a hold is only checked out of a started
+    /// sale: read from Postgres once, then kept for the life of the process (a few bytes
+    /// per sale; forgotten all at once past 10,000 sales).
+    async fn terms(&self, sale: SaleId) -> Result<(Money, i32)> {
+        if let Some(terms) = self
+            .terms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&sale)
+        {
+            return Ok(terms.clone());
+        }
+        let record = self.sales.store().get(sale).await?;
+        let terms = (record.price, record.per_user_limit);
+        if record.starts_at <= self.sales.now() {
+            let mut known = self.terms.write().unwrap_or_else(|e| e.into_inner());
+            if known.len() >= 10_000 {
+                known.clear();
+            }
+            known.insert(sale, terms.clone());
+        }
+        Ok(terms)
     }
 
     /// Authorizes `amount` for the attempt and answers the provider's payment. A

@@ -7,7 +7,6 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::attempts::MARK_COMMITTED;
 use super::idempotency::{self, IdempotencyKey};
 use super::orders::Order;
 use crate::events::{self, DomainEvent, OrderPlaced};
@@ -15,25 +14,54 @@ use crate::ids::ShopperId;
 use crate::payment::PaymentRef;
 use crate::Error;
 
-/// The order row, only if the shopper's orders of the sale stay within the per-shopper
-/// limit (`$9`); no row means refused. It also returns the backend running the
-/// transaction, which an ambiguous COMMIT needs (see [`CommitFailure::Ambiguous`]) at no
-/// extra round trip.
+/// The order statement: every write of an order in ONE statement of the order
+/// transaction (BEGIN, this, COMMIT: three round trips, not one per write). Its
+/// data-modifying parts run once each, and each later part reads the rows an earlier one
+/// returned, so they happen only when it did:
 ///
-/// Why Postgres checks the limit although Redis counts every shopper's holds and
-/// orders: Redis' count is not the record. With striped stock each stripe sees only its
-/// own part; and a Redis that comes back older (a crash losing its last second, a
-/// failover to a lagging replica) has forgotten orders until the sale is reconciled, a
-/// second later at most. Two checkouts of one shopper in one sale are serialised by a
-/// transaction advisory lock on (sale, shopper) taken just before, so each sees the
-/// other's committed order (READ COMMITTED takes a new snapshot per statement); other
-/// shoppers never wait (a hash collision at worst makes two of them take turns). The
-/// sum reads the shopper's few orders through `orders_by_shopper`.
-const LIMIT_CHECKED_INSERT: &str =
-    "insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
-     select $1, $2, $3, $4, $5, $6, $7, $8 \
-     where (select coalesce(sum(quantity), 0) from orders where shopper_id = $3 and sale_id = $2) + $5 <= $9 \
-     returning created_at, pg_backend_pid()";
+/// 1. `counted`: the shopper's units of the sale (`shopper_units`) grow by the order's
+///    quantity, only within the per-shopper limit (`$9`). The row's lock serialises two
+///    checkouts of one shopper in one sale (the second sees the first's count); other
+///    shoppers never wait. Why Postgres checks the limit although Redis counts every
+///    shopper's holds and orders: Redis' count is not the record. With striped stock
+///    each stripe sees only its part; a Redis that comes back older (a crash losing its
+///    last second, a failover to a lagging replica) has forgotten orders until the sale
+///    is reconciled, a second later at most.
+/// 2. `placed`: the order row.
+/// 3. `units`: one `order_units` row per unit (`$10`), the oversell guard: a unit sold
+///    twice is a unique violation of `order_units_pkey`, and fails the whole statement.
+/// 4. `event`: the `OrderPlaced` outbox row (`$11..$15`).
+/// 5. `attempt`: the payment attempt marked `committed` — only from `authorizing`: an
+///    attempt the completer already settled (it judged the request dead and voided it)
+///    refuses the order, so an order never stands on a voided payment.
+/// 6. `answer`: the idempotency answer (`$16`, with the order's `created_at` set here).
+///
+/// It answers the order's `created_at` (null: over the limit), whether the attempt was
+/// marked, and the backend running the transaction, which an ambiguous COMMIT needs (see
+/// [`CommitFailure::Ambiguous`]).
+const ORDER_STATEMENT: &str = "\
+    with counted as ( \
+        insert into shopper_units (sale_id, shopper_id, units) select $2, $3, $5 where $5 <= $9 \
+        on conflict (sale_id, shopper_id) do update set units = shopper_units.units + excluded.units \
+        where shopper_units.units + excluded.units <= $9 \
+        returning 1 \
+    ), placed as ( \
+        insert into orders (id, sale_id, shopper_id, reservation_id, quantity, amount_minor, currency, payment_auth_id) \
+        select $1, $2, $3, $4, $5, $6, $7, $8 from counted \
+        returning created_at \
+    ), units as ( \
+        insert into order_units (sale_id, unit_no, order_id) select $2, unnest($10::int[]), $1 from placed \
+    ), event as ( \
+        insert into outbox (OUTBOX_COLUMNS) select $11, $12, $13, $14, $15, $17 from placed \
+    ), attempt as ( \
+        update payment_attempts set state = 'committed', sale_id = $2, amount_minor = $6, currency = $7, updated_at = now() \
+        where id = $1 and state = 'authorizing' and exists (select 1 from placed) \
+        returning 1 \
+    ), answer as ( \
+        update idempotency_keys set response = jsonb_set($16::jsonb, '{created_at}', to_jsonb(placed.created_at)) \
+        from placed where shopper_id = $3 and key = $18 \
+    ) \
+    select (select created_at from placed), exists (select 1 from attempt), pg_backend_pid()";
 
 /// Why the order transaction did not (knowingly) commit, by the step that failed.
 #[derive(Debug)]
@@ -92,34 +120,6 @@ pub(super) async fn commit(
     order: &Order,
     c: Commit<'_>,
 ) -> std::result::Result<(), CommitFailure> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))")
-        .bind(order.sale_id.0)
-        .bind(c.shopper.0)
-        .execute(&mut *tx)
-        .await?;
-    let insert = sqlx::query_as(LIMIT_CHECKED_INSERT)
-        .bind(order.order_id.0)
-        .bind(order.sale_id.0)
-        .bind(c.shopper.0)
-        .bind(order.reservation_id.0)
-        .bind(order.quantity as i32)
-        .bind(order.amount.amount_minor)
-        .bind(&order.amount.currency)
-        .bind(&c.payment.0)
-        .bind(c.limit);
-    let inserted: Option<(DateTime<Utc>, i32)> = insert.fetch_optional(&mut *tx).await?;
-    let Some((created_at, backend)) = inserted else {
-        return Err(Error::PerUserLimitExceeded(c.limit.into()).into());
-    };
-    sqlx::query(
-        "insert into order_units (sale_id, unit_no, order_id) select $1, unnest($2::int[]), $3",
-    )
-    .bind(order.sale_id.0)
-    .bind(c.units)
-    .bind(order.order_id.0)
-    .execute(&mut *tx)
-    .await?;
     let placed = DomainEvent::OrderPlaced(OrderPlaced {
         order_id: order.order_id,
         sale_id: order.sale_id,
@@ -129,22 +129,39 @@ pub(super) async fn commit(
         amount: order.amount.clone(),
         payment: Some(c.payment.clone()),
     });
-    events::append(&mut tx, &placed, c.correlation_id).await?;
-    let marked = sqlx::query(MARK_COMMITTED)
-        .bind(order.order_id.0)
-        .bind(order.sale_id.0)
-        .bind(order.amount.amount_minor)
-        .bind(&order.amount.currency)
-        .execute(&mut *tx)
-        .await?;
-    if marked.rows_affected() != 1 {
+    let event = placed.outbox_row()?;
+    let answer = idempotency::answer_json(order)?;
+    let mut tx = pool.begin().await?;
+    let (created_at, marked, backend): (Option<DateTime<Utc>>, bool, i32) =
+        sqlx::query_as(&ORDER_STATEMENT.replace("OUTBOX_COLUMNS", events::OUTBOX_COLUMNS))
+            .bind(order.order_id.0)
+            .bind(order.sale_id.0)
+            .bind(c.shopper.0)
+            .bind(order.reservation_id.0)
+            .bind(order.quantity as i32)
+            .bind(order.amount.amount_minor)
+            .bind(&order.amount.currency)
+            .bind(&c.payment.0)
+            .bind(c.limit)
+            .bind(c.units)
+            .bind(event.id)
+            .bind(event.aggregate_type)
+            .bind(event.aggregate_id)
+            .bind(event.event_type)
+            .bind(&event.payload)
+            .bind(answer)
+            .bind(c.correlation_id)
+            .bind(c.key.key)
+            .fetch_one(&mut *tx)
+            .await?;
+    if created_at.is_none() {
+        return Err(Error::PerUserLimitExceeded(c.limit.into()).into());
+    }
+    if !marked {
         // The completer judged this attempt dead and settled it: the payment may be
-        // voided, so no order may stand on it.
+        // voided, so no order may stand on it (the transaction rolls back).
         return Err(Error::PaymentUnavailable.into());
     }
-    let mut answer = order.clone();
-    answer.created_at = created_at;
-    idempotency::save(&mut tx, c.key, &answer).await?;
     tx.commit().await.map_err(|e| CommitFailure::Ambiguous {
         error: e.into(),
         backend,
