@@ -1,5 +1,7 @@
 //! The line of one sale, in Redis: join once, read your ticket, leave; the pre-queue
-//! draw at the start; and the counters the controller and the stats read.
+//! draw at the start; and the counters the controller and the stats read. Every answer
+//! carries a signed statement of the shopper's place (`place`); what happens when Redis
+//! loses the line is in `heal`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,9 @@ use utoipa::ToSchema;
 
 use crate::admission::AdmissionTokens;
 use crate::draw;
+use crate::heal::{Floor, HealScripts};
+use crate::marks::LineMarks;
+use crate::place::{Place, PlaceStatements};
 use crate::{Error, Result};
 use reservations::ids::{SaleId, ShopperId};
 use reservations::sales::{Sale, SaleState};
@@ -20,9 +25,10 @@ use reservations::WaitingRoomPort;
 
 macro_rules! line_script {
     ($file:literal) => {
-        Script::new(concat!(include_str!("lua/common.lua"), include_str!($file)))
+        redis::Script::new(concat!(include_str!("lua/common.lua"), include_str!($file)))
     };
 }
+pub(crate) use line_script;
 
 struct Scripts {
     join: Script,
@@ -77,6 +83,9 @@ pub struct Ticket {
     pub admission_token: Option<String>,
     /// When the admission window closes.
     pub admission_expires_at: Option<DateTime<Utc>>,
+    /// A signed statement of this place: send the latest as `X-Place-Token` on polls
+    /// and rejoins, and the place is kept even if the line's store loses it.
+    pub place_token: String,
 }
 
 /// The published draw of a sale.
@@ -98,6 +107,8 @@ struct StoredTicket {
     id: String,
     #[serde(rename = "p")]
     position: i64,
+    #[serde(rename = "j", default)]
+    joined_ms: i64,
     #[serde(rename = "a", default)]
     admitted_ms: Option<i64>,
 }
@@ -149,19 +160,28 @@ pub struct Queue {
     window: Duration,
     cap: i64,
     cache: Arc<Mutex<HashMap<SaleId, (Instant, Sale)>>>,
+    pub(crate) marks: LineMarks,
+    places: PlaceStatements,
+    pub(crate) heal_scripts: Arc<HealScripts>,
+    pub(crate) floors: Arc<Mutex<HashMap<SaleId, Floor>>>,
+    /// One raise of a ceiling (or heal) at a time in this process.
+    pub(crate) raising: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Queue {
     /// A waiting room over `conn`, issuing admission tokens valid for `window`, with at
-    /// most `cap` shoppers waiting per sale.
+    /// most `cap` shoppers waiting per sale, and recording in `marks` what the line is
+    /// rebuilt from when Redis loses it.
     pub fn new(
         conn: RedisConn,
         prefix: impl Into<String>,
         sales: WaitingRoomPort,
         tokens: AdmissionTokens,
+        marks: LineMarks,
         window: Duration,
         cap: i64,
     ) -> Self {
+        let places = tokens.place_statements();
         Self {
             conn,
             prefix: prefix.into(),
@@ -177,6 +197,11 @@ impl Queue {
             window,
             cap,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            marks,
+            places,
+            heal_scripts: Arc::new(HealScripts::new()),
+            floors: Arc::new(Mutex::new(HashMap::new())),
+            raising: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -185,7 +210,11 @@ impl Queue {
         LineKeys(["meta", "tickets", "pre", "owners", "log"].map(|k| format!("{tag}:{k}")))
     }
 
-    fn invoke<'a>(&self, sale: SaleId, script: &'a Script) -> redis::ScriptInvocation<'a> {
+    pub(crate) fn invoke<'a>(
+        &self,
+        sale: SaleId,
+        script: &'a Script,
+    ) -> redis::ScriptInvocation<'a> {
         let mut call = script.prepare_invoke();
         for key in self.keys(sale).0 {
             call.key(key);
@@ -231,12 +260,27 @@ impl Queue {
     /// Puts the shopper in line (or returns their ticket). The bool is true when the
     /// ticket was created now.
     pub async fn join(&self, shopper: ShopperId, sale_id: SaleId) -> Result<(Ticket, bool)> {
+        self.join_with(shopper, sale_id, None).await
+    }
+
+    /// Like [`Queue::join`], with the statement of the shopper's place they hold (the
+    /// `X-Place-Token` header): a place Redis lost is given back instead of a new one.
+    pub async fn join_with(
+        &self,
+        shopper: ShopperId,
+        sale_id: SaleId,
+        place_token: Option<&str>,
+    ) -> Result<(Ticket, bool)> {
         let sale = self.sale(sale_id).await?;
         let now = self.sales.now();
         if sale.state == SaleState::Ended || now >= sale.ends_at {
             return Err(Error::SaleClosed);
         }
-        let (seed, commitment) = draw::new_seed();
+        if let Some(place) = self.stated(shopper, sale_id, place_token) {
+            if self.restore(shopper, sale_id, &place).await? {
+                return Ok((self.ticket(shopper, sale_id).await?, false));
+            }
+        }
         loop {
             let reply: Vec<String> = self
                 .invoke(sale_id, &self.scripts.join)
@@ -245,13 +289,29 @@ impl Queue {
                 .arg(now.timestamp_millis())
                 .arg(sale.starts_at.timestamp_millis())
                 .arg(self.cap)
-                .arg(&seed)
-                .arg(&commitment)
+                .arg(self.floor(sale_id).seq)
                 .invoke_async(&mut self.conn.clone())
                 .await?;
             match reply.first().map(String::as_str) {
                 Some("needs_draw") => {
                     self.draw(sale_id).await?;
+                    continue;
+                }
+                Some("needs_marks") => {
+                    self.heal(sale_id, false, None).await?;
+                    continue;
+                }
+                Some("needs_seed") => {
+                    self.fix_seed(sale_id).await?;
+                    continue;
+                }
+                Some("behind") => {
+                    self.heal(sale_id, true, None).await?;
+                    continue;
+                }
+                Some("needs_ceiling") => {
+                    let seq = reply.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                    self.heal(sale_id, false, Some(seq)).await?;
                     continue;
                 }
                 Some("full") => return Err(Error::QueueFull),
@@ -278,6 +338,9 @@ impl Queue {
 
     /// Runs the pre-queue draw once: orders the pre-queued tickets from the committed
     /// seed and numbers them 1..n. Safe to call from many processes.
+    ///
+    /// The order is recorded in Postgres before any position is numbered, and a draw
+    /// run again after Redis lost the line numbers by the recorded order.
     pub async fn draw(&self, sale: SaleId) -> Result<()> {
         let [meta, _, pre, _, _] = self.keys(sale).0;
         loop {
@@ -287,15 +350,30 @@ impl Queue {
                 .lrange(&pre, 0, -1)
                 .query_async(&mut self.conn.clone())
                 .await?;
-            let order = seed
-                .map(|seed| draw::draw_order(&seed, &tickets))
-                .unwrap_or_default();
+            let order = match seed {
+                Some(seed) => {
+                    let order = draw::draw_order(&seed, &tickets);
+                    self.marks.record_draw(sale, &order).await?
+                }
+                None => self
+                    .marks
+                    .get(sale)
+                    .await?
+                    .drawn_tickets
+                    .unwrap_or_default(),
+            };
             let mut call = self.invoke(sale, &self.scripts.draw);
-            call.arg(tickets.len());
+            call.arg(order.len());
             for ticket in &order {
                 call.arg(ticket);
             }
-            let drawn: i64 = call.invoke_async(&mut self.conn.clone()).await?;
+            let reply: Vec<i64> = call.invoke_async(&mut self.conn.clone()).await?;
+            let drawn = reply.first().copied().unwrap_or(0);
+            if drawn == -2 {
+                let needed = reply.get(1).copied().unwrap_or(0);
+                self.heal(sale, false, Some(needed)).await?;
+                continue;
+            }
             if drawn >= 0 {
                 if drawn > 0 {
                     tracing::info!(sale_id = %sale, tickets = drawn, "pre-queue drawn");
@@ -307,20 +385,59 @@ impl Queue {
 
     /// The shopper's ticket, with an admission token when admitted.
     pub async fn ticket(&self, shopper: ShopperId, sale_id: SaleId) -> Result<Ticket> {
-        let now = self.sales.now();
-        let reply: Vec<String> = self
-            .invoke(sale_id, &self.scripts.ticket)
-            .arg(shopper.to_string())
-            .arg(now.timestamp_millis())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let [raw, serving, _drawn, sold_out, rate] =
-            <[String; 5]>::try_from(reply).map_err(|_| Error::NotInQueue)?;
+        self.ticket_with(shopper, sale_id, None).await
+    }
+
+    /// Like [`Queue::ticket`], with the statement of the shopper's place they hold:
+    /// when Redis lost the shopper, the statement puts them back at their place.
+    pub async fn ticket_with(
+        &self,
+        shopper: ShopperId,
+        sale_id: SaleId,
+        place_token: Option<&str>,
+    ) -> Result<Ticket> {
+        let mut restored = false;
+        let mut healed = false;
+        let (now, raw, serving, sold_out, rate) = loop {
+            let now = self.sales.now();
+            let reply: Vec<String> = self
+                .invoke(sale_id, &self.scripts.ticket)
+                .arg(shopper.to_string())
+                .arg(now.timestamp_millis())
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            let Ok([raw, serving, _drawn, sold_out, rate]) = <[String; 5]>::try_from(reply) else {
+                match self.stated(shopper, sale_id, place_token) {
+                    Some(place) if !restored => {
+                        self.restore(shopper, sale_id, &place).await?;
+                        restored = true;
+                        continue;
+                    }
+                    _ => return Err(Error::NotInQueue),
+                }
+            };
+            let serving: i64 = serving.parse().unwrap_or(0);
+            if serving < self.floor(sale_id).serving && !healed {
+                // Redis admits fewer than it once did: an older copy.
+                self.heal(sale_id, true, None).await?;
+                healed = true;
+                continue;
+            }
+            break (now, raw, serving, sold_out, rate);
+        };
         let stored: StoredTicket =
             serde_json::from_str(&raw).map_err(|e| anyhow::anyhow!("ticket record: {e}"))?;
-        let serving: i64 = serving.parse().unwrap_or(0);
+        self.see(sale_id, stored.position, serving);
         let rate: f64 = rate.parse().unwrap_or(0.0);
         let sale = self.sale(sale_id).await?;
+        let place_token = self.places.sign(&Place {
+            shopper: shopper.0,
+            sale: sale_id.0,
+            ticket_id: stored.id.clone(),
+            position: stored.position,
+            joined_ms: stored.joined_ms,
+            admitted_ms: stored.admitted_ms,
+        });
         let mut ticket = Ticket {
             ticket_id: stored.id,
             sale_id,
@@ -331,6 +448,7 @@ impl Queue {
             poll_after_ms: *POLL_MS.start(),
             admission_token: None,
             admission_expires_at: None,
+            place_token,
         };
         let closed = sale.state != SaleState::Active || now >= sale.ends_at;
         ticket.state = if closed {
@@ -371,6 +489,15 @@ impl Queue {
         Ok(ticket)
     }
 
+    /// The place `token` states for `shopper` in `sale`, if it is a valid statement.
+    fn stated(&self, shopper: ShopperId, sale: SaleId, token: Option<&str>) -> Option<Place> {
+        let place = self.places.verify(token?, shopper.0, sale.0);
+        if place.is_none() {
+            tracing::debug!(sale_id = %sale, "a place statement that is not valid was ignored");
+        }
+        place
+    }
+
     /// Takes the shopper out of line.
     pub async fn leave(&self, shopper: ShopperId, sale: SaleId) -> Result<()> {
         let left: i64 = self
@@ -401,6 +528,17 @@ impl Queue {
             .llen(&pre)
             .query_async(&mut self.conn.clone())
             .await?;
+        if commitment.is_none() {
+            // Nobody pre-queued, or Redis lost the line: Postgres has what was published.
+            let marks = self.marks.get(sale).await?;
+            let drawn = marks.drawn_tickets.as_ref().map(|t| t.len() as i64);
+            return Ok(DrawInfo {
+                commitment: marks.commitment,
+                seed: drawn.and(marks.seed),
+                ticket_count: drawn.unwrap_or(pre_count),
+                algorithm: draw::ALGORITHM,
+            });
+        }
         Ok(DrawInfo {
             commitment,
             seed: if drawn == Some(1) { seed } else { None },
@@ -409,20 +547,11 @@ impl Queue {
         })
     }
 
-    /// The pre-queued ticket ids in drawn order (after the start), so anyone can check it.
+    /// The pre-queued ticket ids in drawn order (after the start), so anyone can check
+    /// it: the order recorded in Postgres at the draw, whatever Redis lost since.
     pub async fn drawn_tickets(&self, sale: SaleId) -> Result<Option<Vec<String>>> {
-        let info = self.draw_info(sale).await?;
-        let Some(seed) = info.seed else {
-            return Ok(None);
-        };
-        let [_, _, pre, _, _] = self.keys(sale).0;
-        let tickets: Vec<String> = redis::cmd("LRANGE")
-            .arg(&pre)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(Some(draw::draw_order(&seed, &tickets)))
+        self.sale(sale).await?;
+        Ok(self.marks.get(sale).await?.drawn_tickets)
     }
 
     /// The line's counters.
@@ -497,6 +626,7 @@ impl Queue {
             .arg(signals_json)
             .invoke_async(&mut self.conn.clone())
             .await?;
+        self.see(sale, 0, serving);
         Ok(serving)
     }
 }

@@ -46,6 +46,7 @@ impl Room {
             prefix,
             sales.waiting_room_port(),
             tokens,
+            waiting_room::LineMarks::new(db.clone()),
             Duration::from_secs(300),
             1_000_000,
         );
