@@ -103,6 +103,24 @@ impl Queue {
         force: bool,
         raise_from: Option<i64>,
     ) -> Result<bool> {
+        let (lost, drawn) = self.heal_once(sale, force, raise_from).await?;
+        if lost {
+            tracing::warn!(sale_id = %sale, "redis lost part of the line; rebuilt from the recorded marks");
+            if drawn {
+                // The draw Redis lost is run again from the recorded order.
+                Box::pin(self.draw(sale)).await?;
+            }
+        }
+        Ok(lost)
+    }
+
+    /// One heal under this process's lock; also says whether a draw is recorded.
+    async fn heal_once(
+        &self,
+        sale: SaleId,
+        force: bool,
+        raise_from: Option<i64>,
+    ) -> Result<(bool, bool)> {
         let _single = self.raising.lock().await;
         let mut marks = self.marks.get(sale).await?;
         let keep = match raise_from {
@@ -128,7 +146,8 @@ impl Queue {
         let floor = self.floor(sale);
         marks.seq = marks.seq.max(floor.seq);
         marks.serving = marks.serving.max(floor.serving);
-        self.heal_to(sale, &marks, keep, force).await
+        let lost = self.heal_to(sale, &marks, keep, force).await?;
+        Ok((lost, marks.drawn_tickets.is_some()))
     }
 
     /// Records what the controller sees of the line in Postgres and heals Redis if it

@@ -515,9 +515,10 @@ impl Queue {
     pub async fn draw_info(&self, sale: SaleId) -> Result<DrawInfo> {
         self.sale(sale).await?;
         let [meta, _, pre, _, _] = self.keys(sale).0;
-        let (commitment, seed, drawn, pre_count): (
+        let (commitment, seed, drawn, drawn_count, pre_count): (
             Option<String>,
             Option<String>,
+            Option<i64>,
             Option<i64>,
             i64,
         ) = redis::pipe()
@@ -525,6 +526,7 @@ impl Queue {
             .hget(&meta, "commitment")
             .hget(&meta, "seed")
             .hget(&meta, "drawn")
+            .hget(&meta, "drawn_count")
             .llen(&pre)
             .query_async(&mut self.conn.clone())
             .await?;
@@ -539,10 +541,12 @@ impl Queue {
                 algorithm: draw::ALGORITHM,
             });
         }
+        // After the draw, the tickets it took (the pre-queue list may be a rebuilt one).
+        let drawn = drawn == Some(1);
         Ok(DrawInfo {
             commitment,
-            seed: if drawn == Some(1) { seed } else { None },
-            ticket_count: pre_count,
+            seed: if drawn { seed } else { None },
+            ticket_count: drawn.then_some(drawn_count).flatten().unwrap_or(pre_count),
             algorithm: draw::ALGORITHM,
         })
     }

@@ -3,7 +3,7 @@
 -- KEYS, the same five for every script of a sale's line, all with the sale's hash tag:
 --   1 meta     hash: seq (last position handed out), serving (positions <= it are
 --              admitted), drawn (1 once the pre-queue is shuffled), prequeue (count),
---              left (count), seed, commitment, rate, reason, active, no_show, sold_out,
+--              left (count), drawn_count (tickets in the draw), seed, commitment, rate, reason, active, no_show, sold_out,
 --              ceiling (no position past it is handed out: Postgres recorded it first;
 --              absent until the line is marked from Postgres, so a line Redis lost
 --              entirely is noticed)

@@ -42,6 +42,6 @@ for _, id in ipairs(pre) do
     end
   end
 end
-redis.call('HSET', K_META, 'drawn', 1, 'seq', seq)
+redis.call('HSET', K_META, 'drawn', 1, 'seq', seq, 'drawn_count', n)
 redis.call('HSETNX', K_META, 'serving', 0)
 return {n}
