@@ -7,9 +7,10 @@
 //!
 //! # Layout
 //!
-//! - [`queue`]: the line of one sale in Redis (join, ticket, leave, the draw at the
-//!   start, the counters the controller and `/stats` read) and its Lua scripts.
-//! - [`draw`]: the committed seed and the draw order anyone can recompute.
+//! - [`queue`]: the line of one sale in Redis (join, ticket, leave, the counters the
+//!   controller and `/stats` read) and its Lua scripts.
+//! - [`draw`]: the committed seed, the draw order anyone can recompute, and the draw
+//!   at the start as run and published.
 //! - [`admission`]: admission tokens and the check the reservation endpoint calls.
 //! - [`controller`]: the admission law, a pure function with its reasoning.
 //! - [`runner`]: one controller per sale across all processes (a Redis lease), feeding

@@ -1,5 +1,5 @@
-//! The line of one sale, in Redis: join once, read your ticket, leave; the pre-queue
-//! draw at the start; and the counters the controller and the stats read. Every answer
+//! The line of one sale, in Redis: join once, read your ticket, leave; and the counters
+//! the controller and the stats read (the pre-queue draw is in `draw`). Every answer
 //! carries a signed statement of the shopper's place (`place`); what happens when Redis
 //! loses the line is in `heal`.
 
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::admission::AdmissionTokens;
-use crate::draw;
+pub use crate::draw::DrawInfo;
 use crate::heal::{Floor, HealScripts};
 use crate::marks::LineMarks;
 use crate::place::{Place, PlaceStatements};
@@ -30,9 +30,9 @@ macro_rules! line_script {
 }
 pub(crate) use line_script;
 
-struct Scripts {
+pub(crate) struct Scripts {
     join: Script,
-    draw: Script,
+    pub(crate) draw: Script,
     ticket: Script,
     leave: Script,
     advance: Script,
@@ -88,19 +88,6 @@ pub struct Ticket {
     pub place_token: String,
 }
 
-/// The published draw of a sale.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DrawInfo {
-    /// SHA-256 of the seed (hex), public from the first pre-queued join.
-    pub commitment: Option<String>,
-    /// The seed (hex), revealed at the start.
-    pub seed: Option<String>,
-    /// Tickets that took part in the draw.
-    pub ticket_count: i64,
-    /// How the order follows from the seed.
-    pub algorithm: &'static str,
-}
-
 #[derive(Debug, Deserialize)]
 struct StoredTicket {
     #[serde(rename = "i")]
@@ -147,14 +134,14 @@ impl LineState {
 }
 
 /// The key names of a sale's line.
-struct LineKeys([String; 5]);
+pub(crate) struct LineKeys(pub(crate) [String; 5]);
 
 /// The waiting room of every sale.
 #[derive(Clone)]
 pub struct Queue {
     conn: RedisConn,
     prefix: String,
-    scripts: Arc<Scripts>,
+    pub(crate) scripts: Arc<Scripts>,
     sales: WaitingRoomPort,
     tokens: AdmissionTokens,
     window: Duration,
@@ -205,7 +192,7 @@ impl Queue {
         }
     }
 
-    fn keys(&self, sale: SaleId) -> LineKeys {
+    pub(crate) fn keys(&self, sale: SaleId) -> LineKeys {
         let tag = format!("{}:{{sale:{sale}}}:q", self.prefix);
         LineKeys(["meta", "tickets", "pre", "owners", "log"].map(|k| format!("{tag}:{k}")))
     }
@@ -336,53 +323,6 @@ impl Queue {
         }
     }
 
-    /// Runs the pre-queue draw once: orders the pre-queued tickets from the committed
-    /// seed and numbers them 1..n. Safe to call from many processes.
-    ///
-    /// The order is recorded in Postgres before any position is numbered, and a draw
-    /// run again after Redis lost the line numbers by the recorded order.
-    pub async fn draw(&self, sale: SaleId) -> Result<()> {
-        let [meta, _, pre, _, _] = self.keys(sale).0;
-        loop {
-            let (seed, tickets): (Option<String>, Vec<String>) = redis::pipe()
-                .atomic()
-                .hget(&meta, "seed")
-                .lrange(&pre, 0, -1)
-                .query_async(&mut self.conn.clone())
-                .await?;
-            let order = match seed {
-                Some(seed) => {
-                    let order = draw::draw_order(&seed, &tickets);
-                    self.marks.record_draw(sale, &order).await?
-                }
-                None => self
-                    .marks
-                    .get(sale)
-                    .await?
-                    .drawn_tickets
-                    .unwrap_or_default(),
-            };
-            let mut call = self.invoke(sale, &self.scripts.draw);
-            call.arg(order.len());
-            for ticket in &order {
-                call.arg(ticket);
-            }
-            let reply: Vec<i64> = call.invoke_async(&mut self.conn.clone()).await?;
-            let drawn = reply.first().copied().unwrap_or(0);
-            if drawn == -2 {
-                let needed = reply.get(1).copied().unwrap_or(0);
-                self.heal(sale, false, Some(needed)).await?;
-                continue;
-            }
-            if drawn >= 0 {
-                if drawn > 0 {
-                    tracing::info!(sale_id = %sale, tickets = drawn, "pre-queue drawn");
-                }
-                return Ok(());
-            }
-        }
-    }
-
     /// The shopper's ticket, with an admission token when admitted.
     pub async fn ticket(&self, shopper: ShopperId, sale_id: SaleId) -> Result<Ticket> {
         self.ticket_with(shopper, sale_id, None).await
@@ -509,53 +449,6 @@ impl Queue {
             return Err(Error::NotInQueue);
         }
         Ok(())
-    }
-
-    /// The draw as published.
-    pub async fn draw_info(&self, sale: SaleId) -> Result<DrawInfo> {
-        self.sale(sale).await?;
-        let [meta, _, pre, _, _] = self.keys(sale).0;
-        let (commitment, seed, drawn, drawn_count, pre_count): (
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            i64,
-        ) = redis::pipe()
-            .atomic()
-            .hget(&meta, "commitment")
-            .hget(&meta, "seed")
-            .hget(&meta, "drawn")
-            .hget(&meta, "drawn_count")
-            .llen(&pre)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        if commitment.is_none() {
-            // Nobody pre-queued, or Redis lost the line: Postgres has what was published.
-            let marks = self.marks.get(sale).await?;
-            let drawn = marks.drawn_tickets.as_ref().map(|t| t.len() as i64);
-            return Ok(DrawInfo {
-                commitment: marks.commitment,
-                seed: drawn.and(marks.seed),
-                ticket_count: drawn.unwrap_or(pre_count),
-                algorithm: draw::ALGORITHM,
-            });
-        }
-        // After the draw, the tickets it took (the pre-queue list may be a rebuilt one).
-        let drawn = drawn == Some(1);
-        Ok(DrawInfo {
-            commitment,
-            seed: if drawn { seed } else { None },
-            ticket_count: drawn.then_some(drawn_count).flatten().unwrap_or(pre_count),
-            algorithm: draw::ALGORITHM,
-        })
-    }
-
-    /// The pre-queued ticket ids in drawn order (after the start), so anyone can check
-    /// it: the order recorded in Postgres at the draw, whatever Redis lost since.
-    pub async fn drawn_tickets(&self, sale: SaleId) -> Result<Option<Vec<String>>> {
-        self.sale(sale).await?;
-        Ok(self.marks.get(sale).await?.drawn_tickets)
     }
 
     /// The line's counters.
