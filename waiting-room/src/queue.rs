@@ -348,7 +348,8 @@ impl Queue {
                 .await?;
             let Ok([raw, serving, _drawn, sold_out, rate]) = <[String; 5]>::try_from(reply) else {
                 match self.stated(shopper, sale_id, place_token) {
-                    Some(place) if !restored => {
+                    // An ended sale's line is not rebuilt: nothing is left to wait for.
+                    Some(place) if !restored && !self.ended(sale_id).await? => {
                         self.restore(shopper, sale_id, &place).await?;
                         restored = true;
                         continue;
@@ -427,6 +428,11 @@ impl Queue {
             TicketState::Waiting
         };
         Ok(ticket)
+    }
+
+    async fn ended(&self, sale_id: SaleId) -> Result<bool> {
+        let sale = self.sale(sale_id).await?;
+        Ok(sale.state == SaleState::Ended || self.sales.now() >= sale.ends_at)
     }
 
     /// The place `token` states for `shopper` in `sale`, if it is a valid statement.
