@@ -338,19 +338,29 @@ impl Queue {
     ) -> Result<Ticket> {
         let mut restored = false;
         let mut healed = false;
+        let stated = self.stated(shopper, sale_id, place_token);
+        let (stated_ticket, stated_admitted) = match &stated {
+            Some(place) => (
+                place.ticket_id.as_str(),
+                place.admitted_ms.map(|a| a.to_string()).unwrap_or_default(),
+            ),
+            None => ("", String::new()),
+        };
         let (now, raw, serving, sold_out, rate) = loop {
             let now = self.sales.now();
             let reply: Vec<String> = self
                 .invoke(sale_id, &self.scripts.ticket)
                 .arg(shopper.to_string())
                 .arg(now.timestamp_millis())
+                .arg(stated_ticket)
+                .arg(&stated_admitted)
                 .invoke_async(&mut self.conn.clone())
                 .await?;
             let Ok([raw, serving, _drawn, sold_out, rate]) = <[String; 5]>::try_from(reply) else {
-                match self.stated(shopper, sale_id, place_token) {
+                match &stated {
                     // An ended sale's line is not rebuilt: nothing is left to wait for.
                     Some(place) if !restored && !self.ended(sale_id).await? => {
-                        self.restore(shopper, sale_id, &place).await?;
+                        self.restore(shopper, sale_id, place).await?;
                         restored = true;
                         continue;
                     }

@@ -213,7 +213,9 @@ async fn redis_rolled_back_to_an_older_copy_keeps_every_place_and_admission() {
     let before = poll_all(&room.queue, sale, &joined).await;
     let last_place = before.values().filter_map(|t| t.position).max().unwrap();
 
-    // Act: Redis comes back older; new shoppers arrive before anyone polls.
+    // Act: Redis comes back older (seconds later); new shoppers arrive before anyone
+    // polls.
+    room.clock.advance(Duration::from_secs(5));
     roll_back(&room, &old_copy).await;
     assert_eq!(room.queue.line_state(sale).await.unwrap().serving, 200);
     let late = join_all(&room.queue, sale, 50).await;
