@@ -29,6 +29,19 @@
 //! admission time, so the admitted stay admitted and their window does not restart).
 //! A pre-queued shopper whose place was drawn takes the place the recorded draw gives.
 //!
+//! A shopper Redis still knows, from an older copy that had not seen them admitted,
+//! keeps the admission time their statement gives (the ticket script takes the earlier
+//! one), so the window does not restart.
+//!
+//! # What it costs
+//!
+//! A join is one script, a poll one script and one HMAC signature (two with a
+//! statement to check); Postgres is read only when a script says the line needs it.
+//! Postgres is written once per [`CEILING_BLOCK`] joins (the ceiling), once per sale
+//! per controller tick (the marks) and once per draw. The price of the ceiling: while
+//! Postgres is down, joins still get places up to the recorded ceiling, then fail
+//! until it is back.
+//!
 //! # What it cannot do
 //!
 //! - Between a rollback and the first sign of it, positions past Redis' old count may
