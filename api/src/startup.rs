@@ -232,6 +232,7 @@ impl Application {
             config.redis_prefix.clone(),
             sales.waiting_room_port(),
             tokens,
+            waiting_room::LineMarks::new(db.clone()),
             config.admission_window,
             config.queue_cap,
         );

@@ -10,6 +10,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::place::PlaceStatements;
+
 /// The audience of admission tokens, so no other token of the service passes as one.
 const AUDIENCE: &str = "flashsale-admission";
 
@@ -53,6 +55,7 @@ pub struct AdmissionTokens {
     decoding: DecodingKey,
     validation: Validation,
     issuer: String,
+    places: PlaceStatements,
 }
 
 impl AdmissionTokens {
@@ -69,7 +72,14 @@ impl AdmissionTokens {
             decoding: DecodingKey::from_secret(secret),
             validation,
             issuer: issuer.to_owned(),
+            places: PlaceStatements::new(secret, issuer),
         }
+    }
+
+    /// Place statements signed with the same secret (under their own audience, so
+    /// neither passes for the other).
+    pub fn place_statements(&self) -> PlaceStatements {
+        self.places.clone()
     }
 
     /// A token admitting `shopper` to `sale` until `now + window`.

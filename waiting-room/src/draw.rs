@@ -19,9 +19,20 @@
 //! visible: adding or changing any ticket reorders everyone, so a planted ticket cannot
 //! be aimed at a place without recomputing the whole draw, and every planted ticket is
 //! counted in the published `ticket_count` and listed with the others.
+//!
+//! This module also runs the draw on a sale's line ([`Queue::draw`]) and publishes it.
+//! The seed and its commitment are recorded in Postgres before the commitment is
+//! public, and the drawn order before any position is numbered (`marks`), so a line
+//! Redis lost keeps both.
 
 use rand::RngCore;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::queue::Queue;
+use crate::Result;
+use reservations::ids::SaleId;
 
 /// The algorithm's name as published on the draw endpoint.
 pub const ALGORITHM: &str =
@@ -57,6 +68,115 @@ pub fn draw_order(seed_hex: &str, tickets: &[String]) -> Vec<String> {
         .collect();
     keyed.sort();
     keyed.into_iter().map(|(_, t)| t.clone()).collect()
+}
+
+/// The published draw of a sale.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DrawInfo {
+    /// SHA-256 of the seed (hex), public from the first pre-queued join.
+    pub commitment: Option<String>,
+    /// The seed (hex), revealed at the start.
+    pub seed: Option<String>,
+    /// Tickets that took part in the draw.
+    pub ticket_count: i64,
+    /// How the order follows from the seed.
+    pub algorithm: &'static str,
+}
+
+impl Queue {
+    /// Runs the pre-queue draw once: orders the pre-queued tickets from the committed
+    /// seed and numbers them 1..n. Safe to call from many processes.
+    ///
+    /// The order is recorded in Postgres before any position is numbered, and a draw
+    /// run again after Redis lost the line numbers by the recorded order.
+    pub async fn draw(&self, sale: SaleId) -> Result<()> {
+        let [meta, _, pre, _, _] = self.keys(sale).0;
+        loop {
+            let (seed, tickets): (Option<String>, Vec<String>) = redis::pipe()
+                .atomic()
+                .hget(&meta, "seed")
+                .lrange(&pre, 0, -1)
+                .query_async(&mut self.connection())
+                .await?;
+            let order = match seed {
+                Some(seed) => {
+                    let order = draw_order(&seed, &tickets);
+                    self.marks.record_draw(sale, &order).await?
+                }
+                None => self
+                    .marks
+                    .get(sale)
+                    .await?
+                    .drawn_tickets
+                    .unwrap_or_default(),
+            };
+            let mut call = self.invoke(sale, &self.scripts.draw);
+            call.arg(order.len());
+            for ticket in &order {
+                call.arg(ticket);
+            }
+            let reply: Vec<i64> = call.invoke_async(&mut self.connection()).await?;
+            let drawn = reply.first().copied().unwrap_or(0);
+            if drawn == -2 {
+                let needed = reply.get(1).copied().unwrap_or(0);
+                self.heal(sale, false, Some(needed)).await?;
+                continue;
+            }
+            if drawn >= 0 {
+                if drawn > 0 {
+                    tracing::info!(sale_id = %sale, tickets = drawn, "pre-queue drawn");
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// The draw as published.
+    pub async fn draw_info(&self, sale: SaleId) -> Result<DrawInfo> {
+        self.sale(sale).await?;
+        let [meta, _, pre, _, _] = self.keys(sale).0;
+        let (commitment, seed, drawn, drawn_count, pre_count): (
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+        ) = redis::pipe()
+            .atomic()
+            .hget(&meta, "commitment")
+            .hget(&meta, "seed")
+            .hget(&meta, "drawn")
+            .hget(&meta, "drawn_count")
+            .llen(&pre)
+            .query_async(&mut self.connection())
+            .await?;
+        if commitment.is_none() {
+            // Nobody pre-queued, or Redis lost the line: Postgres has what was published.
+            let marks = self.marks.get(sale).await?;
+            let drawn = marks.drawn_tickets.as_ref().map(|t| t.len() as i64);
+            return Ok(DrawInfo {
+                commitment: marks.commitment,
+                seed: drawn.and(marks.seed),
+                ticket_count: drawn.unwrap_or(pre_count),
+                algorithm: ALGORITHM,
+            });
+        }
+        // After the draw, the tickets it took (the pre-queue list may be a rebuilt one).
+        let drawn = drawn == Some(1);
+        Ok(DrawInfo {
+            commitment,
+            seed: if drawn { seed } else { None },
+            ticket_count: drawn.then_some(drawn_count).flatten().unwrap_or(pre_count),
+            algorithm: ALGORITHM,
+        })
+    }
+
+    /// The pre-queued ticket ids in drawn order (after the start), so anyone can check
+    /// it: the order recorded in Postgres at the draw, whatever Redis lost since.
+    pub async fn drawn_tickets(&self, sale: SaleId) -> Result<Option<Vec<String>>> {
+        self.sale(sale).await?;
+        Ok(self.marks.get(sale).await?.drawn_tickets)
+    }
 }
 
 #[cfg(test)]

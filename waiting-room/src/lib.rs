@@ -7,22 +7,32 @@
 //!
 //! # Layout
 //!
-//! - [`queue`]: the line of one sale in Redis (join, ticket, leave, the draw at the
-//!   start, the counters the controller and `/stats` read) and its Lua scripts.
-//! - [`draw`]: the committed seed and the draw order anyone can recompute.
+//! - [`queue`]: the line of one sale in Redis (join, ticket, leave, the counters the
+//!   controller and `/stats` read) and its Lua scripts.
+//! - [`draw`]: the committed seed, the draw order anyone can recompute, and the draw
+//!   at the start as run and published.
 //! - [`admission`]: admission tokens and the check the reservation endpoint calls.
 //! - [`controller`]: the admission law, a pure function with its reasoning.
 //! - [`runner`]: one controller per sale across all processes (a Redis lease), feeding
 //!   the law its signals and moving the line.
+//! - [`place`]: the signed statement of a shopper's place that every ticket carries.
+//! - [`marks`]: what Postgres records of each line (ceiling, serving position, draw).
+//! - `heal`: how the line survives Redis losing it (emptied or rolled back), from the
+//!   marks and the statements.
 //! - [`error`]: the crate's error type.
 
 pub mod admission;
 pub mod controller;
 pub mod draw;
 pub mod error;
+mod heal;
+pub mod marks;
+pub mod place;
 pub mod queue;
 pub mod runner;
 
 pub use admission::{AdmissionCheck, AdmissionTokens, NotAdmitted};
 pub use error::{Error, Result};
+pub use marks::LineMarks;
+pub use place::PlaceStatements;
 pub use queue::{Queue, Ticket, TicketState};

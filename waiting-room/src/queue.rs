@@ -1,5 +1,7 @@
-//! The line of one sale, in Redis: join once, read your ticket, leave; the pre-queue
-//! draw at the start; and the counters the controller and the stats read.
+//! The line of one sale, in Redis: join once, read your ticket, leave; and the counters
+//! the controller and the stats read (the pre-queue draw is in `draw`). Every answer
+//! carries a signed statement of the shopper's place (`place`); what happens when Redis
+//! loses the line is in `heal`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::admission::AdmissionTokens;
-use crate::draw;
+pub use crate::draw::DrawInfo;
+use crate::heal::{Floor, HealScripts};
+use crate::marks::LineMarks;
+use crate::place::{Place, PlaceStatements};
 use crate::{Error, Result};
 use reservations::ids::{SaleId, ShopperId};
 use reservations::sales::{Sale, SaleState};
@@ -20,13 +25,14 @@ use reservations::WaitingRoomPort;
 
 macro_rules! line_script {
     ($file:literal) => {
-        Script::new(concat!(include_str!("lua/common.lua"), include_str!($file)))
+        redis::Script::new(concat!(include_str!("lua/common.lua"), include_str!($file)))
     };
 }
+pub(crate) use line_script;
 
-struct Scripts {
+pub(crate) struct Scripts {
     join: Script,
-    draw: Script,
+    pub(crate) draw: Script,
     ticket: Script,
     leave: Script,
     advance: Script,
@@ -77,19 +83,9 @@ pub struct Ticket {
     pub admission_token: Option<String>,
     /// When the admission window closes.
     pub admission_expires_at: Option<DateTime<Utc>>,
-}
-
-/// The published draw of a sale.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DrawInfo {
-    /// SHA-256 of the seed (hex), public from the first pre-queued join.
-    pub commitment: Option<String>,
-    /// The seed (hex), revealed at the start.
-    pub seed: Option<String>,
-    /// Tickets that took part in the draw.
-    pub ticket_count: i64,
-    /// How the order follows from the seed.
-    pub algorithm: &'static str,
+    /// A signed statement of this place: send the latest as `X-Place-Token` on polls
+    /// and rejoins, and the place is kept even if the line's store loses it.
+    pub place_token: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +94,8 @@ struct StoredTicket {
     id: String,
     #[serde(rename = "p")]
     position: i64,
+    #[serde(rename = "j", default)]
+    joined_ms: i64,
     #[serde(rename = "a", default)]
     admitted_ms: Option<i64>,
 }
@@ -136,32 +134,41 @@ impl LineState {
 }
 
 /// The key names of a sale's line.
-struct LineKeys([String; 5]);
+pub(crate) struct LineKeys(pub(crate) [String; 5]);
 
 /// The waiting room of every sale.
 #[derive(Clone)]
 pub struct Queue {
     conn: RedisConn,
     prefix: String,
-    scripts: Arc<Scripts>,
+    pub(crate) scripts: Arc<Scripts>,
     sales: WaitingRoomPort,
     tokens: AdmissionTokens,
     window: Duration,
     cap: i64,
     cache: Arc<Mutex<HashMap<SaleId, (Instant, Sale)>>>,
+    pub(crate) marks: LineMarks,
+    places: PlaceStatements,
+    pub(crate) heal_scripts: Arc<HealScripts>,
+    pub(crate) floors: Arc<Mutex<HashMap<SaleId, Floor>>>,
+    /// One raise of a ceiling (or heal) at a time in this process.
+    pub(crate) raising: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Queue {
     /// A waiting room over `conn`, issuing admission tokens valid for `window`, with at
-    /// most `cap` shoppers waiting per sale.
+    /// most `cap` shoppers waiting per sale, and recording in `marks` what the line is
+    /// rebuilt from when Redis loses it.
     pub fn new(
         conn: RedisConn,
         prefix: impl Into<String>,
         sales: WaitingRoomPort,
         tokens: AdmissionTokens,
+        marks: LineMarks,
         window: Duration,
         cap: i64,
     ) -> Self {
+        let places = tokens.place_statements();
         Self {
             conn,
             prefix: prefix.into(),
@@ -177,15 +184,24 @@ impl Queue {
             window,
             cap,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            marks,
+            places,
+            heal_scripts: Arc::new(HealScripts::new()),
+            floors: Arc::new(Mutex::new(HashMap::new())),
+            raising: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
-    fn keys(&self, sale: SaleId) -> LineKeys {
+    pub(crate) fn keys(&self, sale: SaleId) -> LineKeys {
         let tag = format!("{}:{{sale:{sale}}}:q", self.prefix);
         LineKeys(["meta", "tickets", "pre", "owners", "log"].map(|k| format!("{tag}:{k}")))
     }
 
-    fn invoke<'a>(&self, sale: SaleId, script: &'a Script) -> redis::ScriptInvocation<'a> {
+    pub(crate) fn invoke<'a>(
+        &self,
+        sale: SaleId,
+        script: &'a Script,
+    ) -> redis::ScriptInvocation<'a> {
         let mut call = script.prepare_invoke();
         for key in self.keys(sale).0 {
             call.key(key);
@@ -231,12 +247,27 @@ impl Queue {
     /// Puts the shopper in line (or returns their ticket). The bool is true when the
     /// ticket was created now.
     pub async fn join(&self, shopper: ShopperId, sale_id: SaleId) -> Result<(Ticket, bool)> {
+        self.join_with(shopper, sale_id, None).await
+    }
+
+    /// Like [`Queue::join`], with the statement of the shopper's place they hold (the
+    /// `X-Place-Token` header): a place Redis lost is given back instead of a new one.
+    pub async fn join_with(
+        &self,
+        shopper: ShopperId,
+        sale_id: SaleId,
+        place_token: Option<&str>,
+    ) -> Result<(Ticket, bool)> {
         let sale = self.sale(sale_id).await?;
         let now = self.sales.now();
         if sale.state == SaleState::Ended || now >= sale.ends_at {
             return Err(Error::SaleClosed);
         }
-        let (seed, commitment) = draw::new_seed();
+        if let Some(place) = self.stated(shopper, sale_id, place_token) {
+            if self.restore(shopper, sale_id, &place).await? {
+                return Ok((self.ticket(shopper, sale_id).await?, false));
+            }
+        }
         loop {
             let reply: Vec<String> = self
                 .invoke(sale_id, &self.scripts.join)
@@ -245,13 +276,29 @@ impl Queue {
                 .arg(now.timestamp_millis())
                 .arg(sale.starts_at.timestamp_millis())
                 .arg(self.cap)
-                .arg(&seed)
-                .arg(&commitment)
+                .arg(self.floor(sale_id).seq)
                 .invoke_async(&mut self.conn.clone())
                 .await?;
             match reply.first().map(String::as_str) {
                 Some("needs_draw") => {
                     self.draw(sale_id).await?;
+                    continue;
+                }
+                Some("needs_marks") => {
+                    self.heal(sale_id, false, None).await?;
+                    continue;
+                }
+                Some("needs_seed") => {
+                    self.fix_seed(sale_id).await?;
+                    continue;
+                }
+                Some("behind") => {
+                    self.heal(sale_id, true, None).await?;
+                    continue;
+                }
+                Some("needs_ceiling") => {
+                    let seq = reply.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                    self.heal(sale_id, false, Some(seq)).await?;
                     continue;
                 }
                 Some("full") => return Err(Error::QueueFull),
@@ -276,51 +323,72 @@ impl Queue {
         }
     }
 
-    /// Runs the pre-queue draw once: orders the pre-queued tickets from the committed
-    /// seed and numbers them 1..n. Safe to call from many processes.
-    pub async fn draw(&self, sale: SaleId) -> Result<()> {
-        let [meta, _, pre, _, _] = self.keys(sale).0;
-        loop {
-            let (seed, tickets): (Option<String>, Vec<String>) = redis::pipe()
-                .atomic()
-                .hget(&meta, "seed")
-                .lrange(&pre, 0, -1)
-                .query_async(&mut self.conn.clone())
-                .await?;
-            let order = seed
-                .map(|seed| draw::draw_order(&seed, &tickets))
-                .unwrap_or_default();
-            let mut call = self.invoke(sale, &self.scripts.draw);
-            call.arg(tickets.len());
-            for ticket in &order {
-                call.arg(ticket);
-            }
-            let drawn: i64 = call.invoke_async(&mut self.conn.clone()).await?;
-            if drawn >= 0 {
-                if drawn > 0 {
-                    tracing::info!(sale_id = %sale, tickets = drawn, "pre-queue drawn");
-                }
-                return Ok(());
-            }
-        }
-    }
-
     /// The shopper's ticket, with an admission token when admitted.
     pub async fn ticket(&self, shopper: ShopperId, sale_id: SaleId) -> Result<Ticket> {
-        let now = self.sales.now();
-        let reply: Vec<String> = self
-            .invoke(sale_id, &self.scripts.ticket)
-            .arg(shopper.to_string())
-            .arg(now.timestamp_millis())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let [raw, serving, _drawn, sold_out, rate] =
-            <[String; 5]>::try_from(reply).map_err(|_| Error::NotInQueue)?;
+        self.ticket_with(shopper, sale_id, None).await
+    }
+
+    /// Like [`Queue::ticket`], with the statement of the shopper's place they hold:
+    /// when Redis lost the shopper, the statement puts them back at their place.
+    pub async fn ticket_with(
+        &self,
+        shopper: ShopperId,
+        sale_id: SaleId,
+        place_token: Option<&str>,
+    ) -> Result<Ticket> {
+        let mut restored = false;
+        let mut healed = false;
+        let stated = self.stated(shopper, sale_id, place_token);
+        let (stated_ticket, stated_admitted) = match &stated {
+            Some(place) => (
+                place.ticket_id.as_str(),
+                place.admitted_ms.map(|a| a.to_string()).unwrap_or_default(),
+            ),
+            None => ("", String::new()),
+        };
+        let (now, raw, serving, sold_out, rate) = loop {
+            let now = self.sales.now();
+            let reply: Vec<String> = self
+                .invoke(sale_id, &self.scripts.ticket)
+                .arg(shopper.to_string())
+                .arg(now.timestamp_millis())
+                .arg(stated_ticket)
+                .arg(&stated_admitted)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            let Ok([raw, serving, _drawn, sold_out, rate]) = <[String; 5]>::try_from(reply) else {
+                match &stated {
+                    // An ended sale's line is not rebuilt: nothing is left to wait for.
+                    Some(place) if !restored && !self.ended(sale_id).await? => {
+                        self.restore(shopper, sale_id, place).await?;
+                        restored = true;
+                        continue;
+                    }
+                    _ => return Err(Error::NotInQueue),
+                }
+            };
+            let serving: i64 = serving.parse().unwrap_or(0);
+            if serving < self.floor(sale_id).serving && !healed {
+                // Redis admits fewer than it once did: an older copy.
+                self.heal(sale_id, true, None).await?;
+                healed = true;
+                continue;
+            }
+            break (now, raw, serving, sold_out, rate);
+        };
         let stored: StoredTicket =
             serde_json::from_str(&raw).map_err(|e| anyhow::anyhow!("ticket record: {e}"))?;
-        let serving: i64 = serving.parse().unwrap_or(0);
+        self.see(sale_id, stored.position, serving);
         let rate: f64 = rate.parse().unwrap_or(0.0);
         let sale = self.sale(sale_id).await?;
+        let place_token = self.places.sign(&Place {
+            shopper: shopper.0,
+            sale: sale_id.0,
+            ticket_id: stored.id.clone(),
+            position: stored.position,
+            joined_ms: stored.joined_ms,
+            admitted_ms: stored.admitted_ms,
+        });
         let mut ticket = Ticket {
             ticket_id: stored.id,
             sale_id,
@@ -331,6 +399,7 @@ impl Queue {
             poll_after_ms: *POLL_MS.start(),
             admission_token: None,
             admission_expires_at: None,
+            place_token,
         };
         let closed = sale.state != SaleState::Active || now >= sale.ends_at;
         ticket.state = if closed {
@@ -371,6 +440,20 @@ impl Queue {
         Ok(ticket)
     }
 
+    async fn ended(&self, sale_id: SaleId) -> Result<bool> {
+        let sale = self.sale(sale_id).await?;
+        Ok(sale.state == SaleState::Ended || self.sales.now() >= sale.ends_at)
+    }
+
+    /// The place `token` states for `shopper` in `sale`, if it is a valid statement.
+    fn stated(&self, shopper: ShopperId, sale: SaleId, token: Option<&str>) -> Option<Place> {
+        let place = self.places.verify(token?, shopper.0, sale.0);
+        if place.is_none() {
+            tracing::debug!(sale_id = %sale, "a place statement that is not valid was ignored");
+        }
+        place
+    }
+
     /// Takes the shopper out of line.
     pub async fn leave(&self, shopper: ShopperId, sale: SaleId) -> Result<()> {
         let left: i64 = self
@@ -382,47 +465,6 @@ impl Queue {
             return Err(Error::NotInQueue);
         }
         Ok(())
-    }
-
-    /// The draw as published.
-    pub async fn draw_info(&self, sale: SaleId) -> Result<DrawInfo> {
-        self.sale(sale).await?;
-        let [meta, _, pre, _, _] = self.keys(sale).0;
-        let (commitment, seed, drawn, pre_count): (
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            i64,
-        ) = redis::pipe()
-            .atomic()
-            .hget(&meta, "commitment")
-            .hget(&meta, "seed")
-            .hget(&meta, "drawn")
-            .llen(&pre)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(DrawInfo {
-            commitment,
-            seed: if drawn == Some(1) { seed } else { None },
-            ticket_count: pre_count,
-            algorithm: draw::ALGORITHM,
-        })
-    }
-
-    /// The pre-queued ticket ids in drawn order (after the start), so anyone can check it.
-    pub async fn drawn_tickets(&self, sale: SaleId) -> Result<Option<Vec<String>>> {
-        let info = self.draw_info(sale).await?;
-        let Some(seed) = info.seed else {
-            return Ok(None);
-        };
-        let [_, _, pre, _, _] = self.keys(sale).0;
-        let tickets: Vec<String> = redis::cmd("LRANGE")
-            .arg(&pre)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(Some(draw::draw_order(&seed, &tickets)))
     }
 
     /// The line's counters.
@@ -497,6 +539,7 @@ impl Queue {
             .arg(signals_json)
             .invoke_async(&mut self.conn.clone())
             .await?;
+        self.see(sale, 0, serving);
         Ok(serving)
     }
 }

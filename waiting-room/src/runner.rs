@@ -154,6 +154,10 @@ impl Controllers {
             return Ok(());
         }
         let mut line = self.queue.line_state(sale_id).await?;
+        // Recorded every tick: what a line Redis loses is rebuilt from (see `heal`).
+        if self.queue.keep_marks(sale_id, &line).await? {
+            line = self.queue.line_state(sale_id).await?;
+        }
         if !line.drawn {
             self.queue.draw(sale_id).await?;
             line = self.queue.line_state(sale_id).await?;

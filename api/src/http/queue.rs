@@ -1,7 +1,7 @@
 //! The waiting room: join the line, read your ticket, leave; and the published draw.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
@@ -28,8 +28,17 @@ pub fn router() -> Router<AppState> {
         .merge(shed::classed(draw, Priority::Other))
 }
 
+/// The header a shopper sends their latest `place_token` in: a place the line lost is
+/// given back (waiting_room's `heal`).
+const PLACE_TOKEN: &str = "x-place-token";
+
+fn place_token(headers: &HeaderMap) -> Option<&str> {
+    headers.get(PLACE_TOKEN).and_then(|v| v.to_str().ok())
+}
+
 /// Join the line: 201 the first time, 200 with the same ticket after.
-#[utoipa::path(post, path = "/v1/sales/{sale_id}/queue", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
+#[utoipa::path(post, path = "/v1/sales/{sale_id}/queue", tag = "waiting-room",
+    params(("sale_id" = uuid::Uuid, Path), ("X-Place-Token" = Option<String>, Header, description = "the latest place_token")),
     responses((status = 201, body = Ticket), (status = 200, body = Ticket), (status = 409, body = crate::error::Problem),
         (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
 async fn join(
@@ -37,9 +46,13 @@ async fn join(
     _: ClientCapped,
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
+    headers: HeaderMap,
 ) -> Result<(StatusCode, axum::Json<Ticket>), ApiError> {
     state.queue_limiter.check(shopper.0)?;
-    let (ticket, created) = state.queue.join(shopper, SaleId(sale)).await?;
+    let (ticket, created) = state
+        .queue
+        .join_with(shopper, SaleId(sale), place_token(&headers))
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -49,7 +62,8 @@ async fn join(
 }
 
 /// The shopper's ticket: state, position, wait, and the admission token once admitted.
-#[utoipa::path(get, path = "/v1/sales/{sale_id}/queue/me", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
+#[utoipa::path(get, path = "/v1/sales/{sale_id}/queue/me", tag = "waiting-room",
+    params(("sale_id" = uuid::Uuid, Path), ("X-Place-Token" = Option<String>, Header, description = "the latest place_token")),
     responses((status = 200, body = Ticket), (status = 404, body = crate::error::Problem),
         (status = 429, body = crate::error::Problem)), security(("shopper" = [])))]
 async fn me(
@@ -57,9 +71,14 @@ async fn me(
     _: ClientCapped,
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
+    headers: HeaderMap,
 ) -> Result<axum::Json<Ticket>, ApiError> {
     state.queue_limiter.check(shopper.0)?;
-    Ok(axum::Json(state.queue.ticket(shopper, SaleId(sale)).await?))
+    let ticket = state
+        .queue
+        .ticket_with(shopper, SaleId(sale), place_token(&headers))
+        .await?;
+    Ok(axum::Json(ticket))
 }
 
 /// Leave the line.

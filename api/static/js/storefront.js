@@ -296,12 +296,12 @@ async function join() {
     let s = await ensureSession();
     let res;
     try {
-      res = await api('POST', `/v1/sales/${saleId}/queue`, { token: s.token });
+      res = await api('POST', `/v1/sales/${saleId}/queue`, { token: s.token, headers: placeHeader() });
     } catch (e) {
       if (e.code !== 'unauthorized') throw e;
       dropSession();
       s = await ensureSession();
-      res = await api('POST', `/v1/sales/${saleId}/queue`, { token: s.token });
+      res = await api('POST', `/v1/sales/${saleId}/queue`, { token: s.token, headers: placeHeader() });
     }
     updateLocal({ initial_ahead: null, prequeued: null });
     handleTicket(res.data, { focus: true });
@@ -322,7 +322,8 @@ async function join() {
 async function rejoin() {
   clearNotice();
   stopPolling();
-  updateLocal({ reservation: null, order_id: null, initial_ahead: null });
+  // Rejoining goes to the back: the statement of the old place is dropped.
+  updateLocal({ reservation: null, order_id: null, initial_ahead: null, place_token: null });
   const s = session();
   if (s) {
     try {
@@ -351,7 +352,7 @@ async function leave() {
       }
     }
   }
-  updateLocal({ initial_ahead: null });
+  updateLocal({ initial_ahead: null, place_token: null });
   clearNotice();
   renderStart();
   announce('You left the line.');
@@ -366,7 +367,10 @@ async function pollTicket() {
     return;
   }
   try {
-    const { data } = await api('GET', `/v1/sales/${saleId}/queue/me`, { token: s.token });
+    const { data } = await api('GET', `/v1/sales/${saleId}/queue/me`, {
+      token: s.token,
+      headers: placeHeader(),
+    });
     clearNotice();
     await handleTicket(data);
   } catch (e) {
@@ -385,8 +389,18 @@ async function pollTicket() {
   }
 }
 
+/**
+ * The signed statement of our place, sent back on polls and joins: if the line's store
+ * loses the line, the server puts us back at this place (X-Place-Token).
+ */
+function placeHeader() {
+  const token = local().place_token;
+  return token ? { 'X-Place-Token': token } : {};
+}
+
 async function handleTicket(t, { focus = false } = {}) {
   ticket = t;
+  if (t.place_token && t.place_token !== local().place_token) updateLocal({ place_token: t.place_token });
   switch (t.state) {
     case 'prequeue':
       showPrequeue(t, focus);

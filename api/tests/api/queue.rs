@@ -264,3 +264,87 @@ async fn the_controller_slows_admission_when_checkout_slows_and_recovers_after()
     };
     tokio::join!(scenario, futures::future::join_all(buyers));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_redis_is_emptied_the_place_token_gives_an_admitted_shopper_their_place_back() {
+    // Arrange: an admitted shopper, and one waiting behind.
+    let app = spawn_app_with(|c| c.queue_cap = 1_000).await;
+    let sale = app.live_sale(10, 1).await;
+    let first = app.direct_shopper();
+    let second = app.direct_shopper();
+    assert_eq!(join(&app, &first, sale).await.status(), 201);
+    let admitted = eventually_within(Duration::from_secs(10), || async {
+        me(&app, &first, sale).await["state"] == "admitted"
+    })
+    .await;
+    assert!(admitted);
+    assert_eq!(join(&app, &second, sale).await.status(), 201);
+    let before = me(&app, &first, sale).await;
+    let waiting = me(&app, &second, sale).await;
+    let statement = |t: &Value| t["place_token"].as_str().unwrap().to_owned();
+    let path = format!("/v1/sales/{sale}/queue/me");
+
+    // Act: Redis restarts empty.
+    app.wipe_redis().await;
+
+    // Assert: without the statement nobody is in line; with it, the place is back,
+    // still admitted; the admission token from before still reserves; the header is
+    // read on a rejoin too, and a stranger's copy restores nothing.
+    assert_problem(
+        app.get(&path, Some(&first.token)).await,
+        404,
+        "not_in_queue",
+    )
+    .await;
+    let poll = |who: &TestShopper, statement: String| {
+        app.request(Method::GET, &path, Some(&who.token))
+            .header("x-place-token", statement)
+            .send()
+    };
+    assert_problem(
+        poll(&app.direct_shopper(), statement(&before))
+            .await
+            .unwrap(),
+        404,
+        "not_in_queue",
+    )
+    .await;
+    let after: Value = poll(&first, statement(&before))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["ticket_id"], before["ticket_id"]);
+    assert_eq!(after["position"], before["position"]);
+    assert_eq!(after["state"], "admitted");
+    let rejoined = app
+        .request(
+            Method::POST,
+            &format!("/v1/sales/{sale}/queue"),
+            Some(&second.token),
+        )
+        .header("x-place-token", statement(&waiting))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rejoined.status(), 200, "the same ticket, not a new one");
+    let rejoined: Value = rejoined.json().await.unwrap();
+    assert_eq!(rejoined["ticket_id"], waiting["ticket_id"]);
+    assert_eq!(rejoined["position"], waiting["position"]);
+    let reserve = app
+        .request(
+            Method::POST,
+            &format!("/v1/sales/{sale}/reservations"),
+            Some(&first.token),
+        )
+        .header(
+            "x-admission-token",
+            before["admission_token"].as_str().unwrap(),
+        )
+        .json(&json!({ "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reserve.status(), 201);
+}

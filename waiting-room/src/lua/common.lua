@@ -3,15 +3,20 @@
 -- KEYS, the same five for every script of a sale's line, all with the sale's hash tag:
 --   1 meta     hash: seq (last position handed out), serving (positions <= it are
 --              admitted), drawn (1 once the pre-queue is shuffled), prequeue (count),
---              left (count), seed, commitment, rate, reason, active, no_show, sold_out
+--              left (count), drawn_count (tickets in the draw), seed, commitment, rate, reason, active, no_show, sold_out,
+--              ceiling (no position past it is handed out: Postgres recorded it first;
+--              absent until the line is marked from Postgres, so a line Redis lost
+--              entirely is noticed)
 --   2 tickets  hash: shopper id -> JSON {i ticket id, p position (0 in pre-queue),
 --              j joined ms, a first seen admitted ms}
 --   3 pre      list of pre-queued ticket ids, in arrival order
---   4 owners   hash: ticket id -> shopper id
+--   4 owners   hash: ticket id -> shopper id ('' once the shopper left that ticket)
 --   5 log      sorted set: "<ms>:<serving>" scored by ms (serving position over time)
 --
--- Positions are unique and dense: each comes from one HINCRBY of `seq` or from the
--- draw, which numbers the pre-queue 1..n before any later arrival gets n+1.
+-- Positions are unique: each comes from one HINCRBY of `seq` or from the draw, which
+-- numbers the pre-queue 1..n before any later arrival gets n+1. They are dense until
+-- Redis loses the line: the rebuilt line numbers new arrivals from the recorded
+-- ceiling, past every place a shopper may still claim with a statement.
 
 local K_META, K_TICKETS, K_PRE, K_OWNERS, K_LOG = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 

@@ -1,5 +1,5 @@
 -- leave: takes a shopper out of line. Their position is not reused (positions stay
--- unique); joining again puts them at the back.
+-- unique); joining again puts them at the back, statement or not.
 --
 -- KEYS: the five line keys (see common.lua).
 -- ARGV: 1 shopper id.
@@ -8,7 +8,8 @@ local raw = redis.call('HGET', K_TICKETS, ARGV[1])
 if not raw then return 0 end
 local ticket = cjson.decode(raw)
 redis.call('HDEL', K_TICKETS, ARGV[1])
-redis.call('HDEL', K_OWNERS, ticket.i)
+-- A tombstone: the statement of a place left cannot put the shopper back (restore).
+redis.call('HSET', K_OWNERS, ticket.i, '')
 if ticket.p == 0 then
   redis.call('LREM', K_PRE, 1, ticket.i)
   redis.call('HINCRBY', K_META, 'prequeue', -1)

@@ -5,6 +5,7 @@
 
 mod controller;
 mod line;
+mod redis_loss;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,17 @@ pub struct Room {
     pub db: PgPool,
     pub clock: ManualClock,
     pub queue: Queue,
+    /// The Redis prefix of this room's keys.
+    pub prefix: String,
+    /// The Redis connection.
+    pub redis: reservations::redis_conn::RedisConn,
+    sales: Sales,
 }
+
+/// The secret and issuer every room signs with.
+pub const SECRET: &[u8] = b"test-support hmac secret of 32 bytes!";
+/// See [`SECRET`].
+pub const ISSUER: &str = "flashsale-test";
 
 impl Room {
     /// A fresh database and prefix, and the waiting room over them as the app builds it
@@ -39,17 +50,39 @@ impl Room {
             Projection::new(redis.clone(), prefix.clone()),
             Arc::new(clock.clone()),
         );
-        let tokens =
-            AdmissionTokens::new(b"test-support hmac secret of 32 bytes!", "flashsale-test");
-        let queue = Queue::new(
+        let queue = Room::queue_over(&db, &redis, &prefix, &sales);
+        Room {
+            db,
+            clock,
+            queue,
+            prefix,
             redis,
+            sales,
+        }
+    }
+
+    fn queue_over(
+        db: &PgPool,
+        redis: &reservations::redis_conn::RedisConn,
+        prefix: &str,
+        sales: &Sales,
+    ) -> Queue {
+        Queue::new(
+            redis.clone(),
             prefix,
             sales.waiting_room_port(),
-            tokens,
+            AdmissionTokens::new(SECRET, ISSUER),
+            waiting_room::LineMarks::new(db.clone()),
             Duration::from_secs(300),
             1_000_000,
-        );
-        Room { db, clock, queue }
+        )
+    }
+
+    /// The waiting room of another process over the same Postgres and Redis (nothing
+    /// remembered in memory): a process started after the loss, or one that saw none
+    /// of the line.
+    pub fn another_process(&self) -> Queue {
+        Room::queue_over(&self.db, &self.redis, &self.prefix, &self.sales)
     }
 
     /// Stores an active sale of `total` units, one per shopper, starting `starts_in`
