@@ -175,24 +175,31 @@ impl Sales {
             }
             .into());
         }
-        let sale = if delta > 0 {
-            let (sale, _first) = self.store.add_units(id, delta as i32).await?;
-            if !self.projection.add_units(&sale).await? {
-                self.rebuild(id).await?;
-            }
-            sale
-        } else {
-            self.retire(&sale, -delta).await?
-        };
+        // Under the sale's lock: a reconciliation (Redis came back older) reads Postgres
+        // and rewrites Redis under it, and must not see the change half made.
+        let sale = self
+            .with_sale_lock(id, || async {
+                if delta > 0 {
+                    let (sale, _first) = self.store.add_units(id, delta as i32).await?;
+                    if !self.projection.add_units(&sale).await? {
+                        self.rebuild_locked(id).await?;
+                    }
+                    Ok(sale)
+                } else {
+                    self.retire(&sale, -delta).await
+                }
+            })
+            .await?;
         let stock = self.stock(&sale).await?;
         Ok((sale, stock))
     }
 
+    /// Retires `count` free units; the caller holds the sale's lock.
     async fn retire(&self, sale: &Sale, count: i64) -> Result<Sale> {
         let units = match self.projection.retire_units(sale.id, count).await? {
             Some(units) => units,
             None => {
-                self.rebuild(sale.id).await?;
+                self.rebuild_locked(sale.id).await?;
                 self.projection
                     .retire_units(sale.id, count)
                     .await?

@@ -46,6 +46,39 @@ impl Sales {
         )))
     }
 
+    /// Runs `work` holding the sale's rebuild lock — the lock a rebuild and a
+    /// reconciliation hold while they read Postgres and rewrite Redis — so that a
+    /// change of the sale's units (added, retired) never lands between their read and
+    /// their write (a reconciliation would put retired units back on sale). `work` must
+    /// not rebuild (the lock is not re-entrant): [`Sales::rebuild_locked`] is for it.
+    pub(super) async fn with_sale_lock<T, F, Fut>(&self, id: SaleId, work: F) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let token = uuid::Uuid::new_v4().to_string();
+        for _ in 0..500 {
+            if self
+                .projection
+                .try_lock_rebuild(id, &token, REBUILD_LOCK_MS)
+                .await?
+            {
+                let outcome = work().await;
+                self.projection.unlock_rebuild(id, &token).await?;
+                return outcome;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(Error::Internal(anyhow::anyhow!(
+            "timed out waiting for the lock of sale {id}"
+        )))
+    }
+
+    /// A rebuild by the holder of the sale's lock ([`Sales::with_sale_lock`]).
+    pub(super) async fn rebuild_locked(&self, id: SaleId) -> Result<()> {
+        self.load_from_postgres(id, Load::Recovery).await
+    }
+
     pub(super) async fn load_from_postgres(&self, id: SaleId, why: Load) -> Result<()> {
         let sale = self.store.get(id).await?;
         let taken = self.store.taken_units(id).await?;
