@@ -1,7 +1,7 @@
 //! The waiting room: join the line, read your ticket, leave; and the published draw.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::http::extract::{ClientCapped, IdPath, Shopper};
+use crate::http::proof;
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::SaleId;
@@ -28,17 +29,21 @@ pub fn router() -> Router<AppState> {
         .merge(shed::classed(draw, Priority::Other))
 }
 
-/// Join the line: 201 the first time, 200 with the same ticket after.
+/// Join the line: 201 the first time, 200 with the same ticket after. Where the sale
+/// asks for it, a first join carries a proof of work (`X-Join-Proof`, see `proof.rs`).
 #[utoipa::path(post, path = "/v1/sales/{sale_id}/queue", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
     responses((status = 201, body = Ticket), (status = 200, body = Ticket), (status = 409, body = crate::error::Problem),
-        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
+        (status = 403, body = crate::error::Problem), (status = 429, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
 async fn join(
     State(state): State<AppState>,
     _: ClientCapped,
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
+    headers: HeaderMap,
 ) -> Result<(StatusCode, axum::Json<Ticket>), ApiError> {
     state.queue_limiter.check(shopper.0)?;
+    proof::guard(&state, shopper, SaleId(sale), &headers).await?;
     let (ticket, created) = state.queue.join(shopper, SaleId(sale)).await?;
     let status = if created {
         StatusCode::CREATED
