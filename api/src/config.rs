@@ -108,10 +108,12 @@ pub struct Config {
     pub client_cap: Option<(u32, u32)>,
     /// `FLASHSALE_PROOF_DIFFICULTY_BITS`: the proof-of-work difficulty (leading zero
     /// bits of SHA-256, 0–26) a new sale gets when the merchant names none; 0 turns the
-    /// proof off. Default 16: about 65,000 hashes on average, some 50–200 ms for
-    /// `crypto.subtle` in a Web Worker on a phone (well under a second for a human,
-    /// once per join), while a farm joining thousands of sessions pays it thousands of
-    /// times, more as its address's difficulty rises.
+    /// proof off. Default 14: 16,384 hashes on average. `crypto.subtle` in a Web Worker
+    /// (the storefront's solver, batched) ran about 35,000 a second on a loaded 2-core
+    /// test box, so about half a second there and far less on a current phone or
+    /// laptop: well under a second, once per join. 16 bits would cost that box about 2 s.
+    /// A farm's native hashing pays little for the base; what it pays is the adaptive
+    /// rise (up to 8 bits more, 256× the work) on an address that joins in a loop.
     pub proof_difficulty_bits: u32,
     /// `FLASHSALE_CLIENT_IP_HEADER`: the header where a trusted load balancer appends
     /// the client's address (e.g. `x-forwarded-for`; its last entry is used); empty: the
@@ -257,7 +259,7 @@ impl Config {
                 message: "must be non-empty, without braces or spaces".into(),
             });
         }
-        let proof_difficulty_bits: u32 = var("FLASHSALE_PROOF_DIFFICULTY_BITS", "16")?;
+        let proof_difficulty_bits: u32 = var("FLASHSALE_PROOF_DIFFICULTY_BITS", "14")?;
         let max_bits = reservations::sales::MAX_PROOF_DIFFICULTY_BITS as u32;
         if proof_difficulty_bits > max_bits {
             return Err(ConfigError {
