@@ -9,8 +9,9 @@
 //!   challenge is unexpired and bound to this shopper and sale, and its id was never
 //!   spent (one `SET … NX PX`, expiring with the challenge). Verifying is one hash.
 //! - The difficulty adapts: each challenge counts against the client's address and its
-//!   /24 (IPv4) or /64 (IPv6) in a one-minute window (one Redis round trip), and a
-//!   busy address pays one more bit per doubling over a threshold, at most 8 more.
+//!   /24 (IPv4) or /64 (IPv6) over a sliding minute (one Redis round trip), and a busy
+//!   address pays one more bit per doubling over a threshold, at most 8 more. Every
+//!   proof-carrying join needs its own challenge, so the count is the joins' too.
 //!
 //! A shopper who already holds a ticket rejoins without a proof: the ticket read is
 //! the one O(1) lookup a poll makes, and it tells a caller only about their own ticket.
@@ -361,23 +362,33 @@ impl Door {
         let Some(client) = client.filter(|_| base > 0) else {
             return Ok(base);
         };
-        let window = now.timestamp_millis().div_euclid(WINDOW_MS);
+        let now_ms = now.timestamp_millis();
+        let window = now_ms.div_euclid(WINDOW_MS);
+        // A sliding window from two fixed ones: this minute's count plus the last
+        // minute's, weighted by how much of it the sliding minute still covers, so a
+        // count never drops to 0 at a minute's boundary.
+        let weight = 1.0 - now_ms.rem_euclid(WINDOW_MS) as f64 / WINDOW_MS as f64;
         // Both counters share the network's hash tag: one slot, one round trip.
         let tag = format!("{}:door:{{{}}}", self.prefix, network(client));
-        let (address_key, network_key) = (
-            format!("{tag}:a:{client}:{window}"),
-            format!("{tag}:n:{window}"),
-        );
-        let (address, net): (i64, i64) = redis::pipe()
-            .incr(&address_key, 1)
-            .pexpire(&address_key, 2 * WINDOW_MS)
-            .ignore()
-            .incr(&network_key, 1)
-            .pexpire(&network_key, 2 * WINDOW_MS)
-            .ignore()
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(waiting_room::Error::from)?;
+        let address_key = |w: i64| format!("{tag}:a:{client}:{w}");
+        let network_key = |w: i64| format!("{tag}:n:{w}");
+        let (address, address_before, net, net_before): (i64, Option<i64>, i64, Option<i64>) =
+            redis::pipe()
+                .incr(address_key(window), 1)
+                .pexpire(address_key(window), 2 * WINDOW_MS)
+                .ignore()
+                .get(address_key(window - 1))
+                .incr(network_key(window), 1)
+                .pexpire(network_key(window), 2 * WINDOW_MS)
+                .ignore()
+                .get(network_key(window - 1))
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(waiting_room::Error::from)?;
+        let slide = |current: i64, before: Option<i64>| {
+            current + (before.unwrap_or(0) as f64 * weight) as i64
+        };
+        let (address, net) = (slide(address, address_before), slide(net, net_before));
         Ok(adapted(base, address, net))
     }
 }

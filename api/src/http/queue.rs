@@ -31,7 +31,8 @@ pub fn router() -> Router<AppState> {
 
 /// Join the line: 201 the first time, 200 with the same ticket after. Where the sale
 /// asks for it, a first join carries a proof of work (`X-Join-Proof`, see `proof.rs`).
-#[utoipa::path(post, path = "/v1/sales/{sale_id}/queue", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
+#[utoipa::path(post, path = "/v1/sales/{sale_id}/queue", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path),
+        ("X-Join-Proof" = Option<String>, Header, description = "`<challenge>:<nonce>` when the sale asks for a proof of work")),
     responses((status = 201, body = Ticket), (status = 200, body = Ticket), (status = 409, body = crate::error::Problem),
         (status = 403, body = crate::error::Problem), (status = 429, body = crate::error::Problem),
         (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
