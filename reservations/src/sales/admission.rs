@@ -115,3 +115,28 @@ impl Admission {
         Ok(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sale_without_a_proof_difficulty_takes_the_operators_and_keeps_its_own() {
+        let unset = Admission::default();
+        assert_eq!(
+            unset.clone().with_proof_default(14).proof_difficulty_bits,
+            Some(14)
+        );
+        assert_eq!(unset.proof_bits(9), 9, "a sale stored before the setting");
+        let own = Admission {
+            proof_difficulty_bits: Some(0),
+            ..Admission::default()
+        };
+        assert_eq!(
+            own.clone().with_proof_default(14).proof_bits(14),
+            0,
+            "0 stays off"
+        );
+        assert!(own.parse().is_ok());
+    }
+}
