@@ -23,6 +23,8 @@ export function join() {
   const issued = http.post(`${BASE_URL}/v1/sales/${SALE_ID}/challenge`, null, {
     headers: auth,
     tags: { step: 'challenge', name: 'POST /v1/sales/{id}/challenge' },
+    // The storm discards bodies; this one carries the challenge.
+    responseType: 'text',
   });
   if (issued.status !== 201) {
     const shedding = issued.status === 429 || issued.status === 503;
