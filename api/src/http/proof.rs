@@ -166,6 +166,11 @@ enum Refusal {
 
 impl Refusal {
     fn into_error(self, sale: SaleId) -> ApiError {
+        let code = match self {
+            Refusal::Required => "proof_required",
+            Refusal::Invalid(_) => "proof_invalid",
+        };
+        metrics::counter!("flashsale_door_refusals_total", "code" => code).increment(1);
         let next = challenge_url(sale);
         match self {
             Refusal::Required => ApiError::client(

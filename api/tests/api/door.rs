@@ -313,6 +313,35 @@ async fn a_sale_sets_its_own_difficulty_and_zero_turns_the_proof_off() {
     }
 }
 
+#[tokio::test]
+async fn an_edit_of_the_admission_keeps_the_sales_difficulty_unless_it_names_one() {
+    let app = door_app().await;
+    let sale = app.scheduled_sale().await;
+    let admission = |body: Value| json!({ "admission": body });
+
+    let kept = app
+        .patch_sale(
+            sale,
+            admission(json!({ "mode": "auto", "checkout_p95_target_ms": 400 })),
+            None,
+        )
+        .await;
+    assert_eq!(kept.status(), 200);
+    let kept: Value = kept.json().await.unwrap();
+    assert_eq!(kept["admission"]["proof_difficulty_bits"], BITS);
+
+    let off = app
+        .patch_sale(
+            sale,
+            admission(json!({ "mode": "auto", "proof_difficulty_bits": 0 })),
+            None,
+        )
+        .await;
+    assert_eq!(off.status(), 200);
+    let off: Value = off.json().await.unwrap();
+    assert_eq!(off["admission"]["proof_difficulty_bits"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shopper_who_solves_the_door_is_admitted_reserves_and_checks_out() {
     let app = door_app().await;
