@@ -104,7 +104,9 @@ pub struct Config {
     /// ticket says (about one poll every 2–3 s each on average: under 200 a second),
     /// and the few who are admitted hold and check out once. One client minting a
     /// session per request gets no more than those 200 a second, however many sessions
-    /// it holds, and pays the rising proof of work on each join.
+    /// it holds, and pays the rising proof of work on each join. Behind a load
+    /// balancer, set `FLASHSALE_CLIENT_IP_HEADER`: otherwise every shopper comes from
+    /// the balancer's address and shares one cap.
     pub client_cap: Option<(u32, u32)>,
     /// `FLASHSALE_PROOF_DIFFICULTY_BITS`: the proof-of-work difficulty (leading zero
     /// bits of SHA-256, 0–26) a new sale gets when the merchant names none; 0 turns the
