@@ -93,10 +93,30 @@ pub struct Config {
     /// `FLASHSALE_QUEUE_RATE_PER_SECOND` / `FLASHSALE_QUEUE_BURST`: join and poll
     /// requests one shopper may make (then 429).
     pub queue_rate: (u32, u32),
-    /// `FLASHSALE_IP_RATE_PER_SECOND` / `FLASHSALE_IP_BURST`: guest sessions, joins and
-    /// polls one client address may make, whatever sessions it holds (then 429);
-    /// `None` (rate 0, the default): no cap per address.
+    /// `FLASHSALE_IP_RATE_PER_SECOND` / `FLASHSALE_IP_BURST`: guest sessions,
+    /// challenges, joins, polls, holds and checkouts one client address may make,
+    /// whatever sessions it holds (then 429); rate 0: no cap per address.
+    ///
+    /// On by default at 200 a second with a burst of 2,000, sized for carrier-grade
+    /// NAT, where one public IPv4 address fronts hundreds of subscribers: 500 shoppers
+    /// behind one address each make a session, a challenge, a join and a first poll in
+    /// the opening second (2,000 requests: the burst), then poll every 1–30 s as their
+    /// ticket says (about one poll every 2–3 s each on average: under 200 a second),
+    /// and the few who are admitted hold and check out once. One client minting a
+    /// session per request gets no more than those 200 a second, however many sessions
+    /// it holds, and pays the rising proof of work on each join. Behind a load
+    /// balancer, set `FLASHSALE_CLIENT_IP_HEADER`: otherwise every shopper comes from
+    /// the balancer's address and shares one cap.
     pub client_cap: Option<(u32, u32)>,
+    /// `FLASHSALE_PROOF_DIFFICULTY_BITS`: the proof-of-work difficulty (leading zero
+    /// bits of SHA-256, 0–26) a new sale gets when the merchant names none; 0 turns the
+    /// proof off. Default 14: 16,384 hashes on average. `crypto.subtle` in a Web Worker
+    /// (the storefront's solver, batched) ran about 35,000 a second on a loaded 2-core
+    /// test box, so about half a second there and far less on a current phone or
+    /// laptop: well under a second, once per join. 16 bits would cost that box about 2 s.
+    /// A farm's native hashing pays little for the base; what it pays is the adaptive
+    /// rise (up to 8 bits more, 256× the work) on an address that joins in a loop.
+    pub proof_difficulty_bits: u32,
     /// `FLASHSALE_CLIENT_IP_HEADER`: the header where a trusted load balancer appends
     /// the client's address (e.g. `x-forwarded-for`; its last entry is used); empty: the
     /// connection's peer address.
@@ -241,6 +261,14 @@ impl Config {
                 message: "must be non-empty, without braces or spaces".into(),
             });
         }
+        let proof_difficulty_bits: u32 = var("FLASHSALE_PROOF_DIFFICULTY_BITS", "14")?;
+        let max_bits = reservations::sales::MAX_PROOF_DIFFICULTY_BITS as u32;
+        if proof_difficulty_bits > max_bits {
+            return Err(ConfigError {
+                var: "FLASHSALE_PROOF_DIFFICULTY_BITS",
+                message: format!("must be between 0 and {max_bits}"),
+            });
+        }
         let shopper_ttl_secs: u64 = var("FLASHSALE_SHOPPER_TOKEN_TTL_SECS", "86400")?;
         let stock_stripes: u32 = var("FLASHSALE_STOCK_STRIPES", "1")?;
         let max_stripes = reservations::projection::MAX_STRIPES;
@@ -279,13 +307,14 @@ impl Config {
                 var::<u32>("FLASHSALE_QUEUE_RATE_PER_SECOND", "2")?.clamp(1, 10_000),
                 var::<u32>("FLASHSALE_QUEUE_BURST", "10")?.clamp(1, 10_000),
             ),
-            client_cap: match var::<u32>("FLASHSALE_IP_RATE_PER_SECOND", "0")?.min(100_000) {
+            client_cap: match var::<u32>("FLASHSALE_IP_RATE_PER_SECOND", "200")?.min(100_000) {
                 0 => None,
                 rate => Some((
                     rate,
-                    var::<u32>("FLASHSALE_IP_BURST", "50")?.clamp(1, 100_000),
+                    var::<u32>("FLASHSALE_IP_BURST", "2000")?.clamp(1, 100_000),
                 )),
             },
+            proof_difficulty_bits,
             client_ip_header: match var::<String>("FLASHSALE_CLIENT_IP_HEADER", "")?.trim() {
                 "" => None,
                 name => Some(name.parse().map_err(|_| ConfigError {

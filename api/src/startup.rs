@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::http::proof::Door;
 use crate::http::shed::{ClientCap, Shedder, ShopperLimiter};
 use crate::http::{self, AppState};
 use crate::signals::{self, ProcessSignals, RedisSignals};
@@ -216,7 +217,8 @@ impl Application {
                 .with_stripes(config.stock_stripes),
             clock,
         )
-        .with_ended_sale_retention(config.ended_sale_retention);
+        .with_ended_sale_retention(config.ended_sale_retention)
+        .with_proof_difficulty_default(config.proof_difficulty_bits.into());
         let (provider, simulator) = payment_provider(&config, &shutdown).await?;
         let payments = guard(&config, provider.clone());
         let checkout = Checkout::new(sales.clone(), checkout_pool.clone(), db.clone(), payments)
@@ -236,6 +238,14 @@ impl Application {
             config.admission_window,
             config.queue_cap,
         );
+        let door = Arc::new(Door::new(
+            auth.hmac_secret(),
+            auth.issuer(),
+            redis.clone(),
+            config.redis_prefix.clone(),
+            config.client_ip_header.clone(),
+            config.proof_difficulty_bits.into(),
+        ));
         let state = AppState {
             queue,
             signals: Arc::new(ProcessSignals::default()),
@@ -256,6 +266,7 @@ impl Application {
             client_cap: config.client_cap.map(|(rate, burst)| {
                 Arc::new(ClientCap::new(rate, burst, config.client_ip_header.clone()))
             }),
+            door,
             request_timeout: config.request_timeout,
             static_dir: config.static_dir.clone(),
         };

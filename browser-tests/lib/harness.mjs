@@ -3,6 +3,7 @@
 //
 // `./run` starts flashsale and exports BASE_URL and MERCHANT_TOKEN.
 
+import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -117,10 +118,31 @@ export async function stats(saleId) {
   return must('GET', `/v1/admin/sales/${saleId}/stats`, { token: MERCHANT_TOKEN });
 }
 
-/** A guest shopper who joined the line: { token, ticket }. */
+/** Leading zero bits of a digest, first byte's high bit first. */
+function zeroBits(bytes) {
+  let bits = 0;
+  for (const b of bytes) {
+    if (b !== 0) return bits + Math.clz32(b) - 24;
+    bits += 8;
+  }
+  return bits;
+}
+
+/** A solved `X-Join-Proof` for the shopper's next join (API.md v1.1, "the line"). */
+export async function joinProof(saleId, token) {
+  const c = await must('POST', `/v1/sales/${saleId}/challenge`, { token });
+  for (let n = 0; ; n++) {
+    const nonce = n.toString(36);
+    const digest = createHash('sha256').update(`${c.challenge}:${nonce}`).digest();
+    if (zeroBits(digest) >= c.difficulty_bits) return `${c.challenge}:${nonce}`;
+  }
+}
+
+/** A guest shopper who joined the line (solving the door's proof): { token, ticket }. */
 export async function shopperJoins(saleId) {
   const session = await must('POST', '/v1/sessions', {});
-  const ticket = await must('POST', `/v1/sales/${saleId}/queue`, { token: session.token });
+  const headers = { 'x-join-proof': await joinProof(saleId, session.token) };
+  const ticket = await must('POST', `/v1/sales/${saleId}/queue`, { token: session.token, headers });
   return { token: session.token, ticket };
 }
 

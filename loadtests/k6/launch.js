@@ -24,6 +24,7 @@ export const PREQUEUE_SECS = envInt('PREQUEUE_SECS', 10);
  */
 export const DEFAULT_LATENCY = {
   session: [2000, 5000],
+  challenge: [500, 1000],
   join: [2000, 5000],
   poll: [2000, 5000],
   reserve: [500, 1500],

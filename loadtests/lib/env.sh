@@ -125,12 +125,14 @@ stack_up() {
 iso_utc() { date -u -d "$1" +%Y-%m-%dT%H:%M:%SZ; }
 
 # create_sale <name> <units> <per-user limit> <hold ttl s> <starts_at> <ends_at>: prints
-# the sale JSON (the merchant's POST /v1/admin/sales answer).
+# the sale JSON (the merchant's POST /v1/admin/sales answer). The sale asks a join for a
+# low proof of work (LOADTEST_PROOF_BITS, default 6: some 64 hashes), which the k6
+# shoppers solve (k6/lib/proof.js).
 create_sale() {
   curl -fsS -X POST "$base/v1/admin/sales" -H "authorization: Bearer $merchant_token" \
     -H 'content-type: application/json' -d "{
       \"name\": \"$1\", \"sku\": \"RH-$(date +%s)\", \"description\": \"loadtests/run rehearsal\",
       \"price\": {\"amount_minor\": 12900, \"currency\": \"EUR\"}, \"stock\": {\"total\": $2},
       \"per_user_limit\": $3, \"hold_ttl_seconds\": $4, \"starts_at\": \"$5\", \"ends_at\": \"$6\",
-      \"admission\": {\"mode\": \"auto\"}}"
+      \"admission\": {\"mode\": \"auto\", \"proof_difficulty_bits\": ${LOADTEST_PROOF_BITS:-6}}}"
 }

@@ -16,7 +16,7 @@ import os
 import sys
 from datetime import datetime
 
-STEPS = ["session", "join", "poll", "reserve", "checkout", "confirmation",
+STEPS = ["session", "challenge", "join", "poll", "reserve", "checkout", "confirmation",
          "admin_create", "admin_edit", "admin_read", "admin_watch", "ops"]
 COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777"]
 

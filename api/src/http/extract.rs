@@ -224,8 +224,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// Counts the request against the operator's cap per client address, when one is
-/// configured (`FLASHSALE_IP_RATE_PER_SECOND`); `429 rate_limited` past it.
+/// Counts the request against the operator's cap per client address (on unless
+/// `FLASHSALE_IP_RATE_PER_SECOND` is 0); `429 rate_limited` past it.
 pub struct ClientCapped;
 
 impl FromRequestParts<AppState> for ClientCapped {

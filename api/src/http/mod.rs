@@ -6,6 +6,7 @@ pub mod extract;
 pub mod ops;
 pub mod orders;
 pub mod pages;
+pub mod proof;
 pub mod public;
 pub mod queue;
 pub mod reservations;
@@ -70,8 +71,11 @@ pub struct AppState {
     pub shedder: Arc<shed::Shedder>,
     /// Per-shopper rate limit of join and poll.
     pub queue_limiter: Arc<shed::ShopperLimiter>,
-    /// The operator's optional cap per client address (guest sessions, join, poll).
+    /// The operator's cap per client address (sessions, challenges, join, poll, holds,
+    /// checkouts); `None` where the operator turned it off.
     pub client_cap: Option<Arc<shed::ClientCap>>,
+    /// The proof of work at the door of the line.
+    pub door: Arc<proof::Door>,
     /// Where the storefront and dashboard files are.
     pub static_dir: std::path::PathBuf,
     /// How long a request may run.
@@ -84,7 +88,7 @@ pub struct AppState {
     info(title = "flashsale", description = "Flash-sale reservation backend: HTTP contract v1"),
     paths(
         public::create_session, public::get_sale,
-        queue::join, queue::me, queue::leave, queue::draw, queue::drawn_tickets,
+        queue::join, queue::me, queue::leave, queue::draw, queue::drawn_tickets, proof::challenge,
         reservations::reserve, reservations::get_reservation, reservations::release,
         orders::checkout, orders::get_order, orders::list_orders, orders::sale_orders,
         admin::create_sale, admin::list_sales, admin::get_sale, admin::patch_sale, admin::change_stock,
@@ -226,6 +230,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(public::router())
         .merge(queue::router())
+        .merge(proof::router())
         .merge(reservations::router())
         .merge(orders::router())
         .merge(admin::router())

@@ -11,7 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::http::admin::{decode_cursor, encode_cursor, page_limit};
-use crate::http::extract::{AppJson, AppQuery, IdPath, IdempotencyKey, Merchant, Shopper};
+use crate::http::extract::{
+    AppJson, AppQuery, ClientCapped, IdPath, IdempotencyKey, Merchant, Shopper,
+};
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::checkout::{CheckoutRequest, Order, Placement};
@@ -51,10 +53,11 @@ pub struct CheckoutBody {
     responses((status = 201, body = Order), (status = 400, body = crate::error::Problem),
         (status = 402, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
         (status = 410, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
-        (status = 503, body = crate::error::Problem)),
+        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
     security(("shopper" = [])))]
 async fn checkout(
     State(state): State<AppState>,
+    _: ClientCapped,
     Shopper(shopper): Shopper,
     IdPath(reservation): IdPath,
     IdempotencyKey(key): IdempotencyKey,

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::http::extract::{ClientCapped, IdPath, Shopper};
+use crate::http::proof;
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::SaleId;
@@ -36,11 +37,14 @@ fn place_token(headers: &HeaderMap) -> Option<&str> {
     headers.get(PLACE_TOKEN).and_then(|v| v.to_str().ok())
 }
 
-/// Join the line: 201 the first time, 200 with the same ticket after.
-#[utoipa::path(post, path = "/v1/sales/{sale_id}/queue", tag = "waiting-room",
-    params(("sale_id" = uuid::Uuid, Path), ("X-Place-Token" = Option<String>, Header, description = "the latest place_token")),
+/// Join the line: 201 the first time, 200 with the same ticket after. Where the sale
+/// asks for it, a first join carries a proof of work (`X-Join-Proof`, see `proof.rs`).
+#[utoipa::path(post, path = "/v1/sales/{sale_id}/queue", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path),
+        ("X-Join-Proof" = Option<String>, Header, description = "`<challenge>:<nonce>` when the sale asks for a proof of work"),
+        ("X-Place-Token" = Option<String>, Header, description = "the latest place_token")),
     responses((status = 201, body = Ticket), (status = 200, body = Ticket), (status = 409, body = crate::error::Problem),
-        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
+        (status = 403, body = crate::error::Problem), (status = 429, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem)), security(("shopper" = [])))]
 async fn join(
     State(state): State<AppState>,
     _: ClientCapped,
@@ -49,6 +53,7 @@ async fn join(
     headers: HeaderMap,
 ) -> Result<(StatusCode, axum::Json<Ticket>), ApiError> {
     state.queue_limiter.check(shopper.0)?;
+    proof::guard(&state, shopper, SaleId(sale), &headers).await?;
     let (ticket, created) = state
         .queue
         .join_with(shopper, SaleId(sale), place_token(&headers))

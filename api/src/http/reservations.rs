@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::http::extract::{AppJson, IdPath, IdempotencyKey, Shopper};
+use crate::http::extract::{AppJson, ClientCapped, IdPath, IdempotencyKey, Shopper};
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::{ReservationId, SaleId};
@@ -43,10 +43,11 @@ pub struct ReserveBody {
         pattern = "^[!-~]{1,255}$", description = "1–255 visible ASCII characters")),
     responses((status = 201, body = Reservation), (status = 200, body = Reservation, description = "replayed idempotent request"),
         (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)),
+        (status = 422, body = crate::error::Problem), (status = 429, body = crate::error::Problem)),
     security(("shopper" = [])))]
 async fn reserve(
     State(state): State<AppState>,
+    _: ClientCapped,
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
     IdempotencyKey(key): IdempotencyKey,

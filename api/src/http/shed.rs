@@ -10,8 +10,9 @@
 //!   counts slots.
 //! - **Per-shopper rate limits** on join and poll (`429 rate_limited` + `Retry-After`):
 //!   one client polling in a loop cannot crowd out the rest of the line.
-//! - **An optional cap per client address** on guest sessions, join and poll, for the
-//!   client that mints a guest session per request to dodge the per-shopper limit.
+//! - **A cap per client address** (on by default, sized for carrier-grade NAT: see
+//!   `config.rs`) on guest sessions, challenges, join, poll, holds and checkouts, for
+//!   the client that mints a guest session per request to dodge the per-shopper limit.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -170,9 +171,9 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     }
 }
 
-/// The operator's optional cap per client address on guest sessions, join and poll
-/// (`FLASHSALE_IP_RATE_PER_SECOND`): one client minting guest sessions gets fresh
-/// per-shopper limits with each, but not a fresh address.
+/// The operator's cap per client address on guest sessions, challenges, join, poll,
+/// holds and checkouts (`FLASHSALE_IP_RATE_PER_SECOND`): one client minting guest
+/// sessions gets fresh per-shopper limits with each, but not a fresh address.
 pub struct ClientCap {
     limiter: KeyedLimiter<IpAddr>,
     /// Where a trusted load balancer writes the client's address (its last entry is the
@@ -192,11 +193,7 @@ impl ClientCap {
     /// Counts one request of the client that sent `headers` over a connection from
     /// `peer`. A request whose address cannot be told is counted under the peer.
     pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
-        let forwarded = self.header.as_ref().and_then(|name| {
-            let value = headers.get_all(name).iter().last()?.to_str().ok()?;
-            value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
-        });
-        match forwarded.or(peer) {
+        match client_address(self.header.as_ref(), headers, peer) {
             Some(ip) => self.limiter.check(ip),
             None => Ok(()),
         }
@@ -206,6 +203,21 @@ impl ClientCap {
     pub fn prune(&self) {
         self.limiter.prune();
     }
+}
+
+/// The client's address: the last entry of `header` (where a trusted load balancer
+/// appends it) when configured and readable, else the connection's `peer`. The one
+/// reading of it, shared by the per-address cap and the door's difficulty.
+pub fn client_address(
+    header: Option<&HeaderName>,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let forwarded = header.and_then(|name| {
+        let value = headers.get_all(name).iter().last()?.to_str().ok()?;
+        value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+    });
+    forwarded.or(peer)
 }
 
 #[cfg(test)]

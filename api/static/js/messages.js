@@ -12,6 +12,8 @@ const SHOPPER = {
   queue_full: ['The line is full right now.', 'We try to join again by ourselves in a moment.', 'retry'],
   sale_not_found: ["We can't find this sale.", 'Check the link you followed.', 'none'],
   sale_closed: ['This sale has ended, so the line is closed.', 'There is nothing left to queue for.', 'none'],
+  proof_required: ['This sale checks that you are a person before you join.', 'We solve a small puzzle for you, then join.', 'retry'],
+  proof_invalid: ["That check didn't go through.", 'We solve a new puzzle for you and join again.', 'retry'],
   not_in_queue: ["You're not in the line for this sale.", 'Join the line to get a place.', 'rejoin'],
   not_admitted: ['Your turn to buy has passed (or has not come yet).', 'Rejoin the line to get a new turn.', 'rejoin'],
   sold_out: ['Sold out.', 'Every unit is sold or held by someone checking out.', 'none'],

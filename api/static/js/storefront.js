@@ -288,6 +288,54 @@ function renderStart() {
   }
 }
 
+/**
+ * Joins the line; when the sale asks for a proof of work (403 proof_required or
+ * proof_invalid), takes a challenge, solves it in a Web Worker while the button shows
+ * the progress, and joins with `X-Join-Proof` (API.md v1.1, "the line").
+ */
+async function joinThroughDoor(token, button) {
+  const path = `/v1/sales/${saleId}/queue`;
+  try {
+    return await api('POST', path, { token, headers: placeHeader() });
+  } catch (e) {
+    if (e.code !== 'proof_required' && e.code !== 'proof_invalid') throw e;
+  }
+  for (let attempt = 1; ; attempt++) {
+    const { data: challenge } = await api('POST', `/v1/sales/${saleId}/challenge`, { token });
+    const nonce = await solveProof(challenge, (share) => {
+      setBusy(button, true, `Checking you're a person… ${Math.round(share * 100)}%`);
+    });
+    try {
+      const proof = `${challenge.challenge}:${nonce}`;
+      return await api('POST', path, { token, headers: { ...placeHeader(), 'X-Join-Proof': proof } });
+    } catch (e) {
+      // A challenge that expired while solving: one more, then give up.
+      if (e.code !== 'proof_invalid' || attempt >= 2) throw e;
+    }
+  }
+}
+
+/** Solves a challenge in a Web Worker; `progress(share)` gets the expected share done. */
+function solveProof(challenge, progress) {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker('/static/js/proof-worker.js');
+    const expected = 2 ** challenge.difficulty_bits;
+    worker.onmessage = ({ data }) => {
+      // The chance a solution was found by now: how far along an average solve is.
+      progress(Math.min(0.99, 1 - Math.exp(-data.tried / expected)));
+      if (data.nonce !== undefined) {
+        worker.terminate();
+        resolve(data.nonce);
+      }
+    };
+    worker.onerror = (event) => {
+      worker.terminate();
+      reject(new Error(event.message || 'the proof of work could not run'));
+    };
+    worker.postMessage({ challenge: challenge.challenge, bits: challenge.difficulty_bits });
+  });
+}
+
 async function join() {
   const buy = $('buy');
   setBusy(buy, true, 'Joining…');
@@ -296,12 +344,12 @@ async function join() {
     let s = await ensureSession();
     let res;
     try {
-      res = await api('POST', `/v1/sales/${saleId}/queue`, { token: s.token, headers: placeHeader() });
+      res = await joinThroughDoor(s.token, buy);
     } catch (e) {
       if (e.code !== 'unauthorized') throw e;
       dropSession();
       s = await ensureSession();
-      res = await api('POST', `/v1/sales/${saleId}/queue`, { token: s.token, headers: placeHeader() });
+      res = await joinThroughDoor(s.token, buy);
     }
     updateLocal({ initial_ahead: null, prequeued: null });
     handleTicket(res.data, { focus: true });

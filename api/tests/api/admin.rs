@@ -70,7 +70,8 @@ async fn create_returns_201_with_the_full_sale_and_etag_v1() {
     assert_eq!(
         sale["admission"],
         json!({ "mode": "auto", "max_active_shoppers": null,
-                "max_admit_per_second": null, "checkout_p95_target_ms": 300 })
+                "max_admit_per_second": null, "checkout_p95_target_ms": 300,
+                "proof_difficulty_bits": 0 })
     );
 }
 

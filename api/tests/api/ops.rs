@@ -85,6 +85,7 @@ async fn metrics_exposes_request_latency_after_a_request() {
 const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/sessions"),
     ("get", "/v1/sales/{sale_id}"),
+    ("post", "/v1/sales/{sale_id}/challenge"),
     ("post", "/v1/sales/{sale_id}/reservations"),
     ("get", "/v1/reservations/{reservation_id}"),
     ("delete", "/v1/reservations/{reservation_id}"),

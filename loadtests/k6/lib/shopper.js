@@ -31,6 +31,7 @@ import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 
 import { BASE_URLS, SALE_ID, envFloat, envInt } from './common.js';
+import { proofFor } from './proof.js';
 
 /** Unexpected answers to admitted shoppers (reserve, checkout, confirmation). */
 export const admittedErrors = new Rate('admitted_errors');
@@ -66,11 +67,12 @@ const timeToOrder = new Trend('time_to_order', true);
 const timeToConfirmation = new Trend('time_to_confirmation', true);
 
 /** The steps of a shopper, in order. */
-export const STEPS = ['session', 'join', 'poll', 'reserve', 'checkout', 'confirmation'];
+export const STEPS = ['session', 'challenge', 'join', 'poll', 'reserve', 'checkout', 'confirmation'];
 const ADMITTED_STEPS = new Set(['reserve', 'checkout', 'confirmation']);
 
 const NAMES = {
   session: 'POST /v1/sessions',
+  challenge: 'POST /v1/sales/{id}/challenge',
   join: 'POST /v1/sales/{id}/queue',
   poll: 'GET /v1/sales/{id}/queue/me',
   reserve: 'POST /v1/sales/{id}/reservations',
@@ -265,7 +267,13 @@ const MAX_REJOINS = 3;
  */
 function waitInLine(journey, auth, deadline) {
   for (let joins = 0; ; joins++) {
-    let res = request(journey, 'join', 'POST', `/v1/sales/${SALE_ID}/queue`, null, auth,
+    // The door: a fresh challenge, solved, for each join (API.md v1.1).
+    let res = request(journey, 'challenge', 'POST', `/v1/sales/${SALE_ID}/challenge`, null, auth,
+      (r) => r.status === 201);
+    const issued = res && res.status === 201 ? json(res) : null;
+    if (!issued) return { outcome: res && (res.status === 429 || res.status === 503) ? 'gave_up' : 'error' };
+    const proof = { ...auth, 'X-Join-Proof': proofFor(issued) };
+    res = request(journey, 'join', 'POST', `/v1/sales/${SALE_ID}/queue`, null, proof,
       (r) => r.status === 201 || r.status === 200 || (r.status === 409 && problemCode(r) === 'sale_closed'));
     if (!res || res.status === 409) {
       shoppersClosed.add(1);

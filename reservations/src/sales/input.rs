@@ -205,6 +205,14 @@ mod tests {
                 "admission.max_admit_per_second",
                 Box::new(|i| i.admission.mode = AdmissionMode::Fixed),
             ),
+            (
+                "admission.proof_difficulty_bits",
+                Box::new(|i| i.admission.proof_difficulty_bits = Some(27)),
+            ),
+            (
+                "admission.proof_difficulty_bits",
+                Box::new(|i| i.admission.proof_difficulty_bits = Some(-1)),
+            ),
         ];
         for (field, mutate) in cases {
             let mut i = input();

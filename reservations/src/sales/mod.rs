@@ -15,7 +15,7 @@ mod money;
 mod patch;
 mod sale;
 
-pub use admission::{Admission, AdmissionMode};
+pub use admission::{Admission, AdmissionMode, MAX_PROOF_DIFFICULTY_BITS};
 pub use input::{SaleInput, SaleSpec, StockInput};
 pub use money::Money;
 pub use patch::SalePatch;

@@ -84,7 +84,11 @@ impl SalePatch {
             sale.ends_at = ends_at;
         }
         check_window(sale.starts_at, sale.ends_at)?;
-        if let Some(admission) = self.admission {
+        if let Some(mut admission) = self.admission {
+            // An edit that names no proof difficulty keeps the sale's own.
+            if admission.proof_difficulty_bits.is_none() {
+                admission.proof_difficulty_bits = sale.admission.proof_difficulty_bits;
+            }
             sale.admission = admission.parse()?;
         }
         Ok(())

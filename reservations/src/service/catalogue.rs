@@ -17,8 +17,9 @@ impl Sales {
     pub async fn create(
         &self,
         merchant: MerchantId,
-        input: SaleInput,
+        mut input: SaleInput,
     ) -> Result<(Sale, StockView)> {
+        input.admission = input.admission.with_proof_default(self.proof_default);
         let spec = SaleSpec::parse(input)?;
         let sale = self.store.insert(merchant, &spec).await?;
         self.load_from_postgres(sale.id, Load::Initial).await?;

@@ -44,6 +44,8 @@ pub struct Sales {
     projection: Projection,
     clock: Arc<dyn Clock>,
     ended_sale_retention: Duration,
+    /// The proof-of-work difficulty a new sale gets when its body names none.
+    proof_default: i64,
 }
 
 impl Sales {
@@ -56,7 +58,20 @@ impl Sales {
             projection,
             clock,
             ended_sale_retention: DEFAULT_ENDED_SALE_RETENTION,
+            proof_default: 0,
         }
+    }
+
+    /// The same, giving a new sale whose body names no `admission.proof_difficulty_bits`
+    /// the operator's `bits` (0 unless set: no proof of work).
+    pub fn with_proof_difficulty_default(mut self, bits: i64) -> Self {
+        self.proof_default = bits;
+        self
+    }
+
+    /// The operator's default proof-of-work difficulty of new sales.
+    pub fn proof_difficulty_default(&self) -> i64 {
+        self.proof_default
     }
 
     /// The same, keeping an ended sale's Redis keys for `retention` after its last hold
