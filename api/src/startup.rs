@@ -19,7 +19,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::proof::Door;
 use crate::http::shed::{ClientCap, Shedder, ShopperLimiter};
-use crate::http::{self, AppState};
+use crate::http::{self, AppParts, AppState};
 use crate::signals::{self, ProcessSignals, RedisSignals};
 use reservations::checkout::Checkout;
 use reservations::clock::Clock;
@@ -246,7 +246,7 @@ impl Application {
             config.client_ip_header.clone(),
             config.proof_difficulty_bits.into(),
         ));
-        let state = AppState {
+        let state = AppState::new(AppParts {
             queue,
             signals: Arc::new(ProcessSignals::default()),
             checkout,
@@ -269,7 +269,7 @@ impl Application {
             door,
             request_timeout: config.request_timeout,
             static_dir: config.static_dir.clone(),
-        };
+        });
         let tasks = vec![
             tokio::spawn(sweep_holds(
                 state.clone(),

@@ -143,12 +143,14 @@ pub struct Queue {
     prefix: String,
     pub(crate) scripts: Arc<Scripts>,
     sales: WaitingRoomPort,
-    tokens: AdmissionTokens,
+    /// Behind `Arc`s: a queue is cloned with the app's state for every request, and
+    /// each signer holds keys and a validation of its own.
+    tokens: Arc<AdmissionTokens>,
     window: Duration,
     cap: i64,
     cache: Arc<Mutex<HashMap<SaleId, (Instant, Sale)>>>,
     pub(crate) marks: LineMarks,
-    places: PlaceStatements,
+    places: Arc<PlaceStatements>,
     pub(crate) heal_scripts: Arc<HealScripts>,
     pub(crate) floors: Arc<Mutex<HashMap<SaleId, Floor>>>,
     /// One raise of a ceiling (or heal) at a time in this process.
@@ -168,7 +170,7 @@ impl Queue {
         window: Duration,
         cap: i64,
     ) -> Self {
-        let places = tokens.place_statements();
+        let places = Arc::new(tokens.place_statements());
         Self {
             conn,
             prefix: prefix.into(),
@@ -180,7 +182,7 @@ impl Queue {
                 advance: line_script!("lua/advance.lua"),
             }),
             sales,
-            tokens,
+            tokens: Arc::new(tokens),
             window,
             cap,
             cache: Arc::new(Mutex::new(HashMap::new())),

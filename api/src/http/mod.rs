@@ -40,9 +40,30 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// over; hyper answers a larger head `431` and closes the connection (startup.rs).
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`AppParts`] behind an `Arc`. axum hands
+/// each extractor and handler its own copy of the state, so a clone must be a counter
+/// increment, not a deep copy of every pool handle, signer and string (profiled: the
+/// deep copy and its drop were a large share of a reserve's allocations).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// The state over `parts`.
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     /// Sales and holds.
     pub sales: ::reservations::Sales,
     /// Checkout and orders.

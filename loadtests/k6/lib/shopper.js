@@ -266,13 +266,17 @@ const MAX_REJOINS = 3;
  * or why not.
  */
 function waitInLine(journey, auth, deadline) {
+  // The ticket's signed statement of its place, sent back on every poll and rejoin: a
+  // line that Redis lost gives the place back (API.md v1.1), as the storefront does.
+  let placeToken = null;
+  const withPlace = (headers) => (placeToken ? { ...headers, 'X-Place-Token': placeToken } : headers);
   for (let joins = 0; ; joins++) {
     // The door: a fresh challenge, solved, for each join (API.md v1.1).
     let res = request(journey, 'challenge', 'POST', `/v1/sales/${SALE_ID}/challenge`, null, auth,
       (r) => r.status === 201);
     const issued = res && res.status === 201 ? json(res) : null;
     if (!issued) return { outcome: res && (res.status === 429 || res.status === 503) ? 'gave_up' : 'error' };
-    const proof = { ...auth, 'X-Join-Proof': proofFor(issued) };
+    const proof = withPlace({ ...auth, 'X-Join-Proof': proofFor(issued) });
     res = request(journey, 'join', 'POST', `/v1/sales/${SALE_ID}/queue`, null, proof,
       (r) => r.status === 201 || r.status === 200 || (r.status === 409 && problemCode(r) === 'sale_closed'));
     if (!res || res.status === 409) {
@@ -281,6 +285,7 @@ function waitInLine(journey, auth, deadline) {
     }
     let ticket = json(res);
     if (!ticket || (res.status !== 200 && res.status !== 201)) return { outcome: 'error' };
+    placeToken = ticket.place_token || placeToken;
     let lost = false;
     while (ticket.state === 'prequeue' || ticket.state === 'waiting') {
       const wait = Math.max(ticket.poll_after_ms || 1000, 500);
@@ -290,10 +295,11 @@ function waitInLine(journey, auth, deadline) {
       }
       sleep(wait / 1000);
       const ticketGone = (r) => CHAOS && joins < MAX_REJOINS && r.status === 404 && problemCode(r) === 'not_in_queue';
-      res = request(journey, 'poll', 'GET', `/v1/sales/${SALE_ID}/queue/me`, null, auth,
+      res = request(journey, 'poll', 'GET', `/v1/sales/${SALE_ID}/queue/me`, null, withPlace(auth),
         (r) => r.status === 200 || ticketGone(r));
       if (res && ticketGone(res)) {
-        // The line lost the ticket (Redis restarted empty): join again, as the storefront offers.
+        // The line lost the ticket and no statement brought it back: join again, as the
+        // storefront offers (a place lost: counted as lost_state).
         chaosLog('poll', res, -1, 'lost_state');
         rejoins.add(1);
         lost = true;
@@ -302,6 +308,7 @@ function waitInLine(journey, auth, deadline) {
       const next = res && res.status === 200 ? json(res) : null;
       if (!next) return { outcome: 'error' };
       ticket = next;
+      placeToken = ticket.place_token || placeToken;
     }
     if (lost) continue;
     if (ticket.state === 'sold_out') {
