@@ -270,6 +270,8 @@ impl Queue {
                 return Ok((self.ticket(shopper, sale_id).await?, false));
             }
         }
+        // The position of the last ceiling this join waited for another join to raise.
+        let mut waited_for: Option<i64> = None;
         loop {
             let reply: Vec<String> = self
                 .invoke(sale_id, &self.scripts.join)
@@ -300,6 +302,17 @@ impl Queue {
                 }
                 Some("needs_ceiling") => {
                     let seq = reply.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                    // Joins that reach the ceiling together wait for the one raising it
+                    // (it holds `raising` until Redis has the new ceiling) and try
+                    // again, instead of each reading Postgres in turn; a join that
+                    // meets the same ceiling twice heals in full.
+                    if waited_for != Some(seq) {
+                        waited_for = Some(seq);
+                        drop(self.raising.lock().await);
+                        if self.floor(sale_id).ceiling > seq {
+                            continue;
+                        }
+                    }
                     self.heal(sale_id, false, Some(seq)).await?;
                     continue;
                 }
