@@ -363,6 +363,9 @@ impl Queue {
         };
         let (now, raw, serving, sold_out, rate) = loop {
             let now = self.sales.now();
+            // What this process had seen before the read: a serving position seen after
+            // it (the controller advancing meanwhile) is no evidence of an older Redis.
+            let seen_before = self.floor(sale_id).serving;
             let reply: Vec<String> = self
                 .invoke(sale_id, &self.scripts.ticket)
                 .arg(shopper.to_string())
@@ -383,7 +386,7 @@ impl Queue {
                 }
             };
             let serving: i64 = serving.parse().unwrap_or(0);
-            if serving < self.floor(sale_id).serving && !healed {
+            if serving < seen_before && !healed {
                 // Redis admits fewer than it once did: an older copy.
                 self.heal(sale_id, true, None).await?;
                 healed = true;
