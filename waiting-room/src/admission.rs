@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
 use uuid::Uuid;
 
 use crate::place::PlaceStatements;
+use crate::signer::HmacSigner;
 
 /// The audience of admission tokens, so no other token of the service passes as one.
 const AUDIENCE: &str = "flashsale-admission";
@@ -51,27 +52,21 @@ struct AdmissionClaims {
 /// Issues and verifies admission tokens with the service's HMAC secret.
 #[derive(Clone)]
 pub struct AdmissionTokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    issuer: String,
+    signer: HmacSigner,
     places: PlaceStatements,
 }
 
 impl AdmissionTokens {
     /// Tokens signed with `secret` and issued by `issuer`.
     pub fn new(secret: &[u8], issuer: &str) -> Self {
-        // The algorithm is pinned here, never taken from the token's header.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_issuer(&[issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 0;
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            issuer: issuer.to_owned(),
+            signer: HmacSigner::new(
+                secret,
+                issuer,
+                AUDIENCE,
+                &["exp", "iss", "aud", "sub"],
+                true,
+            ),
             places: PlaceStatements::new(secret, issuer),
         }
     }
@@ -94,13 +89,12 @@ impl AdmissionTokens {
         let claims = AdmissionClaims {
             sub: shopper,
             sale,
-            iss: self.issuer.clone(),
+            iss: self.signer.issuer().to_owned(),
             aud: AUDIENCE.to_owned(),
             iat: now.timestamp(),
             exp: expires.timestamp(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HMAC signing cannot fail");
+        let token = self.signer.sign(&claims);
         (
             token,
             Utc.timestamp_opt(expires.timestamp(), 0)
@@ -113,12 +107,11 @@ impl AdmissionTokens {
 impl AdmissionCheck for AdmissionTokens {
     fn check(&self, token: Option<&str>, shopper: Uuid, sale: Uuid) -> Result<(), NotAdmitted> {
         let token = token.ok_or(NotAdmitted::Missing)?;
-        let data = jsonwebtoken::decode::<AdmissionClaims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => NotAdmitted::Expired,
-                _ => NotAdmitted::Invalid,
-            })?;
-        if data.claims.sub != shopper || data.claims.sale != sale {
+        let claims: AdmissionClaims = self.signer.verify(token).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => NotAdmitted::Expired,
+            _ => NotAdmitted::Invalid,
+        })?;
+        if claims.sub != shopper || claims.sale != sale {
             return Err(NotAdmitted::WrongHolder);
         }
         Ok(())

@@ -16,6 +16,7 @@
 //! - [`runner`]: one controller per sale across all processes (a Redis lease), feeding
 //!   the law its signals and moving the line.
 //! - [`place`]: the signed statement of a shopper's place that every ticket carries.
+//! - [`signer`]: the HS256 signer of every token issued with the HMAC secret.
 //! - [`marks`]: what Postgres records of each line (ceiling, serving position, draw).
 //! - `heal`: how the line survives Redis losing it (emptied or rolled back), from the
 //!   marks and the statements.
@@ -30,6 +31,7 @@ pub mod marks;
 pub mod place;
 pub mod queue;
 pub mod runner;
+pub mod signer;
 
 pub use admission::{AdmissionCheck, AdmissionTokens, NotAdmitted};
 pub use error::{Error, Result};

@@ -13,9 +13,11 @@
 //! statement of one sale says nothing about another. It cannot move anyone forward:
 //! it states a place the line itself handed out, bound to the shopper it was handed to.
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
 use uuid::Uuid;
+
+use crate::signer::HmacSigner;
 
 /// The audience of place statements.
 const AUDIENCE: &str = "flashsale-place";
@@ -54,26 +56,15 @@ struct Claims {
 /// Signs and checks place statements with the service's HMAC secret.
 #[derive(Clone)]
 pub struct PlaceStatements {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    issuer: String,
+    signer: HmacSigner,
 }
 
 impl PlaceStatements {
     /// Statements signed with `secret` and issued by `issuer`.
     pub fn new(secret: &[u8], issuer: &str) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_issuer(&[issuer]);
-        validation.set_required_spec_claims(&["iss", "aud", "sub"]);
-        // A place is kept for the whole sale (see the module docs).
-        validation.validate_exp = false;
+        // A place is kept for the whole sale (see the module docs): no expiry.
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            issuer: issuer.to_owned(),
+            signer: HmacSigner::new(secret, issuer, AUDIENCE, &["iss", "aud", "sub"], false),
         }
     }
 
@@ -81,19 +72,16 @@ impl PlaceStatements {
     pub fn sign(&self, place: &Place) -> String {
         let claims = Claims {
             place: place.clone(),
-            iss: self.issuer.clone(),
+            iss: self.signer.issuer().to_owned(),
             aud: AUDIENCE.to_owned(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HMAC signing cannot fail")
+        self.signer.sign(&claims)
     }
 
     /// The place `token` states for `shopper` in `sale`; `None` when it is forged,
     /// malformed, or names another shopper or sale.
     pub fn verify(&self, token: &str, shopper: Uuid, sale: Uuid) -> Option<Place> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .ok()?
-            .claims;
+        let claims: Claims = self.signer.verify(token).ok()?;
         (claims.place.shopper == shopper && claims.place.sale == sale && claims.place.position >= 0)
             .then_some(claims.place)
     }

@@ -25,7 +25,6 @@ use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reservations::redis_conn::RedisConn;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -38,6 +37,7 @@ use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::{SaleId, ShopperId};
 use reservations::sales::{SaleState, MAX_PROOF_DIFFICULTY_BITS};
+use waiting_room::signer::HmacSigner;
 
 /// The header a join carries its proof in.
 pub const PROOF_HEADER: HeaderName = HeaderName::from_static("x-join-proof");
@@ -214,26 +214,15 @@ pub struct Solved {
 
 /// Issues and verifies challenges: no state, the signature carries everything.
 pub struct Challenges {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    issuer: String,
+    signer: HmacSigner,
 }
 
 impl Challenges {
     /// Challenges signed with `secret` (the app's HMAC secret) and issued by `issuer`.
     pub fn new(secret: &[u8], issuer: &str) -> Self {
-        // The algorithm is pinned here, never taken from the token's header.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_issuer(&[issuer]);
-        validation.set_required_spec_claims(&["iss", "aud", "sub"]);
-        validation.validate_exp = false;
+        // Expiry is checked in milliseconds by `verify` (`exp_ms`), not by the signer.
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            issuer: issuer.to_owned(),
+            signer: HmacSigner::new(secret, issuer, AUDIENCE, &["iss", "aud", "sub"], false),
         }
     }
 
@@ -251,13 +240,11 @@ impl Challenges {
             sale: sale.0,
             jti: Uuid::new_v4().simple().to_string(),
             bits,
-            iss: self.issuer.clone(),
+            iss: self.signer.issuer().to_owned(),
             aud: AUDIENCE.to_owned(),
             exp_ms: expires_ms,
         };
-        let challenge =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-                .expect("HMAC signing cannot fail");
+        let challenge = self.signer.sign(&claims);
         Challenge {
             challenge,
             difficulty_bits: bits,
@@ -281,10 +268,10 @@ impl Challenges {
         if !nonce_ok {
             return Err("the nonce must be 1–64 ASCII letters or digits");
         }
-        let claims =
-            jsonwebtoken::decode::<ChallengeClaims>(challenge, &self.decoding, &self.validation)
-                .map_err(|_| "the challenge is not valid")?
-                .claims;
+        let claims: ChallengeClaims = self
+            .signer
+            .verify(challenge)
+            .map_err(|_| "the challenge is not valid")?;
         if claims.sub != shopper.0 || claims.sale != sale.0 {
             return Err("the challenge was issued to another shopper or for another sale");
         }
