@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use test_support::eventually_within;
 use uuid::Uuid;
 
+use crate::helpers::assert_session_capped;
 use crate::helpers::{assert_problem, sale_body_with, spawn_app_with, TestApp, TestShopper};
 
 /// The operator's default difficulty in these tests: real work, quick in a debug build.
@@ -482,14 +483,7 @@ async fn one_address_minting_sessions_and_joining_in_a_loop_is_held_to_its_cap_w
         .count();
     assert!((4..=6).contains(&joined), "held to its cap: {farm:?}");
     assert_eq!(neighbour, vec![201, 201, 201], "another address is served");
-    let limited = app
-        .request(Method::POST, "/v1/sessions", None)
-        .header("x-forwarded-for", "198.51.100.7")
-        .send()
-        .await
-        .unwrap();
-    assert!(limited.headers().contains_key("retry-after"));
-    assert_problem(limited, 429, "rate_limited").await;
+    assert_session_capped(&app, "198.51.100.7").await;
 }
 
 #[tokio::test]

@@ -118,6 +118,19 @@ async fn a_lost_answer(app: &TestApp, fail_voids: u32) -> (TestShopper, Uuid) {
     (shopper, reservation)
 }
 
+/// Heals the provider and retries the checkout with key `pay-1`: it places the one
+/// order of the reservation, which is returned.
+async fn retry_places_the_order(app: &TestApp, shopper: &TestShopper, reservation: Uuid) -> Order {
+    faults(app, 0.0, 0).await;
+    let retry = app
+        .checkout(shopper, reservation, Some("pay-1"), "tok_ok")
+        .await;
+    assert_eq!(retry.status(), 201);
+    let order: Order = answer(retry).await.unwrap();
+    assert_eq!(app.orders_for(reservation).await, 1);
+    order
+}
+
 #[tokio::test]
 async fn an_authorization_whose_answer_is_lost_and_is_retried_with_the_same_key_places_one_order_and_authorizes_once(
 ) {
@@ -126,15 +139,9 @@ async fn an_authorization_whose_answer_is_lost_and_is_retried_with_the_same_key_
 
     // Act: the provider authorizes, the answer is lost; the shopper retries.
     let (shopper, reservation) = a_lost_answer(&app, 0).await;
-    faults(&app, 0.0, 0).await;
-    let retry = app
-        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
-        .await;
+    let order = retry_places_the_order(&app, &shopper, reservation).await;
 
     // Assert: one order, standing on the one authorization the first try made.
-    assert_eq!(retry.status(), 201);
-    let order: Order = answer(retry).await.unwrap();
-    assert_eq!(app.orders_for(reservation).await, 1);
     let payments = ledger(&app).await;
     assert_eq!(payments.len(), 1, "authorized once: {payments:?}");
     assert_eq!(payments[0].0, order.order_id, "the order is the attempt");
@@ -172,16 +179,10 @@ async fn a_retry_after_the_attempt_was_voided_pays_under_a_fresh_attempt_once() 
     assert_voided_eventually(&app, reservation).await;
 
     // Act: the shopper's client retries with the same key, as a 503 invites.
-    faults(&app, 0.0, 0).await;
-    let retry = app
-        .checkout(&shopper, reservation, Some("pay-1"), "tok_ok")
-        .await;
+    let order = retry_places_the_order(&app, &shopper, reservation).await;
 
     // Assert: one order, on a second authorization; the first stays voided (the card
     // never carries two holds at once), and a further retry replays the order.
-    assert_eq!(retry.status(), 201);
-    let order: Order = answer(retry).await.unwrap();
-    assert_eq!(app.orders_for(reservation).await, 1);
     let attempts = attempts(&app, reservation).await;
     let states: Vec<&str> = attempts
         .iter()

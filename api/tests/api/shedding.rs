@@ -7,6 +7,7 @@ use reqwest::Method;
 
 use uuid::Uuid;
 
+use crate::helpers::assert_session_capped;
 use crate::helpers::{answer, assert_problem, spawn_app_with, Session, TestApp, TestShopper};
 
 /// One client (by the address the load balancer reports) that mints a guest session
@@ -66,14 +67,7 @@ async fn with_an_ip_cap_one_client_minting_guest_sessions_is_limited_and_another
     );
     assert!(flooder[6..].iter().all(|s| *s == 429), "{flooder:?}");
     assert_eq!(neighbour, vec![201], "another client is unaffected");
-    let limited = app
-        .request(Method::POST, "/v1/sessions", None)
-        .header("x-forwarded-for", "198.51.100.7")
-        .send()
-        .await
-        .unwrap();
-    assert!(limited.headers().contains_key("retry-after"));
-    assert_problem(limited, 429, "rate_limited").await;
+    assert_session_capped(&app, "198.51.100.7").await;
 }
 
 #[tokio::test]

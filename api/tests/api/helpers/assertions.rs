@@ -51,6 +51,19 @@ fn assert_problem_content_type(response: &Response) {
     );
 }
 
+/// Asserts that a new guest session from `address` (as the trusted client-IP header
+/// says) is refused `429 rate_limited` with `Retry-After`: the address is at its cap.
+pub async fn assert_session_capped(app: &super::TestApp, address: &str) {
+    let limited = app
+        .request(reqwest::Method::POST, "/v1/sessions", None)
+        .header("x-forwarded-for", address)
+        .send()
+        .await
+        .unwrap();
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_problem(limited, 429, "rate_limited").await;
+}
+
 /// Asserts a problem+json answer with this status and code; returns the body, for
 /// the tests that read a problem's extra fields.
 pub async fn assert_problem(response: Response, status: u16, code: &str) -> Value {
