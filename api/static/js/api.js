@@ -9,6 +9,8 @@ export class ApiError extends Error {
     this.status = status;
     this.code = (problem && problem.code) || (status ? `http_${status}` : 'network_error');
     this.detail = (problem && problem.detail) || '';
+    /** The whole problem document (extra members such as a cart's short `lines`). */
+    this.problem = problem || null;
     this.retryAfter = retryAfterSeconds;
   }
 }

@@ -4,190 +4,17 @@
 // at the same place; the server stays the source of truth and is asked on every resume.
 
 import { api, serverNow, newKey, loadJson, saveJson } from './api.js';
-import { explain } from './messages.js';
 import * as fmt from './format.js';
-
-const $ = (id) => document.getElementById(id);
-const saleId = decodeURIComponent(location.pathname.split('/')[2] || '');
-const SESSION_KEY = 'flashsale.session';
-const STATE_KEY = `flashsale.sale.${saleId}`;
-const RECENT_KEY = 'flashsale.recent';
+import {
+  $, saleId, view, hooks, TRANSIENT, deadlines, deadlineFired, SESSION_KEY, STATE_KEY, RECENT_KEY,
+  local, updateLocal, session, dropSession, showView, schedule, stopPolling, announce, clearNotice,
+  showProblem, showMessage, withRetries, setBusy,
+} from './page.js';
+import { ticket, join, rejoin, leave, pollTicket, showExpired } from './line.js';
+import { cartBody, showShortLines, linesText, linesTotal, renderOrderLines } from './cart.js';
 
 /** The public sale (GET /v1/sales/{id}). */
-let sale = null;
-/** The last ticket seen. */
-let ticket = null;
-/** The view on screen. */
-let view = null;
-/** Answers after which the same request may simply be sent again (same idempotency key). */
-const TRANSIENT = ['network_error', 'overloaded', 'rate_limited', 'request_timeout', 'dependency_unavailable'];
-/** Deadlines the 1-second tick counts down to (ms, server clock). */
-const deadlines = { admission: 0, hold: 0 };
-/** The one pending poll (ticket, order, or a retry). */
-let pollTimer = 0;
-let lastAnnounce = { at: 0, text: '' };
-let retryTimer = 0;
-let deadlineFired = { admission: false, hold: false, start: false, saleStart: false };
-let drawShown = false;
-/** The revealed draw is on the page (shown with the waiting and admitted views). */
-let drawReady = false;
-
-// ------------------------------------------------------------------ local state
-
-function local() {
-  return loadJson(STATE_KEY) || {};
-}
-
-function updateLocal(patch) {
-  const next = { ...local(), ...patch };
-  for (const k of Object.keys(next)) if (next[k] === null || next[k] === undefined) delete next[k];
-  saveJson(STATE_KEY, Object.keys(next).length ? next : null);
-}
-
-function session() {
-  const s = loadJson(SESSION_KEY);
-  if (!s || !s.token) return null;
-  if (Date.parse(s.expires_at) - serverNow() < 60_000) return null;
-  return s;
-}
-
-async function ensureSession() {
-  const existing = session();
-  if (existing) return existing;
-  const { data } = await api('POST', '/v1/sessions');
-  saveJson(SESSION_KEY, data);
-  return data;
-}
-
-function dropSession() {
-  saveJson(SESSION_KEY, null);
-}
-
-// ------------------------------------------------------------------ view plumbing
-
-function showView(name, { focus = false } = {}) {
-  const changed = view !== name;
-  view = name;
-  for (const el of document.querySelectorAll('[data-view]')) el.hidden = el.dataset.view !== name;
-  document.body.dataset.screen = name;
-  // The draw check belongs to shoppers the draw placed, while they wait or are let in.
-  $('q-draw').hidden = !(drawReady && (name === 'waiting' || name === 'admitted'));
-  if (changed && focus) {
-    const title = document.querySelector(`[data-view="${name}"] .view-title`);
-    if (title) {
-      title.tabIndex = -1;
-      title.focus({ preventScroll: false });
-    }
-  }
-  return changed;
-}
-
-function schedule(fn, ms) {
-  clearTimeout(pollTimer);
-  pollTimer = setTimeout(fn, Math.max(0, ms));
-}
-
-function stopPolling() {
-  clearTimeout(pollTimer);
-  pollTimer = 0;
-}
-
-function announce(text, { force = false } = {}) {
-  const now = Date.now();
-  if (!force && text === lastAnnounce.text) return;
-  lastAnnounce = { at: now, text };
-  const el = $('announcer');
-  el.textContent = '';
-  setTimeout(() => {
-    el.textContent = text;
-  }, 60);
-}
-
-function clearNotice() {
-  clearInterval(retryTimer);
-  $('notice').hidden = true;
-  $('notice-actions').replaceChildren();
-}
-
-/**
- * Shows a human message for an API error with its next step. `retry` is called after
- * Retry-After when the next step is to try again by ourselves.
- */
-function showProblem(err, retry) {
-  const e = explain(err, 'shopper');
-  clearNotice();
-  $('notice-title').textContent = e.title;
-  $('notice-hint').textContent =
-    e.next === 'retry' && !retry ? `Please try again in ${Math.max(1, e.retryAfter || 1)} s.` : e.hint;
-  $('notice').dataset.code = err.code;
-  const actions = $('notice-actions');
-  if (e.next === 'retry' && retry) {
-    let left = Math.max(1, e.retryAfter || 1);
-    const status = document.createElement('span');
-    status.className = 'retrying';
-    const paint = () => {
-      status.textContent = `Trying again in ${left} s…`;
-    };
-    paint();
-    actions.append(status);
-    retryTimer = setInterval(() => {
-      left -= 1;
-      if (left <= 0) {
-        clearInterval(retryTimer);
-        status.textContent = 'Trying again…';
-        retry();
-      } else paint();
-    }, 1000);
-  } else if (e.next === 'rejoin') {
-    actions.append(button('Rejoin the line', rejoin, 'primary'));
-  } else if (e.next === 'reload') {
-    actions.append(button('Reload', () => location.reload()));
-  }
-  $('notice').hidden = false;
-}
-
-function showMessage(title, hint, code) {
-  clearNotice();
-  $('notice-title').textContent = title;
-  $('notice-hint').textContent = hint;
-  $('notice').dataset.code = code || '';
-  $('notice').hidden = false;
-}
-
-function button(label, onClick, cls = '') {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.textContent = label;
-  if (cls) b.className = cls;
-  b.addEventListener('click', onClick);
-  return b;
-}
-
-function setBusy(btn, busy, label) {
-  if (busy) {
-    btn.dataset.label = btn.dataset.label || btn.textContent;
-    btn.textContent = label;
-    btn.disabled = true;
-    btn.setAttribute('aria-busy', 'true');
-  } else {
-    if (btn.dataset.label) btn.textContent = btn.dataset.label;
-    delete btn.dataset.label;
-    btn.disabled = false;
-    btn.removeAttribute('aria-busy');
-  }
-}
-
-/** Retries a call that failed on the network (same idempotency key, so it is safe). */
-async function withRetries(call, { codes = ['network_error'], tries = 3, waitMs = 800 } = {}) {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await call();
-    } catch (e) {
-      if (attempt >= tries || !codes.includes(e.code)) throw e;
-      await new Promise((r) => setTimeout(r, (e.retryAfter ? e.retryAfter * 1000 : waitMs)));
-    }
-  }
-}
+export let sale = null;
 
 // ------------------------------------------------------------------ the sale itself
 
@@ -199,7 +26,7 @@ const STATUS_LABEL = {
   ended: 'Ended',
 };
 
-async function loadSale({ fresh = false } = {}) {
+export async function loadSale({ fresh = false } = {}) {
   // `fresh` revalidates with the server (a 304 when nothing changed) right after this
   // shopper changed the stock; otherwise the HTTP cache may answer.
   const { data } = await api('GET', `/v1/sales/${encodeURIComponent(saleId)}`, {
@@ -221,11 +48,30 @@ function renderSale() {
   const share = sale.stock.total ? sale.stock.available / sale.stock.total : 0;
   $('sale-stockbar').style.width = `${(share * 100).toFixed(1)}%`;
   $('sale-limit').textContent = `up to ${sale.per_user_limit}`;
+  renderVariantStock();
   const badge = $('sale-status');
   badge.textContent = STATUS_LABEL[sale.status] || sale.status;
   badge.dataset.status = sale.status;
   renderWhen();
   if (view === 'start' || view === null) renderStart();
+}
+
+/** Each variant's price and what is left, on the product (a sale of several variants). */
+function renderVariantStock() {
+  const list = $('sale-variants');
+  const variants = Array.isArray(sale.variants) && sale.variants.length > 1 ? sale.variants : null;
+  list.hidden = !variants;
+  if (!variants) return;
+  list.replaceChildren(
+    ...variants.map((v) => {
+      const li = document.createElement('li');
+      li.dataset.variant = v.variant_id;
+      li.dataset.soldOut = v.stock.available > 0 ? 'false' : 'true';
+      const left = v.stock.available > 0 ? `${fmt.count(v.stock.available)} left` : 'sold out';
+      li.textContent = `${v.name || v.sku} — ${fmt.money(v.price)} — ${left}`;
+      return li;
+    }),
+  );
 }
 
 function renderWhen() {
@@ -258,7 +104,7 @@ function rememberRecent() {
 
 // ------------------------------------------------------------------ start
 
-function renderStart() {
+export function renderStart() {
   if (!sale) return;
   if (sale.status === 'ended') {
     showView('ended');
@@ -288,322 +134,17 @@ function renderStart() {
   }
 }
 
-/**
- * Joins the line; when the sale asks for a proof of work (403 proof_required or
- * proof_invalid), takes a challenge, solves it in a Web Worker while the button shows
- * the progress, and joins with `X-Join-Proof` (API.md v1.1, "the line").
- */
-async function joinThroughDoor(token, button) {
-  const path = `/v1/sales/${saleId}/queue`;
-  try {
-    return await api('POST', path, { token, headers: placeHeader() });
-  } catch (e) {
-    if (e.code !== 'proof_required' && e.code !== 'proof_invalid') throw e;
-  }
-  for (let attempt = 1; ; attempt++) {
-    const { data: challenge } = await api('POST', `/v1/sales/${saleId}/challenge`, { token });
-    const nonce = await solveProof(challenge, (share) => {
-      setBusy(button, true, `Checking you're a person… ${Math.round(share * 100)}%`);
-    });
-    try {
-      const proof = `${challenge.challenge}:${nonce}`;
-      return await api('POST', path, { token, headers: { ...placeHeader(), 'X-Join-Proof': proof } });
-    } catch (e) {
-      // A challenge that expired while solving: one more, then give up.
-      if (e.code !== 'proof_invalid' || attempt >= 2) throw e;
-    }
-  }
-}
-
-/** Solves a challenge in a Web Worker; `progress(share)` gets the expected share done. */
-function solveProof(challenge, progress) {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker('/static/js/proof-worker.js');
-    const expected = 2 ** challenge.difficulty_bits;
-    worker.onmessage = ({ data }) => {
-      // The chance a solution was found by now: how far along an average solve is.
-      progress(Math.min(0.99, 1 - Math.exp(-data.tried / expected)));
-      if (data.nonce !== undefined) {
-        worker.terminate();
-        resolve(data.nonce);
-      }
-    };
-    worker.onerror = (event) => {
-      worker.terminate();
-      reject(new Error(event.message || 'the proof of work could not run'));
-    };
-    worker.postMessage({ challenge: challenge.challenge, bits: challenge.difficulty_bits });
-  });
-}
-
-async function join() {
-  const buy = $('buy');
-  setBusy(buy, true, 'Joining…');
-  clearNotice();
-  try {
-    let s = await ensureSession();
-    let res;
-    try {
-      res = await joinThroughDoor(s.token, buy);
-    } catch (e) {
-      if (e.code !== 'unauthorized') throw e;
-      dropSession();
-      s = await ensureSession();
-      res = await joinThroughDoor(s.token, buy);
-    }
-    updateLocal({ initial_ahead: null, prequeued: null });
-    handleTicket(res.data, { focus: true });
-  } catch (e) {
-    if (e.code === 'sale_closed') {
-      await loadSale().catch(() => {});
-      showView('ended');
-    } else if (e.code === 'sale_not_found') {
-      showView('notfound');
-    } else {
-      showProblem(e, join);
-    }
-  } finally {
-    setBusy(buy, false);
-  }
-}
-
-async function rejoin() {
-  clearNotice();
-  stopPolling();
-  // Rejoining goes to the back: the statement of the old place is dropped.
-  updateLocal({ reservation: null, order_id: null, initial_ahead: null, place_token: null });
-  const s = session();
-  if (s) {
-    try {
-      await api('DELETE', `/v1/sales/${saleId}/queue/me`, { token: s.token });
-    } catch (e) {
-      if (e.code !== 'not_in_queue' && e.code !== 'unauthorized') {
-        showProblem(e, rejoin);
-        return;
-      }
-    }
-  }
-  showView('start');
-  await join();
-}
-
-async function leave() {
-  const s = session();
-  stopPolling();
-  if (s) {
-    try {
-      await api('DELETE', `/v1/sales/${saleId}/queue/me`, { token: s.token });
-    } catch (e) {
-      if (e.code !== 'not_in_queue') {
-        showProblem(e, leave);
-        return;
-      }
-    }
-  }
-  updateLocal({ initial_ahead: null, place_token: null });
-  clearNotice();
-  renderStart();
-  announce('You left the line.');
-}
-
-// ------------------------------------------------------------------ the line
-
-async function pollTicket() {
-  const s = session();
-  if (!s) {
-    renderStart();
-    return;
-  }
-  try {
-    const { data } = await api('GET', `/v1/sales/${saleId}/queue/me`, {
-      token: s.token,
-      headers: placeHeader(),
-    });
-    clearNotice();
-    await handleTicket(data);
-  } catch (e) {
-    if (e.code === 'not_in_queue') {
-      clearNotice();
-      renderStart();
-    } else if (e.code === 'unauthorized') {
-      dropSession();
-      renderStart();
-    } else if (e.code === 'sale_not_found') {
-      showView('notfound');
-    } else {
-      // Keep the view as it is (the place is not lost) and say what happens next.
-      showProblem(e, pollTicket);
-    }
-  }
-}
-
-/**
- * The signed statement of our place, sent back on polls and joins: if the line's store
- * loses the line, the server puts us back at this place (X-Place-Token).
- */
-function placeHeader() {
-  const token = local().place_token;
-  return token ? { 'X-Place-Token': token } : {};
-}
-
-async function handleTicket(t, { focus = false } = {}) {
-  ticket = t;
-  if (t.place_token && t.place_token !== local().place_token) updateLocal({ place_token: t.place_token });
-  switch (t.state) {
-    case 'prequeue':
-      showPrequeue(t, focus);
-      schedule(pollTicket, t.poll_after_ms);
-      break;
-    case 'waiting':
-      showWaiting(t, focus);
-      schedule(pollTicket, t.poll_after_ms);
-      break;
-    case 'admitted':
-      showAdmitted(t);
-      // Ask again when the turn ends (the ticket then says `expired`).
-      schedule(pollTicket, Math.min(t.poll_after_ms, deadlines.admission - serverNow() + 500));
-      break;
-    case 'sold_out':
-      stopPolling();
-      refreshSale(true);
-      if (showView('sold_out', { focus: true })) announce('Sold out. Every unit has been sold.');
-      break;
-    case 'closed':
-      await loadSale().catch(() => {});
-      if (sale && sale.status === 'ended') {
-        stopPolling();
-        if (showView('ended', { focus: true })) announce('This sale has ended.');
-      } else {
-        if (showView('closed', { focus: true })) announce('The sale is paused. Your place is kept.');
-        schedule(pollTicket, Math.max(t.poll_after_ms, 2000));
-      }
-      break;
-    case 'expired':
-      stopPolling();
-      showExpired('turn');
-      break;
-    default:
-      schedule(pollTicket, t.poll_after_ms || 2000);
-  }
-}
-
-async function fetchDraw() {
-  try {
-    const { data } = await api('GET', `/v1/sales/${saleId}/draw`);
-    return data;
-  } catch {
-    return null;
-  }
-}
-
-async function showPrequeue(t, focus) {
-  const changed = showView('prequeue', { focus });
-  updateLocal({ prequeued: true });
-  $('pre-opens').textContent = fmt.when(sale.starts_at);
-  tick();
-  if (changed) announce(`You're in. The line opens ${fmt.when(sale.starts_at)}; your place will be drawn at the start.`);
-  const draw = await fetchDraw();
-  if (draw && draw.commitment) {
-    $('pre-commitment').textContent = draw.commitment;
-    $('pre-count').textContent = fmt.count(draw.ticket_count);
-    $('pre-draw').hidden = false;
-  }
-}
-
-function showWaiting(t, focus) {
-  const changed = showView('waiting', { focus });
-  const st = local();
-  let initial = st.initial_ahead;
-  if (initial === undefined || initial === null || t.ahead > initial) {
-    initial = t.ahead;
-    updateLocal({ initial_ahead: initial });
-  }
-  $('q-position').textContent = `#${fmt.count(t.position)}`;
-  $('q-ahead').textContent = fmt.count(t.ahead);
-  $('q-wait').textContent = fmt.wait(t.estimated_wait_seconds);
-  const done = initial > 0 ? (initial - t.ahead) / initial : 1;
-  const pct = Math.round(Math.max(0, Math.min(1, done)) * 100);
-  $('q-progress-bar').style.width = `${Math.max(pct, 2)}%`;
-  const bar = $('q-progress');
-  bar.setAttribute('aria-valuenow', String(pct));
-  bar.setAttribute('aria-valuetext', `${fmt.count(t.ahead)} people ahead of you`);
-  const words = `You're number ${fmt.count(t.position)} in line, ${fmt.count(t.ahead)} ${t.ahead === 1 ? 'person' : 'people'} ahead. Estimated wait ${fmt.wait(t.estimated_wait_seconds)}.`;
-  // Announce on arrival, then at most every 30 s: a live region that talks every
-  // second is noise.
-  if (changed || Date.now() - lastAnnounce.at > 30_000) announce(words);
-  if (!drawShown && st.prequeued) showDraw(t);
-}
-
-async function showDraw(t) {
-  drawShown = true;
-  const draw = await fetchDraw();
-  if (!draw || !draw.seed) {
-    drawShown = false;
-    return;
-  }
-  $('q-seed').textContent = draw.seed;
-  $('q-commitment').textContent = draw.commitment || '';
-  $('q-algorithm').textContent = draw.algorithm;
-  $('q-count').textContent = fmt.count(draw.ticket_count);
-  $('q-ticket').textContent = t.ticket_id;
-  drawReady = true;
-  $('q-draw').hidden = !(view === 'waiting' || view === 'admitted');
-  const ok = await seedMatches(draw.seed, draw.commitment);
-  if (ok !== null) {
-    $('q-verified').textContent = ok
-      ? '✓ Checked in your browser: SHA-256 of this seed is the commitment published before the start.'
-      : '✗ This seed does not hash to the published commitment.';
-    $('q-verified').hidden = false;
-  }
-}
-
-/** SHA-256 of the seed's bytes against the commitment; null where the browser can't tell. */
-async function seedMatches(seedHex, commitmentHex) {
-  if (!globalThis.crypto || !crypto.subtle || !/^([0-9a-f]{2})+$/i.test(seedHex || '')) return null;
-  const bytes = new Uint8Array(seedHex.match(/../g).map((h) => parseInt(h, 16)));
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-  const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
-  return hex === String(commitmentHex).toLowerCase();
-}
-
-function showAdmitted(t) {
-  deadlines.admission = Date.parse(t.admission_expires_at);
-  deadlineFired.admission = false;
-  const select = $('quantity');
-  const max = Math.max(1, sale ? sale.per_user_limit : 1);
-  if (select.options.length !== max) {
-    select.replaceChildren(
-      ...Array.from({ length: max }, (_, i) => new Option(String(i + 1), String(i + 1))),
-    );
-  }
-  const changed = showView('admitted', { focus: true });
-  tick();
-  if (!drawShown && local().prequeued) showDraw(t);
-  if (changed) {
-    announce(`It's your turn! Reserve within ${fmt.clockWords(deadlines.admission - serverNow())}.`, { force: true });
-  }
-}
-
-function showExpired(kind) {
-  stopPolling();
-  const texts = {
-    turn: ['Your turn has passed', "You were let in but didn't reserve in time, so your turn went to the next shopper. Rejoin the line to get a new place."],
-    hold: ['Your hold expired', "The time to pay ran out, so the units went back on sale. Rejoin the line to try again."],
-    gone: ['Your reservation is gone', 'It was released or could not be found. Rejoin the line to try again.'],
-  };
-  const [title, text] = texts[kind] || texts.turn;
-  $('expired-title').textContent = title;
-  $('expired-text').textContent = text;
-  if (showView('expired', { focus: true })) announce(`${title}. ${text}`);
-}
-
 // ------------------------------------------------------------------ reserve
 
 async function reserve(ev) {
   ev.preventDefault();
   if (!ticket || !ticket.admission_token) return pollTicket();
   const btn = $('reserve');
-  const quantity = Number($('quantity').value);
+  const body = cartBody();
+  if (!body) {
+    showMessage('Pick what you want first.', 'Choose a quantity for at least one option, then reserve.', 'empty_cart');
+    return;
+  }
   const key = newKey();
   setBusy(btn, true, 'Reserving…');
   clearNotice();
@@ -612,7 +153,7 @@ async function reserve(ev) {
     const { data } = await withRetries(() =>
       api('POST', `/v1/sales/${saleId}/reservations`, {
         token: s.token,
-        body: { quantity },
+        body,
         headers: { 'X-Admission-Token': ticket.admission_token, 'Idempotency-Key': key },
       }),
       { codes: TRANSIENT, tries: 4 },
@@ -621,7 +162,9 @@ async function reserve(ev) {
     showCheckout(data);
     refreshSale(true);
   } catch (e) {
-    if (e.code === 'sold_out') {
+    if (e.code === 'sold_out' && showShortLines(e)) {
+      refreshSale(true);
+    } else if (e.code === 'sold_out') {
       stopPolling();
       refreshSale();
       if (showView('sold_out', { focus: true })) announce('Sold out.');
@@ -648,8 +191,10 @@ function showCheckout(r) {
   stopPolling();
   deadlines.hold = Date.parse(r.expires_at);
   deadlineFired.hold = false;
-  const price = sale ? fmt.money(sale.price, r.quantity) : '';
-  $('co-summary').textContent = `${r.quantity} × ${sale ? sale.name : 'item'} — ${price}`;
+  const lines = linesText(r.lines);
+  const total = lines ? linesTotal(r.lines) : null;
+  const price = total ? fmt.money(total) : sale ? fmt.money(sale.price, r.quantity) : '';
+  $('co-summary').textContent = `${lines || `${r.quantity} × ${sale ? sale.name : 'item'}`} — ${price}`;
   const changed = showView('checkout', { focus: true });
   tick();
   if (changed) {
@@ -868,6 +413,7 @@ async function showOrder(orderId, order) {
   $('o-quantity').textContent = String(order.quantity);
   $('o-amount').textContent = fmt.money(order.amount);
   $('o-created').textContent = fmt.when(order.created_at);
+  renderOrderLines(order);
   const line = $('o-confirmation');
   const sent = order.confirmation && order.confirmation.status === 'sent';
   if (sent) {
@@ -887,7 +433,7 @@ async function showOrder(orderId, order) {
 
 // ------------------------------------------------------------------ clock
 
-function tick() {
+export function tick() {
   const now = serverNow();
   if (sale) {
     if (sale.status === 'scheduled') {
@@ -932,11 +478,10 @@ function tick() {
 }
 
 let saleRefreshing = false;
-async function refreshSale(fresh = false) {
+export async function refreshSale(fresh = false) {
   if (saleRefreshing || !sale) return;
   saleRefreshing = true;
   try {
-    const before = sale.status;
     await loadSale({ fresh });
   } catch {
     // The page keeps the last data; the next refresh tries again.
@@ -947,7 +492,7 @@ async function refreshSale(fresh = false) {
 
 // ------------------------------------------------------------------ start-up
 
-async function resume() {
+export async function resume() {
   stopPolling();
   const st = local();
   if (st.order_id && session()) return showOrder(st.order_id);
@@ -957,6 +502,7 @@ async function resume() {
 }
 
 async function main() {
+  hooks.rejoin = rejoin;
   $('buy').addEventListener('click', join);
   $('rejoin').addEventListener('click', rejoin);
   $('leave').addEventListener('click', leave);
