@@ -21,10 +21,10 @@ test('a merchant creates a sale, fixes a bad field, and watches the live charts 
     await page.getByRole('link', { name: 'New sale' }).click();
     await page.getByRole('heading', { name: 'New sale' }).waitFor();
     const name = `Dashboard drop ${Date.now()}`;
-    await page.getByLabel('Name').fill(name);
-    await page.getByLabel('SKU').fill(`DD-${process.pid}`);
+    await page.getByLabel('Name', { exact: true }).fill(name);
+    await page.getByLabel('SKU', { exact: true }).fill(`DD-${process.pid}`);
     await page.getByLabel('Description').fill('Made in the dashboard test.');
-    await page.getByLabel('Price').fill('19.99');
+    await page.getByLabel('Price', { exact: true }).fill('19.99');
     await page.getByLabel('Units for sale').fill('0');
     await page.getByLabel('Most units per shopper').fill('1');
     // Live from a minute ago, for an hour (the inputs take local time).

@@ -7,6 +7,7 @@ import { api, loadJson, saveJson } from './api.js';
 import { explain } from './messages.js';
 import * as fmt from './format.js';
 import { TimeChart } from './chart.js';
+import { initVariants, renderVariants, updateVariantStock } from './merchant-variants.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'flashsale.merchantToken';
@@ -484,7 +485,11 @@ function renderSaleHead(sale) {
   const badge = $('d-status');
   badge.textContent = STATUS_LABEL[sale.status] || sale.status;
   badge.dataset.status = sale.status;
-  $('d-meta').textContent = `${sale.sku} · ${fmt.money(sale.price)} · ${fmt.count(sale.stock.total)} units · up to ${sale.per_user_limit} per shopper · hold ${sale.hold_ttl_seconds} s · ${fmt.when(sale.starts_at)} → ${fmt.when(sale.ends_at)} · admission ${sale.admission.mode}${sale.admission.max_admit_per_second ? ` (${sale.admission.max_admit_per_second}/s)` : ''}`;
+  const several = Array.isArray(sale.variants) && sale.variants.length > 1;
+  const what = several
+    ? `${sale.variants.length} variants · ${fmt.count(sale.variants.reduce((n, v) => n + v.stock.total, 0))} units`
+    : `${sale.sku} · ${fmt.money(sale.price)} · ${fmt.count(sale.stock.total)} units`;
+  $('d-meta').textContent = `${what} · up to ${sale.per_user_limit} per shopper · hold ${sale.hold_ttl_seconds} s · ${fmt.when(sale.starts_at)} → ${fmt.when(sale.ends_at)} · admission ${sale.admission.mode}${sale.admission.max_admit_per_second ? ` (${sale.admission.max_admit_per_second}/s)` : ''}`;
   $('d-edit').href = `#/sales/${sale.id}/edit`;
   $('d-store').href = `/sales/${sale.id}`;
   const over = sale.status === 'ended';
@@ -494,6 +499,7 @@ function renderSaleHead(sale) {
   $('d-end-confirm').hidden = true;
   $('d-edit').hidden = over;
   $('stock-form').hidden = over;
+  renderVariants(sale);
 }
 
 async function openDetail(id) {
@@ -585,6 +591,7 @@ function renderStats(id, s) {
   $('t-revenue').textContent = fmt.money(s.orders.revenue);
   $('t-prequeue').textContent = fmt.count(s.queue.prequeue);
   $('t-noshow').textContent = `${Math.round(s.admission.no_show_rate * 100)}%`;
+  updateVariantStock(s.variants);
 
   if (sale && sale.status !== s.status) {
     sale.status = s.status;
@@ -666,6 +673,14 @@ $('d-end-no').addEventListener('click', () => {
 });
 $('d-end-yes').addEventListener('click', () => transition('end'));
 $('stock-form').addEventListener('submit', changeStock);
+initVariants({
+  call,
+  announce,
+  onSale: (res) => {
+    current = { sale: res.data, etag: res.headers.get('ETag') };
+    renderSaleHead(res.data);
+  },
+});
 window.addEventListener('hashchange', navigate);
 window.addEventListener('resize', () => {
   if (charts && route.name === 'detail') for (const c of Object.values(charts)) c.render();
