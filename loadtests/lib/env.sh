@@ -128,11 +128,29 @@ iso_utc() { date -u -d "$1" +%Y-%m-%dT%H:%M:%SZ; }
 # the sale JSON (the merchant's POST /v1/admin/sales answer). The sale asks a join for a
 # low proof of work (LOADTEST_PROOF_BITS, default 6: some 64 hashes), which the k6
 # shoppers solve (k6/lib/proof.js).
+# The product of a sale: one SKU, or with VARIANTS=n (n > 1) n sizes "EU 36".. sharing
+# the $1 units (the first sizes get the remainder).
+sale_product() {
+  local units=$1 n=${VARIANTS:-1}
+  if ((n <= 1)); then
+    printf '"sku": "RH-%s", "price": {"amount_minor": 12900, "currency": "EUR"}, "stock": {"total": %s}' "$(date +%s)" "$units"
+    return
+  fi
+  python3 - "$units" "$n" <<'PY'
+import json, sys, time
+units, n = int(sys.argv[1]), int(sys.argv[2])
+stamp = int(time.time())
+variants = [{"sku": f"RH-{stamp}-{36 + i}", "name": f"EU {36 + i}",
+             "price": {"amount_minor": 12900, "currency": "EUR"},
+             "stock": {"total": units // n + (1 if i < units % n else 0)}} for i in range(n)]
+print('"variants": ' + json.dumps(variants), end="")
+PY
+}
+
 create_sale() {
   curl -fsS -X POST "$base/v1/admin/sales" -H "authorization: Bearer $merchant_token" \
     -H 'content-type: application/json' -d "{
-      \"name\": \"$1\", \"sku\": \"RH-$(date +%s)\", \"description\": \"loadtests/run rehearsal\",
-      \"price\": {\"amount_minor\": 12900, \"currency\": \"EUR\"}, \"stock\": {\"total\": $2},
+      \"name\": \"$1\", \"description\": \"loadtests/run rehearsal\", $(sale_product "$2"),
       \"per_user_limit\": $3, \"hold_ttl_seconds\": $4, \"starts_at\": \"$5\", \"ends_at\": \"$6\",
       \"admission\": {\"mode\": \"auto\", \"proof_difficulty_bits\": ${LOADTEST_PROOF_BITS:-6}}}"
 }

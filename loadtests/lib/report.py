@@ -16,6 +16,8 @@ import os
 import sys
 from datetime import datetime
 
+import variants  # loadtests/lib/variants.py, next to this file
+
 STEPS = ["session", "challenge", "join", "poll", "reserve", "checkout", "confirmation",
          "admin_create", "admin_edit", "admin_read", "admin_watch", "ops"]
 COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777"]
@@ -228,7 +230,7 @@ def verifies(folder):
     return found
 
 
-def text_summary(folder, meta, sums, checks):
+def text_summary(folder, meta, sums, checks, variant_table=()):
     lines = []
     lines.append(f"rehearsal {meta.get('scenario')}: {meta.get('shoppers', '-')} shoppers, "
                  f"{meta.get('units', '-')} units, {meta.get('elapsed_s', '-')} s "
@@ -241,6 +243,7 @@ def text_summary(folder, meta, sums, checks):
         for c in report["checks"]:
             if not c["passed"]:
                 lines.append(f"  FAIL {c['name']}: {c['detail']} ({c['offender_count']} offenders)")
+    lines.extend(variants.text(variant_table))
     if meta.get("k6_orders") is not None and checks:
         pg = checks[0][0]["orders"]
         k6o = meta["k6_orders"]
@@ -396,7 +399,7 @@ def stats_charts(stats, sale, extra_markers=(), resources=()):
     return note + "".join(f'<div class="chart">{c}</div>' for c in charts) + resources_chart(resources, t0, xs[-1]) + table
 
 
-def html_page(folder, meta, sale, stats, sums, checks, summary_text):
+def html_page(folder, meta, sale, stats, sums, checks, summary_text, variant_table=()):
     parts = [f"""<!doctype html><html><head><meta charset="utf-8">
 <title>flashsale rehearsal {html.escape(str(meta.get('scenario')))} {html.escape(os.path.basename(folder))}</title>
 <style>
@@ -420,6 +423,10 @@ per-shopper limit {get(sale, 'per_user_limit', default='-')} · sale <code>{html
     parts.append("<h2>Over time (GET /stats, every second)</h2>")
     resources = load_stats(os.path.join(folder, "resources.jsonl"))
     parts.append(stats_charts(stats, sale, console_markers(folder) + chaos_markers(folder), resources))
+    parts.append(variants.html_table(variant_table))
+    left = variants.available_series(sale, stats, parse_time)
+    if left:
+        parts.append('<div class="chart">' + svg_chart("Free units per variant", [(n, pts, False) for n, pts in left]) + "</div>")
     chaos_path = os.path.join(folder, "chaos.txt")
     if os.path.isfile(chaos_path):
         parts.append("<h2>Faults (lib/chaos.py)</h2><pre>" + html.escape(open(chaos_path).read()) + "</pre>")
@@ -453,11 +460,12 @@ def main():
     stats = load_stats(os.path.join(folder, "stats.jsonl"))
     sums = summaries(folder)
     checks = verifies(folder)
-    summary_text = text_summary(folder, meta, sums, checks)
+    variant_table = variants.rows(sale, stats, parse_time)
+    summary_text = text_summary(folder, meta, sums, checks, variant_table)
     with open(os.path.join(folder, "summary.txt"), "w") as f:
         f.write(summary_text)
     with open(os.path.join(folder, "report.html"), "w") as f:
-        f.write(html_page(folder, meta, sale, stats, sums, checks, summary_text))
+        f.write(html_page(folder, meta, sale, stats, sums, checks, summary_text, variant_table))
     sys.stdout.write(summary_text)
 
 

@@ -57,6 +57,8 @@ const shoppersClosed = new Counter('shoppers_closed');
 const shoppersExpired = new Counter('shoppers_expired');
 const shoppersGaveUp = new Counter('shoppers_gave_up');
 const holdsPlaced = new Counter('holds_placed');
+/** A shopper whose first size was gone and who tried another. */
+const variantFallbacks = new Counter('variant_fallbacks');
 const holdsAbandoned = new Counter('holds_abandoned');
 const paymentsDeclined = new Counter('payments_declined');
 const ordersPlaced = new Counter('orders_placed');
@@ -82,6 +84,9 @@ const NAMES = {
 
 const THINK_MS = envInt('THINK_MS', 500);
 const ABANDON_SHARE = envFloat('ABANDON_SHARE', 0.05);
+/** The sale's variants (loadtests/run passes them for VARIANTS > 1), most popular first. */
+const VARIANT_IDS = (__ENV.VARIANT_IDS || '').split(',').filter(Boolean);
+const VARIANT_SKEW = envFloat('VARIANT_SKEW', 1.2);
 const DECLINE_SHARE = envFloat('DECLINE_SHARE', 0.05);
 const CONFIRM_TIMEOUT_MS = envInt('CONFIRM_TIMEOUT_MS', 30000);
 const MAX_ATTEMPTS = envInt('MAX_ATTEMPTS', 10);
@@ -339,15 +344,7 @@ function waitInLine(journey, auth, deadline) {
  * answers `hold_lost` when the hold is found gone at checkout.
  */
 function buy(journey, auth, ticket) {
-  let res = request(journey, 'reserve', 'POST', `/v1/sales/${SALE_ID}/reservations`,
-    JSON.stringify({ quantity: 1 }),
-    {
-      ...auth,
-      'Content-Type': 'application/json',
-      'X-Admission-Token': ticket.admission_token,
-      'Idempotency-Key': newKey(),
-    },
-    (r) => r.status === 201 || r.status === 200 || (r.status === 409 && problemCode(r) === 'sold_out'));
+  let res = reserveOne(journey, auth, ticket);
   if (!res || (res.status !== 201 && res.status !== 200)) {
     if (res && res.status === 409) {
       shoppersSoldOut.add(1);
@@ -379,6 +376,48 @@ function buy(journey, auth, ticket) {
   const order = res && res.status === 201 ? json(res) : null;
   if (!order) return { outcome: 'error' };
   return { outcome: 'bought', order };
+}
+
+/**
+ * Holds one unit: `{ quantity: 1 }` on a one-variant sale; with VARIANT_IDS (a sale of
+ * several sizes) one line of a size drawn with a skewed popularity (weight 1/rank^
+ * VARIANT_SKEW, so the first sizes sell out first), and when that size is gone
+ * (409 sold_out naming it) up to two other sizes the shopper would settle for.
+ */
+function reserveOne(journey, auth, ticket) {
+  const headers = {
+    ...auth,
+    'Content-Type': 'application/json',
+    'X-Admission-Token': ticket.admission_token,
+  };
+  const soldOut = (r) => r.status === 409 && problemCode(r) === 'sold_out';
+  const ok = (r) => r.status === 201 || r.status === 200 || soldOut(r);
+  const path = `/v1/sales/${SALE_ID}/reservations`;
+  if (!VARIANT_IDS.length) {
+    return request(journey, 'reserve', 'POST', path, JSON.stringify({ quantity: 1 }), { ...headers, 'Idempotency-Key': newKey() }, ok);
+  }
+  const tried = new Set();
+  let res = null;
+  for (let pick = 0; pick < 3 && tried.size < VARIANT_IDS.length; pick += 1) {
+    const variant = pickVariant(tried);
+    tried.add(variant);
+    if (pick > 0) variantFallbacks.add(1);
+    const body = JSON.stringify({ lines: [{ variant_id: variant, quantity: 1 }] });
+    res = request(journey, 'reserve', 'POST', path, body, { ...headers, 'Idempotency-Key': newKey() }, ok);
+    if (!res || !soldOut(res)) return res;
+  }
+  return res;
+}
+
+/** A size by popularity (weights 1/rank^VARIANT_SKEW), other than those in `skip`. */
+function pickVariant(skip) {
+  const open = VARIANT_IDS.map((id, rank) => [id, 1 / Math.pow(rank + 1, VARIANT_SKEW)]).filter(([id]) => !skip.has(id));
+  let roll = Math.random() * open.reduce((sum, [, w]) => sum + w, 0);
+  for (const [id, w] of open) {
+    roll -= w;
+    if (roll <= 0) return id;
+  }
+  return open[open.length - 1][0];
 }
 
 /** CHAOS=1: the checkout answer says the hold is gone (lost with Redis state, or expired meanwhile). */
