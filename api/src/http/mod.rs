@@ -2,6 +2,7 @@
 //! shares (request ids, tracing, timeout, body limit, metrics, problem+json safety net).
 
 pub mod admin;
+pub mod assets;
 pub mod extract;
 pub mod ops;
 pub mod orders;

@@ -44,7 +44,9 @@ async function joinThroughDoor(token, button) {
 /** Solves a challenge in a Web Worker; `progress(share)` gets the expected share done. */
 function solveProof(challenge, progress) {
   return new Promise((resolve, reject) => {
-    const worker = new Worker('/static/js/proof-worker.js');
+    // The worker's fingerprinted name, through the page's import map.
+    const url = import.meta.resolve ? import.meta.resolve('./proof-worker.js') : '/static/js/proof-worker.js';
+    const worker = new Worker(url);
     const expected = 2 ** challenge.difficulty_bits;
     worker.onmessage = ({ data }) => {
       // The chance a solution was found by now: how far along an average solve is.

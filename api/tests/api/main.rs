@@ -10,6 +10,7 @@ mod door;
 mod events;
 mod helpers;
 mod ops;
+mod pages;
 mod payments;
 mod queue;
 mod reservations;
