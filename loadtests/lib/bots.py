@@ -4,8 +4,8 @@
 units bought, and whether the farm's share of units stays within its share of
 addresses (issue #16, "Done when").
 
-Reads from the rehearsal folder: k6-summary.json (every counter split by the scenario
-tag `group`), bots-plan.json (the groups as k6/bots.js ran them) and verify.json
+Reads from the rehearsal folder: k6-summary.json (every counter split by k6's
+`scenario` tag: the scenarios are named `crowd` and `farm`), bots-plan.json (the groups as k6/bots.js ran them) and verify.json
 (Postgres' order count, to cross-check the units). report.py puts `summary_lines` in
 the printed summary and `html_section` in report.html; run as a script it writes
 bots.json and exits 0 when the farm is within its share, 3 when not, 2 without data.
@@ -32,7 +32,7 @@ def _load(path):
 
 
 def _value(metrics, name, group, stat):
-    return (metrics.get(f"{name}{{group:{group}}}") or {}).get("values", {}).get(stat)
+    return (metrics.get(f"{name}{{scenario:{group}}}") or {}).get("values", {}).get(stat)
 
 
 def figures(folder):

@@ -5,8 +5,8 @@
 // out as Retry-After says, as any client must to be served), and once admitted reserves
 // and pays at once: no thinking, no declined cards, no abandoned holds.
 //
-// It counts in the same counters as the honest shopper (lib/shopper.js), so each
-// scenario's `group` tag splits every figure of the rehearsal between crowd and farm.
+// It counts in the same counters as the honest shopper (lib/shopper.js); k6's
+// `scenario` tag splits every figure of the rehearsal between crowd and farm.
 import { sleep } from 'k6';
 
 import { SALE_ID } from './common.js';
