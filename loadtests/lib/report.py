@@ -17,7 +17,9 @@ import os
 import sys
 from datetime import datetime
 
-import bots
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # importing lib/bots.py leaves no __pycache__ in the tree
+import bots  # noqa: E402
 
 STEPS = ["session", "challenge", "join", "poll", "reserve", "checkout", "confirmation",
          "admin_create", "admin_edit", "admin_read", "admin_watch", "ops"]
