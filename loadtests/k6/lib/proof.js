@@ -4,6 +4,12 @@
 // (`admission.proof_difficulty_bits`, loadtests/lib/env.sh), so solving costs a
 // shopper tens of hashes — real work, never a bypass.
 import crypto from 'k6/crypto';
+import { Trend } from 'k6/metrics';
+
+/** The difficulty each solved challenge asked for (bits; it rises per address). */
+const proofBits = new Trend('proof_bits');
+/** How long solving a challenge took this client. */
+const proofSolveTime = new Trend('proof_solve_time', true);
 
 /** Leading zero bits of `bytes` (a Uint8Array), first byte's high bit first. */
 export function leadingZeroBits(bytes) {
@@ -30,5 +36,9 @@ export function solve(challenge, bits) {
 
 /** The `X-Join-Proof` header value for a `201` challenge answer's JSON. */
 export function proofFor(issued) {
-  return `${issued.challenge}:${solve(issued.challenge, issued.difficulty_bits)}`;
+  const started = Date.now();
+  const nonce = solve(issued.challenge, issued.difficulty_bits);
+  proofSolveTime.add(Date.now() - started);
+  proofBits.add(issued.difficulty_bits);
+  return `${issued.challenge}:${nonce}`;
 }

@@ -26,6 +26,11 @@
 // Every answer that is not a plain success is then logged as one console line,
 // `chaos-req <epoch ms> <step> <status> <code> <api index> <kind>`, which the runner
 // (loadtests/lib/chaos.py) attributes to the fault windows.
+//
+// CLIENT_IP_HEADER (the server's FLASHSALE_CLIENT_IP_HEADER): a journey that called
+// `actFrom(address)` sends its address in that header on every request, as a trusted
+// load balancer would append it (the bot-farm rehearsal, k6/bots.js: many synthetic
+// addresses over one loopback connection).
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
@@ -50,18 +55,27 @@ const rejoins = new Counter('rejoins');
 /** CHAOS=1: holds found gone at checkout (410, 404), then reserved again once. */
 const holdsLost = new Counter('holds_lost');
 
-const shoppersArrived = new Counter('shoppers_arrived');
-const shoppersAdmitted = new Counter('shoppers_admitted');
-const shoppersSoldOut = new Counter('shoppers_sold_out');
+/** Shoppers who started a journey (the bot farm's sessions count here too). */
+export const shoppersArrived = new Counter('shoppers_arrived');
+/** Guest sessions created (`201` from `POST /v1/sessions`). */
+export const sessionsCreated = new Counter('sessions_created');
+/** Tickets taken (`201` from a join): entries in the line and the pre-queue draw. */
+export const ticketsJoined = new Counter('tickets_joined');
+/** Shoppers whose ticket was admitted. */
+export const shoppersAdmitted = new Counter('shoppers_admitted');
+/** Shoppers told sold out, in line or at reserve. */
+export const shoppersSoldOut = new Counter('shoppers_sold_out');
 const shoppersClosed = new Counter('shoppers_closed');
 const shoppersExpired = new Counter('shoppers_expired');
 const shoppersGaveUp = new Counter('shoppers_gave_up');
-const holdsPlaced = new Counter('holds_placed');
+/** Units held (`201`/`200` from reserve). */
+export const holdsPlaced = new Counter('holds_placed');
 /** A shopper whose first size was gone and who tried another. */
 const variantFallbacks = new Counter('variant_fallbacks');
 const holdsAbandoned = new Counter('holds_abandoned');
 const paymentsDeclined = new Counter('payments_declined');
-const ordersPlaced = new Counter('orders_placed');
+/** Orders placed (`201` from checkout): units bought, one per order at quantity 1. */
+export const ordersPlaced = new Counter('orders_placed');
 const confirmationsSent = new Counter('confirmations_sent');
 const confirmationsLate = new Counter('confirmations_late');
 const timeToAdmission = new Trend('time_to_admission', true);
@@ -96,12 +110,26 @@ const CHAOS = envInt('CHAOS', 0) === 1;
 /** CHAOS=1: how long a checkout is retried while its first attempt is being finished. */
 const CHECKOUT_PATIENCE_MS = envInt('CHECKOUT_PATIENCE_MS', 75000);
 const FAILOVER = BASE_URLS.length > 1;
+const CLIENT_IP_HEADER = (__ENV.CLIENT_IP_HEADER || '').trim();
+
+/** This VU's client address (`actFrom`); null: the connection's own (loopback). */
+let clientAddress = null;
+
+/**
+ * Sends this VU's next requests as coming from `address` (in CLIENT_IP_HEADER, which
+ * the server trusts as its load balancer's); null returns to the connection's address.
+ */
+export function actFrom(address) {
+  if (address !== null && !CLIENT_IP_HEADER) throw new Error('actFrom needs CLIENT_IP_HEADER');
+  clientAddress = address;
+}
 
 // Every answer a 2xx, a contract answer (402, 409) or polite shedding (429, 503):
 // http_req_failed then means "something the contract does not describe".
 http.setResponseCallback(http.expectedStatuses({ min: 200, max: 299 }, 402, 409, 429, 503));
 
-function problemCode(res) {
+/** The problem `code` of an error answer, or undefined. */
+export function problemCode(res) {
   try {
     return res.json('code');
   } catch (_) {
@@ -130,7 +158,7 @@ function send(journey, step, method, path, body, headers) {
   journey.next += 1;
   journey.requests += 1;
   const res = http.request(method, `${BASE_URLS[api]}${path}`, body, {
-    headers,
+    headers: clientAddress === null ? headers : { ...headers, [CLIENT_IP_HEADER]: clientAddress },
     tags: { step, name: NAMES[step] },
     timeout: '15s',
   });
@@ -203,7 +231,8 @@ function record(step, good) {
   if (ADMITTED_STEPS.has(step)) admittedErrors.add(!good, { step });
 }
 
-function json(res) {
+/** The answer's JSON body, or null. */
+export function json(res) {
   try {
     return res.json();
   } catch (_) {
@@ -225,6 +254,7 @@ export function shopperJourney(deadline) {
   let res = request(journey, 'session', 'POST', '/v1/sessions', null, {}, (r) => r.status === 201);
   const session = res && res.status === 201 ? json(res) : null;
   if (!session) return 'error';
+  sessionsCreated.add(1);
   const auth = { Authorization: `Bearer ${session.token}` };
 
   // 2. Join the line and 3. wait in it until admitted.
@@ -290,6 +320,7 @@ function waitInLine(journey, auth, deadline) {
     }
     let ticket = json(res);
     if (!ticket || (res.status !== 200 && res.status !== 201)) return { outcome: 'error' };
+    if (res.status === 201) ticketsJoined.add(1);
     placeToken = ticket.place_token || placeToken;
     let lost = false;
     while (ticket.state === 'prequeue' || ticket.state === 'waiting') {
