@@ -1,0 +1,35 @@
+// A shopper joins a sale whose door asks for a real proof of work: the storefront takes a
+// challenge, solves it in a Web Worker while the button shows its progress, and joins.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BASE, PHONE, openBrowser, shot, createSale } from '../lib/harness.mjs';
+
+test('joining solves the door’s proof of work in a worker and shows its progress', async () => {
+  // 17 bits: about 130,000 hashes on average — long enough to watch, short for a test.
+  const sale = await createSale({ admission: { mode: 'auto', proof_difficulty_bits: 17 } });
+  const b = await openBrowser({ viewport: PHONE, name: 'door' });
+  try {
+    const { page } = b;
+    const challenges = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/challenge')) challenges.push(r.method());
+    });
+    let proof = null;
+    page.on('request', (r) => {
+      if (r.url().endsWith('/queue') && r.method() === 'POST' && r.headers()['x-join-proof']) proof = r.headers()['x-join-proof'];
+    });
+    await page.goto(`${BASE}/sales/${sale.id}`);
+    await page.getByRole('heading', { level: 1, name: sale.name }).waitFor();
+    await page.getByRole('button', { name: 'Buy now' }).click();
+    const progress = page.getByRole('button', { name: /Checking you're a person… \d+%/ });
+    await progress.waitFor({ timeout: 10_000 });
+    await shot(page, 'door-01-solving');
+    assert.equal(await progress.getAttribute('aria-busy'), 'true', 'the button says it is busy');
+    await page.getByRole('heading', { name: "It's your turn!" }).waitFor({ timeout: 60_000 });
+    assert.deepEqual(challenges, ['POST'], 'one challenge taken');
+    assert.match(proof || '', /:[0-9a-z]{1,64}$/, `the join carried the proof: ${proof}`);
+    assert.deepEqual(b.errors, [], 'no script errors');
+  } finally {
+    await b.close();
+  }
+});
