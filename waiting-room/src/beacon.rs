@@ -159,6 +159,9 @@ pub struct Beacons {
     endpoint: Option<(reqwest::Client, String)>,
     /// Per sale: when to ask the endpoint next, and the wait after that.
     backoff: Mutex<HashMap<SaleId, (Instant, Duration)>>,
+    /// What was recorded, once read: it never changes, and `GET /draw` would otherwise
+    /// read Postgres and check a pairing on every request.
+    known: Mutex<HashMap<SaleId, Recorded>>,
 }
 
 impl Beacons {
@@ -176,19 +179,23 @@ impl Beacons {
             db,
             endpoint,
             backoff: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
         }
     }
 
     /// What was recorded for the sale's draw, if anything.
     pub async fn recorded(&self, sale: SaleId) -> Result<Option<Recorded>> {
+        if let Some(known) = self.known.lock().expect("known lock").get(&sale) {
+            return Ok(Some(known.clone()));
+        }
         let row: Option<(String, Option<String>, i64)> =
             sqlx::query_as("select outcome, signature, round from draw_beacons where sale_id = $1")
                 .bind(sale.0)
                 .fetch_optional(&self.db)
                 .await
                 .map_err(anyhow::Error::from)?;
-        Ok(row.map(|(outcome, signature, round)| {
-            // Only verified signatures are written; verified again on the way out, so a
+        let recorded = row.map(|(outcome, signature, round)| {
+            // Only verified signatures are written; verified again on the way in, so a
             // row edited by hand cannot change a draw.
             match (outcome.as_str(), signature) {
                 ("verified", Some(sig)) => verify(round as u64, &sig)
@@ -196,7 +203,12 @@ impl Beacons {
                     .unwrap_or(Recorded::Missed),
                 _ => Recorded::Missed,
             }
-        }))
+        });
+        if let Some(recorded) = &recorded {
+            let mut known = self.known.lock().expect("known lock");
+            known.insert(sale, recorded.clone());
+        }
+        Ok(recorded)
     }
 
     /// Records `outcome` for round `round` unless something is recorded already;

@@ -125,6 +125,17 @@ impl Queue {
     /// run again after Redis lost the line numbers by the recorded order.
     pub async fn draw(&self, sale: SaleId) -> Result<bool> {
         let [meta, _, pre, _, _] = self.keys(sale).0;
+        // While it waits for its beacon round, a draw reads nothing else: it is asked
+        // every tick, and the pre-queue may be long. (Without a seed nobody pre-queued,
+        // and there is nothing to wait for.)
+        let seeded: bool = redis::cmd("HEXISTS")
+            .arg(&meta)
+            .arg("seed")
+            .query_async(&mut self.connection())
+            .await?;
+        if seeded && self.draw_beacon(sale).await?.is_none() {
+            return Ok(false);
+        }
         loop {
             let (seed, tickets): (Option<String>, Vec<String>) = redis::pipe()
                 .atomic()

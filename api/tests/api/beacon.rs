@@ -486,3 +486,54 @@ async fn the_draw_beacon_setting_names_a_quicknet_round_due_after_the_start_and_
         "naming the same round again changes nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_round_posted_after_the_draw_fell_back_is_refused_and_the_fallback_stands() {
+    // Arrange: the recorded round is long past its bound and nothing fetches it.
+    let app = spawn_app_with(|c| c.drand_url = None).await;
+    let sale = beacon_sale(&app, ROUND).await;
+    let shoppers = prequeue(&app, sale, 5).await;
+
+    // Act: the sale starts (the draw falls back at once); then the merchant posts it.
+    app.clock.advance(Duration::from_secs(61));
+    let late = app.direct_shopper();
+    let (_, late_ticket) = app.join_queue(&late, sale).await.unwrap();
+    let response = post_beacon(&app, sale, ROUND, SIGNATURE).await;
+
+    // Assert: 409, and /draw keeps publishing the seed-only draw it served.
+    assert_eq!(late_ticket.position, Some(6));
+    answer::<Value>(response).await.unwrap_err().assert_is(
+        409,
+        "sale_locked",
+        "posted after the fallback",
+    );
+    let info = draw(&app, sale).await;
+    assert_eq!(info["draw_beacon"]["status"], "missed");
+    assert_eq!(info["beacon"], Value::Null);
+    let ids: Vec<String> = shoppers.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(recompute(&info, &ids), drawn_tickets(&app, sale).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sale_nobody_prequeued_for_does_not_wait_for_its_round() {
+    let app = spawn_app_with(|c| c.drand_url = None).await;
+    let now = app.clock_now();
+    let starts_at = now + chrono::Duration::minutes(1);
+    let round = ((starts_at.timestamp() + 300 - GENESIS) / 3 + 1) as u64;
+    let created = app
+        .create_sale(sale_body_with(json!({
+            "starts_at": starts_at, "ends_at": now + chrono::Duration::hours(2),
+            "draw_beacon": { "chain": "drand-quicknet", "round": round },
+        })))
+        .await;
+    let sale = sale_id(&created);
+
+    app.clock.advance(Duration::from_secs(61));
+    let shopper = app.direct_shopper();
+    let (_, ticket) = app.join_queue(&shopper, sale).await.unwrap();
+
+    assert_eq!(
+        (ticket.state.as_str(), ticket.position),
+        ("waiting", Some(1))
+    );
+}
