@@ -53,6 +53,8 @@ pub struct SaleView {
     status: SaleStatus,
     version: i32,
     admission: Admission,
+    /// The beacon round the draw mixes in; absent when none (a v1 sale looks as before).
+    #[serde(skip_serializing_if = "Option::is_none")]
     draw_beacon: Option<DrawBeacon>,
 }
 
