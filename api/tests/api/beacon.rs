@@ -537,3 +537,15 @@ async fn a_sale_nobody_prequeued_for_does_not_wait_for_its_round() {
         ("waiting", Some(1))
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_beacon_route_and_fields() {
+    let app = spawn_app_with(|c| c.drand_url = None).await;
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    assert!(doc["paths"]["/v1/admin/sales/{sale_id}/draw/beacon"]["post"].is_object());
+    let draw = &doc["components"]["schemas"]["DrawInfo"]["properties"];
+    assert!(
+        draw["beacon"].is_object() && draw["draw_beacon"].is_object(),
+        "{draw}"
+    );
+}
