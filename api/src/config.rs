@@ -165,6 +165,12 @@ pub struct Config {
     pub ended_sale_retention: Duration,
     /// `FLASHSALE_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `FLASHSALE_DRAND_URL`: the drand HTTP endpoint the draw fetches a sale's beacon
+    /// round from (`GET {url}/{chain hash}/public/{round}`); default drand's public
+    /// `https://api.drand.sh`. Empty: nothing is fetched and merchants post the round
+    /// (`POST /v1/admin/sales/{id}/draw/beacon`). Any relay will do: only a round whose
+    /// signature verifies is used.
+    pub drand_url: Option<String>,
 }
 
 /// How log lines are written.
@@ -357,6 +363,11 @@ impl Config {
                 "3600",
             )?),
             log_format: var("FLASHSALE_LOG_FORMAT", "text")?,
+            drand_url: Some(var::<String>(
+                "FLASHSALE_DRAND_URL",
+                "https://api.drand.sh",
+            )?)
+            .filter(|url| !url.trim().is_empty()),
         })
     }
 }

@@ -237,7 +237,8 @@ impl Application {
             waiting_room::LineMarks::new(db.clone()),
             config.admission_window,
             config.queue_cap,
-        );
+        )
+        .with_drand(config.drand_url.clone());
         let door = Arc::new(Door::new(
             auth.hmac_secret(),
             auth.issuer(),

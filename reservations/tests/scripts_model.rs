@@ -149,6 +149,7 @@ fn sale(id: SaleId, base_ms: i64) -> Sale {
         version: 1,
         admission: Admission::default(),
         created_at: Utc::now(),
+        draw_beacon: None,
     }
 }
 

@@ -12,6 +12,16 @@
 //! list names no shopper. Anyone with the seed and the ticket ids recomputes the order
 //! (see the README, "Checking the draw").
 //!
+//! A sale that names a drand quicknet round (`draw_beacon`, see `beacon`) mixes the
+//! round's 32 randomness bytes in right after the seed:
+//!
+//! ```text
+//! key(ticket) = SHA-256(seed || beacon_randomness || SHA-256(sorted ids joined by "\n") || ticket id)
+//! ```
+//!
+//! The seed was committed before the line opened and the round is signed after the
+//! start, so neither the operator nor anyone else could know the keys in advance.
+//!
 //! What the commitment proves: the seed was fixed before the line opened, so the
 //! operator could not pick it after seeing who joined. What it cannot prove alone: an
 //! operator who knows the seed could add tickets whose ids sort first ("grinding").
@@ -30,6 +40,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::beacon::{Beacon, BeaconInfo, BeaconPlan};
 use crate::queue::Queue;
 use crate::Result;
 use reservations::ids::SaleId;
@@ -37,6 +48,9 @@ use reservations::ids::SaleId;
 /// The algorithm's name as published on the draw endpoint.
 pub const ALGORITHM: &str =
     "sha256(seed || sha256(sorted ticket ids joined by \\n) || ticket_id), ascending";
+
+/// The algorithm's name when the draw mixed in a beacon round.
+pub const ALGORITHM_WITH_BEACON: &str = "sha256(seed || beacon_randomness || sha256(sorted ticket ids joined by \\n) || ticket_id), ascending";
 
 /// A fresh seed (hex) and its commitment (hex of SHA-256 over the seed's bytes).
 pub fn new_seed() -> (String, String) {
@@ -50,8 +64,18 @@ pub fn verify_commitment(seed_hex: &str, commitment_hex: &str) -> bool {
     hex::decode(seed_hex).is_ok_and(|seed| hex::encode(Sha256::digest(seed)) == commitment_hex)
 }
 
-/// The drawn order of `tickets` (ids as strings) under `seed_hex`.
+/// The drawn order of `tickets` (ids as strings) under `seed_hex` alone.
 pub fn draw_order(seed_hex: &str, tickets: &[String]) -> Vec<String> {
+    draw_order_with(seed_hex, None, tickets)
+}
+
+/// The drawn order of `tickets` under `seed_hex` and, when the sale has one, the
+/// beacon round's randomness (32 raw bytes, hashed right after the seed's).
+pub fn draw_order_with(
+    seed_hex: &str,
+    beacon_randomness: Option<&[u8; 32]>,
+    tickets: &[String],
+) -> Vec<String> {
     let seed = hex::decode(seed_hex).unwrap_or_default();
     let mut sorted: Vec<&str> = tickets.iter().map(String::as_str).collect();
     sorted.sort_unstable();
@@ -61,6 +85,9 @@ pub fn draw_order(seed_hex: &str, tickets: &[String]) -> Vec<String> {
         .map(|ticket| {
             let mut h = Sha256::new();
             h.update(&seed);
+            if let Some(randomness) = beacon_randomness {
+                h.update(randomness);
+            }
             h.update(list_digest);
             h.update(ticket.as_bytes());
             (hex::encode(h.finalize()), ticket)
@@ -81,16 +108,34 @@ pub struct DrawInfo {
     pub ticket_count: i64,
     /// How the order follows from the seed.
     pub algorithm: &'static str,
+    /// The beacon round the draw mixed in: null until known (and when the sale names
+    /// none, or the round was missed).
+    pub beacon: Option<BeaconInfo>,
+    /// The round the sale named, when it is due, when the draw stops waiting for it,
+    /// and what became of it; null when the sale names none.
+    pub draw_beacon: Option<BeaconPlan>,
 }
 
 impl Queue {
     /// Runs the pre-queue draw once: orders the pre-queued tickets from the committed
-    /// seed and numbers them 1..n. Safe to call from many processes.
+    /// seed (and the sale's beacon round) and numbers them 1..n. Safe to call from many
+    /// processes. Returns false while the draw waits for its beacon round.
     ///
     /// The order is recorded in Postgres before any position is numbered, and a draw
     /// run again after Redis lost the line numbers by the recorded order.
-    pub async fn draw(&self, sale: SaleId) -> Result<()> {
+    pub async fn draw(&self, sale: SaleId) -> Result<bool> {
         let [meta, _, pre, _, _] = self.keys(sale).0;
+        // While it waits for its beacon round, a draw reads nothing else: it is asked
+        // every tick, and the pre-queue may be long. (Without a seed nobody pre-queued,
+        // and there is nothing to wait for.)
+        let seeded: bool = redis::cmd("HEXISTS")
+            .arg(&meta)
+            .arg("seed")
+            .query_async(&mut self.connection())
+            .await?;
+        if seeded && self.draw_beacon(sale).await?.is_none() {
+            return Ok(false);
+        }
         loop {
             let (seed, tickets): (Option<String>, Vec<String>) = redis::pipe()
                 .atomic()
@@ -100,7 +145,11 @@ impl Queue {
                 .await?;
             let order = match seed {
                 Some(seed) => {
-                    let order = draw_order(&seed, &tickets);
+                    let Some(beacon) = self.draw_beacon(sale).await? else {
+                        return Ok(false);
+                    };
+                    let randomness = beacon.as_ref().map(|b| &b.randomness);
+                    let order = draw_order_with(&seed, randomness, &tickets);
                     self.marks.record_draw(sale, &order).await?
                 }
                 None => self
@@ -126,13 +175,38 @@ impl Queue {
                 if drawn > 0 {
                     tracing::info!(sale_id = %sale, tickets = drawn, "pre-queue drawn");
                 }
-                return Ok(());
+                return Ok(true);
+            }
+        }
+    }
+
+    /// The beacon the draw uses: `Some(None)` without one (none named, or missed),
+    /// `None` while it waits for the named round.
+    async fn draw_beacon(&self, sale: SaleId) -> Result<Option<Option<Beacon>>> {
+        match self.sale(sale).await?.draw_beacon {
+            None => Ok(Some(None)),
+            Some(named) => {
+                let now = self.sales().now();
+                self.beacons.for_draw(sale, &named, now).await
             }
         }
     }
 
     /// The draw as published.
     pub async fn draw_info(&self, sale: SaleId) -> Result<DrawInfo> {
+        let mut info = self.draw_info_seed(sale).await?;
+        if let Some(named) = self.sale(sale).await?.draw_beacon {
+            let (plan, beacon) = self.beacons.plan(sale, &named).await?;
+            if beacon.is_some() {
+                info.algorithm = ALGORITHM_WITH_BEACON;
+            }
+            info.beacon = beacon;
+            info.draw_beacon = Some(plan);
+        }
+        Ok(info)
+    }
+
+    async fn draw_info_seed(&self, sale: SaleId) -> Result<DrawInfo> {
         self.sale(sale).await?;
         let [meta, _, pre, _, _] = self.keys(sale).0;
         let (commitment, seed, drawn, drawn_count, pre_count): (
@@ -159,6 +233,8 @@ impl Queue {
                 seed: drawn.and(marks.seed),
                 ticket_count: drawn.unwrap_or(pre_count),
                 algorithm: ALGORITHM,
+                beacon: None,
+                draw_beacon: None,
             });
         }
         // After the draw, the tickets it took (the pre-queue list may be a rebuilt one).
@@ -168,6 +244,8 @@ impl Queue {
             seed: if drawn { seed } else { None },
             ticket_count: drawn.then_some(drawn_count).flatten().unwrap_or(pre_count),
             algorithm: ALGORITHM,
+            beacon: None,
+            draw_beacon: None,
         })
     }
 
@@ -195,6 +273,29 @@ mod tests {
         let mut sorted = order.clone();
         sorted.sort();
         assert_eq!(sorted, tickets, "nobody lost or duplicated");
+    }
+
+    #[test]
+    fn the_beacon_randomness_reorders_the_draw_and_follows_the_published_formula() {
+        let (seed, _) = new_seed();
+        let tickets: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        let randomness = [7u8; 32];
+        let with = draw_order_with(&seed, Some(&randomness), &tickets);
+        assert_ne!(with, draw_order(&seed, &tickets));
+        // The formula as the README writes it, byte for byte.
+        let mut sorted = tickets.clone();
+        sorted.sort();
+        let digest = Sha256::digest(sorted.join("\n").as_bytes());
+        let key = |t: &String| {
+            let mut bytes = hex::decode(&seed).unwrap();
+            bytes.extend_from_slice(&randomness);
+            bytes.extend_from_slice(&digest);
+            bytes.extend_from_slice(t.as_bytes());
+            hex::encode(Sha256::digest(&bytes))
+        };
+        let mut expected = tickets.clone();
+        expected.sort_by_key(key);
+        assert_eq!(with, expected);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   controller and `/stats` read) and its Lua scripts.
 //! - [`draw`]: the committed seed, the draw order anyone can recompute, and the draw
 //!   at the start as run and published.
+//! - [`beacon`]: the drand quicknet round a draw may mix in: its signature check, the
+//!   fetcher, and what the draw used (or that it fell back to the seed alone).
 //! - [`admission`]: admission tokens and the check the reservation endpoint calls.
 //! - [`controller`]: the admission law, a pure function with its reasoning.
 //! - [`runner`]: one controller per sale across all processes (a Redis lease), feeding
@@ -23,6 +25,7 @@
 //! - [`error`]: the crate's error type.
 
 pub mod admission;
+pub mod beacon;
 pub mod controller;
 pub mod draw;
 pub mod error;

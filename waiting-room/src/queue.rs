@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::admission::AdmissionTokens;
+use crate::beacon::Beacons;
 pub use crate::draw::DrawInfo;
 use crate::heal::{Floor, HealScripts};
 use crate::marks::LineMarks;
@@ -155,6 +156,8 @@ pub struct Queue {
     pub(crate) floors: Arc<Mutex<HashMap<SaleId, Floor>>>,
     /// One raise of a ceiling (or heal) at a time in this process.
     pub(crate) raising: Arc<tokio::sync::Mutex<()>>,
+    /// The draw's beacon rounds (see `beacon`).
+    pub(crate) beacons: Arc<Beacons>,
 }
 
 impl Queue {
@@ -171,6 +174,7 @@ impl Queue {
         cap: i64,
     ) -> Self {
         let places = Arc::new(tokens.place_statements());
+        let beacons = Arc::new(Beacons::new(marks.pool().clone(), None));
         Self {
             conn,
             prefix: prefix.into(),
@@ -191,7 +195,20 @@ impl Queue {
             heal_scripts: Arc::new(HealScripts::new()),
             floors: Arc::new(Mutex::new(HashMap::new())),
             raising: Arc::new(tokio::sync::Mutex::new(())),
+            beacons,
         }
+    }
+
+    /// The same waiting room, fetching the draw's beacon rounds from the drand HTTP
+    /// endpoint at `url` (none: the merchant posts them).
+    pub fn with_drand(mut self, url: Option<String>) -> Self {
+        self.beacons = Arc::new(Beacons::new(self.marks.pool().clone(), url));
+        self
+    }
+
+    /// The draw's beacon rounds.
+    pub fn beacons(&self) -> &Beacons {
+        &self.beacons
     }
 
     pub(crate) fn keys(&self, sale: SaleId) -> LineKeys {
@@ -272,20 +289,24 @@ impl Queue {
         }
         // The position of the last ceiling this join waited for another join to raise.
         let mut waited_for: Option<i64> = None;
+        // While the draw waits for its beacon round the pre-queue stays open (`beacon`).
+        let mut prequeue_until = sale.starts_at.timestamp_millis();
         loop {
             let reply: Vec<String> = self
                 .invoke(sale_id, &self.scripts.join)
                 .arg(shopper.to_string())
                 .arg(uuid::Uuid::new_v4().to_string())
                 .arg(now.timestamp_millis())
-                .arg(sale.starts_at.timestamp_millis())
+                .arg(prequeue_until)
                 .arg(self.cap)
                 .arg(self.floor(sale_id).seq)
                 .invoke_async(&mut self.conn.clone())
                 .await?;
             match reply.first().map(String::as_str) {
                 Some("needs_draw") => {
-                    self.draw(sale_id).await?;
+                    if !self.draw(sale_id).await? {
+                        prequeue_until = i64::MAX;
+                    }
                     continue;
                 }
                 Some("needs_marks") => {

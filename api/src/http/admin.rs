@@ -18,7 +18,8 @@ use crate::http::AppState;
 use crate::signals::RedisSignals;
 use reservations::ids::SaleId;
 use reservations::sales::{
-    Admission, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter, StockView, Transition,
+    Admission, DrawBeacon, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter, StockView,
+    Transition,
 };
 use reservations::store::ListCursor;
 use waiting_room::runner::SignalSource;
@@ -52,6 +53,9 @@ pub struct SaleView {
     status: SaleStatus,
     version: i32,
     admission: Admission,
+    /// The beacon round the draw mixes in; absent when none (a v1 sale looks as before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    draw_beacon: Option<DrawBeacon>,
 }
 
 impl SaleView {
@@ -70,6 +74,7 @@ impl SaleView {
             ends_at: sale.ends_at,
             version: sale.version,
             admission: sale.admission,
+            draw_beacon: sale.draw_beacon,
         }
     }
 }

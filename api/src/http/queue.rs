@@ -98,7 +98,8 @@ async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The pre-queue lottery: the commitment before the start, the seed after.
+/// The pre-queue lottery: the commitment before the start, the seed after; with the
+/// sale's beacon round (`beacon`, null until known) and what became of it (`draw_beacon`).
 #[utoipa::path(get, path = "/v1/sales/{sale_id}/draw", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
     responses((status = 200, body = DrawInfo), (status = 404, body = crate::error::Problem)))]
 async fn draw(

@@ -4,6 +4,7 @@
 
 mod admin;
 mod attacks;
+mod beacon;
 mod checkout;
 mod commit_cut;
 mod door;

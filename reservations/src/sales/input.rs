@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{invalid, limits, Admission, FieldError, Money};
+use super::{invalid, limits, Admission, DrawBeacon, FieldError, Money};
 
 /// `{ "total": N }` in a create body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -43,6 +43,9 @@ pub struct SaleInput {
     /// Admission settings (default: auto, 300 ms p95 target).
     #[serde(default)]
     pub admission: Admission,
+    /// The beacon round the draw mixes in (default none: the committed seed alone).
+    #[serde(default)]
+    pub draw_beacon: Option<DrawBeacon>,
 }
 
 fn one() -> i64 {
@@ -66,6 +69,7 @@ pub struct SaleSpec {
     pub(crate) starts_at: DateTime<Utc>,
     pub(crate) ends_at: DateTime<Utc>,
     pub(crate) admission: Admission,
+    pub(crate) draw_beacon: Option<DrawBeacon>,
 }
 
 pub(super) fn parse_name(name: String) -> Result<String, FieldError> {
@@ -127,6 +131,9 @@ impl SaleSpec {
     /// Validates a create body against every rule of API.md.
     pub fn parse(input: SaleInput) -> Result<SaleSpec, FieldError> {
         check_window(input.starts_at, input.ends_at)?;
+        if let Some(beacon) = &input.draw_beacon {
+            beacon.check(input.starts_at)?;
+        }
         Ok(SaleSpec {
             name: parse_name(input.name)?,
             sku: parse_sku(input.sku)?,
@@ -146,6 +153,7 @@ impl SaleSpec {
             starts_at: input.starts_at,
             ends_at: input.ends_at,
             admission: input.admission.parse()?,
+            draw_beacon: input.draw_beacon,
         })
     }
 }

@@ -5,17 +5,20 @@
 //!
 //! - `money`: [`Money`] and the accepted currencies.
 //! - `admission`: how the waiting room admits shoppers ([`Admission`]).
+//! - `beacon`: the public randomness round the draw mixes in ([`DrawBeacon`]).
 //! - `input`: a create body and its parsing into a [`SaleSpec`]; the field rules.
 //! - `patch`: an edit ([`SalePatch`]) and the fields frozen once a sale has started.
 //! - `sale`: the stored [`Sale`], its state, public status, stock and transitions.
 
 mod admission;
+mod beacon;
 mod input;
 mod money;
 mod patch;
 mod sale;
 
 pub use admission::{Admission, AdmissionMode, MAX_PROOF_DIFFICULTY_BITS};
+pub use beacon::{DrawBeacon, QUICKNET, QUICKNET_GENESIS_SECS, QUICKNET_PERIOD_SECS};
 pub use input::{SaleInput, SaleSpec, StockInput};
 pub use money::Money;
 pub use patch::SalePatch;

@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::beacon::present;
 use super::input::{check_window, parse_bounded, parse_description, parse_name, parse_sku};
-use super::{invalid, limits, Admission, Money, Sale};
+use super::{invalid, limits, Admission, DrawBeacon, Money, Sale};
 
 /// The body of `PATCH /v1/admin/sales/{id}`: every field optional.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -32,6 +33,10 @@ pub struct SalePatch {
     pub ends_at: Option<DateTime<Utc>>,
     /// New admission settings.
     pub admission: Option<Admission>,
+    /// New beacon round, or null for none (only before the start).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DrawBeacon>)]
+    pub draw_beacon: Option<Option<DrawBeacon>>,
 }
 
 impl SalePatch {
@@ -90,6 +95,18 @@ impl SalePatch {
                 admission.proof_difficulty_bits = sale.admission.proof_difficulty_bits;
             }
             sale.admission = admission.parse()?;
+        }
+        // The draw's beacon: frozen at the start like the rules above. Before it, every
+        // round it may name is due after the start, so its randomness is still unknown to
+        // everyone whenever it changes; checked again when only the start moved.
+        if let Some(beacon) = self.draw_beacon {
+            lock("draw_beacon", beacon != sale.draw_beacon)?;
+            sale.draw_beacon = beacon;
+        }
+        if let Some(beacon) = &sale.draw_beacon {
+            if !started {
+                beacon.check(sale.starts_at)?;
+            }
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Admission, Money};
+use super::{Admission, DrawBeacon, Money};
 use crate::ids::{MerchantId, SaleId};
 
 /// What the merchant decided about a sale; the public status also depends on the
@@ -102,6 +102,8 @@ pub struct Sale {
     pub version: i32,
     /// Admission settings.
     pub admission: Admission,
+    /// The beacon round the pre-queue draw mixes in, if any.
+    pub draw_beacon: Option<DrawBeacon>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
