@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::ids::{MerchantId, SaleId, ShopperId};
-use crate::sales::{Admission, Money, Sale, SaleSpec, SaleState, StatusFilter};
+use crate::sales::{Access, Admission, Money, Sale, SaleSpec, SaleState, StatusFilter};
 use crate::{Error, Result};
 
 #[derive(sqlx::FromRow)]
@@ -26,6 +26,8 @@ struct SaleRow {
     state: String,
     version: i32,
     admission: sqlx::types::Json<Admission>,
+    access: String,
+    message: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -50,13 +52,15 @@ impl From<SaleRow> for Sale {
             state: SaleState::parse(&r.state),
             version: r.version,
             admission: r.admission.0,
+            access: Access::parse(&r.access),
+            message: r.message,
             created_at: r.created_at,
         }
     }
 }
 
 const COLUMNS: &str = "id, merchant_id, name, sku, description, price_minor, currency, unit_count, \
-     total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, version, admission, created_at";
+     total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, version, admission, access, message, created_at";
 
 /// A position in a merchant's listing: the last row of the previous page.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,8 +92,8 @@ impl SaleStore {
     pub async fn insert(&self, merchant: MerchantId, spec: &SaleSpec) -> Result<Sale> {
         let sql = format!(
             "insert into sales (id, merchant_id, name, sku, description, price_minor, currency, \
-             unit_count, total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, admission) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, 'active', $13) \
+             unit_count, total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, admission, access) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, 'active', $13, $14) \
              returning {COLUMNS}"
         );
         let row: SaleRow = sqlx::query_as(&sql)
@@ -106,6 +110,7 @@ impl SaleStore {
             .bind(spec.starts_at)
             .bind(spec.ends_at)
             .bind(sqlx::types::Json(&spec.admission))
+            .bind(spec.access.as_str())
             .fetch_one(&self.pool)
             .await?;
         Ok(row.into())
@@ -173,7 +178,7 @@ impl SaleStore {
         let sql = format!(
             "update sales set name = $3, sku = $4, description = $5, price_minor = $6, currency = $7, \
              per_user_limit = $8, hold_ttl_seconds = $9, starts_at = $10, ends_at = $11, state = $12, \
-             admission = $13, version = version + 1, updated_at = now() \
+             admission = $13, access = $14, message = $15, version = version + 1, updated_at = now() \
              where id = $1 and ($2::int is null or version = $2) returning {COLUMNS}"
         );
         let row: Option<SaleRow> = sqlx::query_as(&sql)
@@ -190,6 +195,8 @@ impl SaleStore {
             .bind(sale.ends_at)
             .bind(sale.state.as_str())
             .bind(sqlx::types::Json(&sale.admission))
+            .bind(sale.access.as_str())
+            .bind(&sale.message)
             .fetch_optional(&self.pool)
             .await?;
         match (row, expected) {

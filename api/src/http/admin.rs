@@ -18,7 +18,8 @@ use crate::http::AppState;
 use crate::signals::RedisSignals;
 use reservations::ids::SaleId;
 use reservations::sales::{
-    Admission, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter, StockView, Transition,
+    Access, Admission, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter, StockView,
+    Transition,
 };
 use reservations::store::ListCursor;
 use waiting_room::runner::SignalSource;
@@ -52,6 +53,10 @@ pub struct SaleView {
     status: SaleStatus,
     version: i32,
     admission: Admission,
+    /// Who may join the line: `public` or `codes`.
+    access: Access,
+    /// The message to the line (null when none).
+    message: Option<String>,
 }
 
 impl SaleView {
@@ -70,12 +75,14 @@ impl SaleView {
             ends_at: sale.ends_at,
             version: sale.version,
             admission: sale.admission,
+            access: sale.access,
+            message: sale.message,
         }
     }
 }
 
 /// The sale with its `ETag` (the version), as every admin answer that returns one.
-fn sale_response(
+pub(crate) fn sale_response(
     state: &AppState,
     status: StatusCode,
     (sale, stock): (Sale, StockView),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{invalid, limits, Admission, FieldError, Money};
+use super::{invalid, limits, Access, Admission, FieldError, Money};
 
 /// `{ "total": N }` in a create body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -43,6 +43,9 @@ pub struct SaleInput {
     /// Admission settings (default: auto, 300 ms p95 target).
     #[serde(default)]
     pub admission: Admission,
+    /// Who may join the line: `public` (default) or `codes`.
+    #[serde(default)]
+    pub access: Access,
 }
 
 fn one() -> i64 {
@@ -66,6 +69,7 @@ pub struct SaleSpec {
     pub(crate) starts_at: DateTime<Utc>,
     pub(crate) ends_at: DateTime<Utc>,
     pub(crate) admission: Admission,
+    pub(crate) access: Access,
 }
 
 pub(super) fn parse_name(name: String) -> Result<String, FieldError> {
@@ -146,6 +150,7 @@ impl SaleSpec {
             starts_at: input.starts_at,
             ends_at: input.ends_at,
             admission: input.admission.parse()?,
+            access: input.access,
         })
     }
 }

@@ -7,16 +7,19 @@
 //! - `admission`: how the waiting room admits shoppers ([`Admission`]).
 //! - `input`: a create body and its parsing into a [`SaleSpec`]; the field rules.
 //! - `patch`: an edit ([`SalePatch`]) and the fields frozen once a sale has started.
+//! - `line`: who may join the line ([`Access`]) and the message to the line.
 //! - `sale`: the stored [`Sale`], its state, public status, stock and transitions.
 
 mod admission;
 mod input;
+mod line;
 mod money;
 mod patch;
 mod sale;
 
 pub use admission::{Admission, AdmissionMode, MAX_PROOF_DIFFICULTY_BITS};
 pub use input::{SaleInput, SaleSpec, StockInput};
+pub use line::{parse_message, Access, MESSAGE_CHARS};
 pub use money::Money;
 pub use patch::SalePatch;
 pub use sale::{Sale, SaleState, SaleStatus, StatusFilter, StockView, Transition};

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::input::{check_window, parse_bounded, parse_description, parse_name, parse_sku};
-use super::{invalid, limits, Admission, Money, Sale};
+use super::{invalid, limits, parse_message, Access, Admission, Money, Sale};
 
 /// The body of `PATCH /v1/admin/sales/{id}`: every field optional.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -32,6 +32,13 @@ pub struct SalePatch {
     pub ends_at: Option<DateTime<Utc>>,
     /// New admission settings.
     pub admission: Option<Admission>,
+    /// Who may join the line (`public` or `codes`); it may change at any time.
+    pub access: Option<Access>,
+    /// A new message to the line (`Some(None)` clears it). Not part of the PATCH body:
+    /// `PUT …/message` sets it (API.md v1.1), through the same versioned update.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub message: Option<Option<String>>,
 }
 
 impl SalePatch {
@@ -90,6 +97,12 @@ impl SalePatch {
                 admission.proof_difficulty_bits = sale.admission.proof_difficulty_bits;
             }
             sale.admission = admission.parse()?;
+        }
+        if let Some(access) = self.access {
+            sale.access = access;
+        }
+        if let Some(message) = self.message {
+            sale.message = parse_message(message)?;
         }
         Ok(())
     }
