@@ -65,6 +65,11 @@ impl LineMarks {
         Self { db }
     }
 
+    /// The pool (the access codes live in the same database).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.db
+    }
+
     /// The sale's marks (all zero when nothing was recorded yet).
     pub async fn get(&self, sale: SaleId) -> Result<Marks> {
         let row: Option<Row> = sqlx::query_as(&format!(
