@@ -5,10 +5,12 @@
 mod admin;
 mod attacks;
 mod checkout;
+mod codes;
 mod commit_cut;
 mod door;
 mod events;
 mod helpers;
+mod line_holes;
 mod ops;
 mod payments;
 mod queue;
