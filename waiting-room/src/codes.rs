@@ -14,7 +14,15 @@
 //! client O(log n), and it runs after the proof of work (the handler's order).
 //!
 //! On a `public` sale a code is optional: a priority code is used (and moves its holder
-//! ahead), any other known code is accepted and not used, an unknown one is refused.
+//! ahead), any other known code is accepted and not used, an unknown one is refused,
+//! and a join without a code reads nothing here (a retry that wants its priority
+//! back sends its code again, and passes on the use it recorded). A used-up priority
+//! code is `409 access_code_used_up` there too: the shopper may join without it.
+//!
+//! After the draw a priority code gives no jump over shoppers already waiting: a
+//! holder who joins after the start queues in arrival order (positions are handed
+//! out in order and the serving position only grows; a second, priority lane that
+//! the controller serves first would be the way to give them one).
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -306,6 +314,10 @@ impl AccessCodes {
         shopper: ShopperId,
         code: Option<&str>,
     ) -> Result<Pass> {
+        // The common join (a public sale, no code) costs no query at all.
+        if access == Access::Public && code.is_none() {
+            return Ok(Pass::Public);
+        }
         if let Some(priority) = self.recorded(sale, shopper).await? {
             return Ok(pass(priority));
         }
