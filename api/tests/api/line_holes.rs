@@ -1,6 +1,7 @@
 //! Every route of the line honours the sale's state (API.md v1.1, "the line"): joining
-//! a paused or sold-out sale answers `409 sale_closed` (before any proof of work is
-//! asked) and tickets read `closed` or `sold_out`; and the published draw is served
+//! a paused, ended or sold-out sale, or asking it for a challenge, answers
+//! `409 sale_closed` (before any proof of work is asked), tickets read `closed` or
+//! `sold_out`, and an ended sale refuses reserves; and the published draw is served
 //! from a cache once drawn, not recomputed per request.
 
 use std::time::Duration;
@@ -76,6 +77,49 @@ async fn joining_a_paused_sale_is_409_sale_closed_before_any_proof_and_tickets_r
     .await;
     assert_problem(join(&app, &holder, sale).await, 409, "sale_closed").await;
     assert_eq!(me(&app, &holder, sale).await["state"], "closed");
+    let challenge = app
+        .request(
+            Method::POST,
+            &format!("/v1/sales/{sale}/challenge"),
+            Some(&holder.token),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(challenge, 409, "sale_closed").await;
+}
+
+#[tokio::test]
+async fn an_ended_sale_refuses_joins_and_reserves_and_its_tickets_read_closed() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(10, 1).await;
+    let holder = app.direct_shopper();
+    assert_eq!(join(&app, &holder, sale).await.status(), 201);
+    let admitted = app.direct_shopper();
+    let token = app.admission_token(admitted.id, sale);
+
+    assert_eq!(app.transition(sale, "end").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the line's sale cache
+
+    assert_problem(
+        join(&app, &app.direct_shopper(), sale).await,
+        409,
+        "sale_closed",
+    )
+    .await;
+    assert_eq!(me(&app, &holder, sale).await["state"], "closed");
+    let reserve = app
+        .request(
+            Method::POST,
+            &format!("/v1/sales/{sale}/reservations"),
+            Some(&admitted.token),
+        )
+        .header("x-admission-token", token)
+        .json(&json!({ "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(reserve, 409, "sale_not_live").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
