@@ -152,7 +152,7 @@ async fn priority_code_holders_are_all_ahead_of_the_public_pre_queue_after_the_d
 async fn stuff_prequeue(room: &Room, sale: reservations::ids::SaleId, n: usize) {
     let tag = format!("{}:{{sale:{sale}}}:q", room.prefix);
     let now = room.clock.now().timestamp_millis();
-    for batch in (0..n).collect::<Vec<_>>().chunks(10_000) {
+    for batch in (0..n).collect::<Vec<_>>().chunks(2_000) {
         let mut pipe = redis::pipe();
         for _ in batch {
             let (shopper, ticket) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
