@@ -318,6 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn priority_tickets_move_ahead_and_each_group_keeps_its_drawn_order() {
+        let (seed, _) = new_seed();
+        let tickets: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        let order = draw_order(&seed, &tickets);
+        let priority: HashSet<String> = tickets.iter().step_by(5).cloned().collect();
+
+        let drawn = priority_first(order.clone(), &priority);
+
+        assert!(drawn[..8].iter().all(|t| priority.contains(t)));
+        let keep = |want: bool| -> Vec<String> {
+            order
+                .iter()
+                .filter(|t| priority.contains(*t) == want)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(drawn[..8], keep(true)[..]);
+        assert_eq!(drawn[8..], keep(false)[..]);
+    }
+
+    #[test]
     fn adding_one_ticket_reorders_everyone_else() {
         let (seed, _) = new_seed();
         let tickets: Vec<String> = (0..30).map(|i| format!("t{i}")).collect();
