@@ -347,7 +347,7 @@ impl AccessCodes {
     }
 
     /// The use this shopper recorded for the sale, if any (its priority).
-    async fn recorded(&self, sale: SaleId, shopper: ShopperId) -> Result<Option<bool>> {
+    pub(crate) async fn recorded(&self, sale: SaleId, shopper: ShopperId) -> Result<Option<bool>> {
         Ok(sqlx::query_scalar(
             "select priority from access_code_uses where sale_id = $1 and shopper_id = $2",
         )

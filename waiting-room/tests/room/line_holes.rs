@@ -249,3 +249,56 @@ async fn joins_in_the_start_second_share_one_draw_and_follow_the_pre_queue() {
     sorted.sort_unstable();
     assert_eq!(sorted, (301..=500).collect::<Vec<i64>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_priority_holder_restored_after_redis_lost_the_pre_queue_is_still_drawn_first() {
+    // Arrange: ten public shoppers and one priority-code holder pre-queue.
+    let room = Room::fresh().await;
+    let sale = room.sale(10, chrono::Duration::minutes(1)).await;
+    let vip = NewCode {
+        code: "VIP-RESTORED".into(),
+        uses: 1,
+        priority: true,
+    };
+    room.queue.codes().upload(sale, &[vip]).await.unwrap();
+    let mut statements = Vec::new();
+    for _ in 0..10 {
+        let shopper = ShopperId::new();
+        let (ticket, _) = room.queue.join(shopper, sale).await.unwrap();
+        statements.push((shopper, ticket.place_token));
+    }
+    let holder = ShopperId::new();
+    let (ticket, _) = room
+        .queue
+        .join_coded(holder, sale, None, Some("VIP-RESTORED"))
+        .await
+        .unwrap();
+    statements.push((holder, ticket.place_token));
+
+    // Act: Redis loses the line; everyone comes back with their statement; the start.
+    let keys: Vec<String> = ["meta", "tickets", "pre", "owners", "log"]
+        .iter()
+        .map(|k| format!("{}:{{sale:{sale}}}:q:{k}", room.prefix))
+        .collect();
+    let _: i64 = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut room.redis.clone())
+        .await
+        .unwrap();
+    for (shopper, statement) in &statements {
+        room.queue
+            .join_with(*shopper, sale, Some(statement))
+            .await
+            .unwrap();
+    }
+    room.clock.advance(Duration::from_secs(61));
+    room.queue.draw(sale).await.unwrap();
+
+    // Assert: the holder's place is first, as their code gave it.
+    let ticket = room.queue.ticket(holder, sale).await.unwrap();
+    assert_eq!(ticket.position, Some(1));
+    assert_eq!(
+        room.queue.drawn_tickets(sale).await.unwrap().unwrap().len(),
+        11
+    );
+}
