@@ -129,6 +129,15 @@ impl ApiError {
                 waiting_room::Error::SaleClosed => (S::CONFLICT, "sale_closed", detail),
                 waiting_room::Error::QueueFull => (S::SERVICE_UNAVAILABLE, "queue_full", detail),
                 waiting_room::Error::NotInQueue => (S::NOT_FOUND, "not_in_queue", detail),
+                waiting_room::Error::AccessCodeRequired => {
+                    (S::FORBIDDEN, "access_code_required", detail)
+                }
+                waiting_room::Error::AccessCodeInvalid => {
+                    (S::FORBIDDEN, "access_code_invalid", detail)
+                }
+                waiting_room::Error::AccessCodeUsedUp => {
+                    (S::CONFLICT, "access_code_used_up", detail)
+                }
                 waiting_room::Error::Sale(Domain::SaleNotFound) => {
                     (S::NOT_FOUND, "sale_not_found", detail)
                 }

@@ -5,7 +5,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::ids::{MerchantId, SaleId, ShopperId};
-use crate::sales::{Admission, DrawBeacon, Money, Sale, SaleSpec, SaleState, StatusFilter};
+use crate::sales::{
+    Access, Admission, DrawBeacon, Money, Sale, SaleSpec, SaleState, StatusFilter,
+};
 use crate::{Error, Result};
 
 #[derive(sqlx::FromRow)]
@@ -26,6 +28,8 @@ struct SaleRow {
     state: String,
     version: i32,
     admission: sqlx::types::Json<Admission>,
+    access: String,
+    message: Option<String>,
     created_at: DateTime<Utc>,
     draw_beacon: Option<sqlx::types::Json<DrawBeacon>>,
 }
@@ -51,6 +55,8 @@ impl From<SaleRow> for Sale {
             state: SaleState::parse(&r.state),
             version: r.version,
             admission: r.admission.0,
+            access: Access::parse(&r.access),
+            message: r.message,
             created_at: r.created_at,
             draw_beacon: r.draw_beacon.map(|b| b.0),
         }
@@ -58,7 +64,7 @@ impl From<SaleRow> for Sale {
 }
 
 const COLUMNS: &str = "id, merchant_id, name, sku, description, price_minor, currency, unit_count, \
-     total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, version, admission, created_at, draw_beacon";
+     total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, version, admission, access, message, created_at, draw_beacon";
 
 /// A position in a merchant's listing: the last row of the previous page.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,8 +97,8 @@ impl SaleStore {
         let sql = format!(
             "insert into sales (id, merchant_id, name, sku, description, price_minor, currency, \
              unit_count, total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, admission, \
-             draw_beacon) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, 'active', $13, $14) \
+             draw_beacon, access) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, 'active', $13, $14, $15) \
              returning {COLUMNS}"
         );
         let row: SaleRow = sqlx::query_as(&sql)
@@ -110,6 +116,7 @@ impl SaleStore {
             .bind(spec.ends_at)
             .bind(sqlx::types::Json(&spec.admission))
             .bind(spec.draw_beacon.as_ref().map(sqlx::types::Json))
+            .bind(spec.access.as_str())
             .fetch_one(&self.pool)
             .await?;
         Ok(row.into())
@@ -177,7 +184,8 @@ impl SaleStore {
         let sql = format!(
             "update sales set name = $3, sku = $4, description = $5, price_minor = $6, currency = $7, \
              per_user_limit = $8, hold_ttl_seconds = $9, starts_at = $10, ends_at = $11, state = $12, \
-             admission = $13, draw_beacon = $14, version = version + 1, updated_at = now() \
+             admission = $13, draw_beacon = $14, access = $15, message = $16, \
+             version = version + 1, updated_at = now() \
              where id = $1 and ($2::int is null or version = $2) returning {COLUMNS}"
         );
         let row: Option<SaleRow> = sqlx::query_as(&sql)
@@ -195,6 +203,8 @@ impl SaleStore {
             .bind(sale.state.as_str())
             .bind(sqlx::types::Json(&sale.admission))
             .bind(sale.draw_beacon.as_ref().map(sqlx::types::Json))
+            .bind(sale.access.as_str())
+            .bind(&sale.message)
             .fetch_optional(&self.pool)
             .await?;
         match (row, expected) {

@@ -148,6 +148,8 @@ fn sale(id: SaleId, base_ms: i64) -> Sale {
         state: SaleState::Active,
         version: 1,
         admission: Admission::default(),
+        access: Default::default(),
+        message: None,
         created_at: Utc::now(),
         draw_beacon: None,
     }

@@ -54,6 +54,9 @@ struct AdmissionClaims {
 pub struct AdmissionTokens {
     signer: HmacSigner,
     places: PlaceStatements,
+    /// The key access codes are hashed with: SHA-256 of the secret under its own label,
+    /// so the stored hashes are no MAC any token could be forged from.
+    code_key: Vec<u8>,
 }
 
 impl AdmissionTokens {
@@ -68,7 +71,19 @@ impl AdmissionTokens {
                 true,
             ),
             places: PlaceStatements::new(secret, issuer),
+            code_key: {
+                use sha2::{Digest, Sha256};
+                let mut h = Sha256::new();
+                h.update(b"flashsale access codes\n");
+                h.update(secret);
+                h.finalize().to_vec()
+            },
         }
+    }
+
+    /// The key access codes are hashed with (derived from the secret).
+    pub fn access_code_key(&self) -> Vec<u8> {
+        self.code_key.clone()
     }
 
     /// Place statements signed with the same secret (under their own audience, so

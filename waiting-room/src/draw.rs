@@ -30,10 +30,17 @@
 //! be aimed at a place without recomputing the whole draw, and every planted ticket is
 //! counted in the published `ticket_count` and listed with the others.
 //!
+//! Priority-code holders (see `codes`) are drawn ahead of the public pre-queue: the
+//! order above is computed over every ticket, then the priority tickets are moved to
+//! the front keeping their order ([`priority_first`]).
+//!
 //! This module also runs the draw on a sale's line ([`Queue::draw`]) and publishes it.
 //! The seed and its commitment are recorded in Postgres before the commitment is
 //! public, and the drawn order before any position is numbered (`marks`), so a line
 //! Redis lost keeps both.
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use rand::RngCore;
 use serde::Serialize;
@@ -116,66 +123,155 @@ pub struct DrawInfo {
     pub draw_beacon: Option<BeaconPlan>,
 }
 
+/// Ticket ids one call of the draw script numbers: a few milliseconds of Redis time,
+/// so a 200,000-ticket draw is some two hundred short calls and never one over Redis'
+/// script time limit (other clients are served between them).
+pub const DRAW_CHUNK: usize = 1_000;
+
+/// `order` (the drawn order of every pre-queued ticket, [`draw_order`]) with the
+/// tickets of `priority` moved to the front, each group keeping its drawn order.
+/// Priority-code holders are drawn ahead of the public pre-queue (API.md v1.1); the
+/// key of every ticket is the same as without codes, so the published list is checked
+/// by recomputing the order and moving the priority tickets (the first
+/// `priority_count` of the published list) ahead.
+pub fn priority_first(order: Vec<String>, priority: &HashSet<String>) -> Vec<String> {
+    let (mut first, rest): (Vec<String>, Vec<String>) =
+        order.into_iter().partition(|t| priority.contains(t));
+    first.extend(rest);
+    first
+}
+
+/// What one pass of the draw ended with.
+enum Drawn {
+    /// The draw is complete (now or before).
+    Done,
+    /// The ceiling must be raised to this position first.
+    NeedsCeiling(i64),
+}
+
 impl Queue {
     /// Runs the pre-queue draw once: orders the pre-queued tickets from the committed
-    /// seed (and the sale's beacon round) and numbers them 1..n. Safe to call from many
-    /// processes. Returns false while the draw waits for its beacon round.
+    /// seed and numbers them 1..n. Safe to call from many processes.
     ///
     /// The order is recorded in Postgres before any position is numbered, and a draw
-    /// run again after Redis lost the line numbers by the recorded order.
+    /// run again after Redis lost the line numbers by the recorded order. A drawn line
+    /// costs one HGET here; in this process one draw runs at a time, so the joins of
+    /// the start second wait for it instead of each reading the whole pre-queue.
+    /// Returns false while the draw waits for its beacon round (see `beacon`).
     pub async fn draw(&self, sale: SaleId) -> Result<bool> {
-        let [meta, _, pre, _, _] = self.keys(sale).0;
-        // While it waits for its beacon round, a draw reads nothing else: it is asked
-        // every tick, and the pre-queue may be long. (Without a seed nobody pre-queued,
-        // and there is nothing to wait for.)
-        let seeded: bool = redis::cmd("HEXISTS")
-            .arg(&meta)
-            .arg("seed")
-            .query_async(&mut self.connection())
-            .await?;
-        if seeded && self.draw_beacon(sale).await?.is_none() {
-            return Ok(false);
-        }
+        let [meta, ..] = self.keys(sale).0;
+        // The order, once read: kept across a raise of the ceiling (it is the recorded
+        // one, which never changes), so the pre-queue is read and sorted once.
+        let mut order: Option<Vec<String>> = None;
         loop {
-            let (seed, tickets): (Option<String>, Vec<String>) = redis::pipe()
-                .atomic()
-                .hget(&meta, "seed")
-                .lrange(&pre, 0, -1)
+            let (drawn, seeded): (Option<i64>, bool) = redis::pipe()
+                .hget(&meta, "drawn")
+                .hexists(&meta, "seed")
                 .query_async(&mut self.connection())
                 .await?;
-            let order = match seed {
-                Some(seed) => {
-                    let Some(beacon) = self.draw_beacon(sale).await? else {
-                        return Ok(false);
-                    };
-                    let randomness = beacon.as_ref().map(|b| &b.randomness);
-                    let order = draw_order_with(&seed, randomness, &tickets);
-                    self.marks.record_draw(sale, &order).await?
-                }
-                None => self
-                    .marks
-                    .get(sale)
-                    .await?
-                    .drawn_tickets
-                    .unwrap_or_default(),
+            if drawn == Some(1) {
+                return Ok(true);
+            }
+            // While it waits for its beacon round, a draw reads nothing else: it is
+            // asked every tick, and the pre-queue may be long. (Without a seed nobody
+            // pre-queued, or Redis lost it and the recorded order is used.)
+            let beacon = match self.draw_beacon(sale).await? {
+                Some(beacon) => beacon,
+                None if seeded => return Ok(false),
+                None => None,
             };
+            // The lock is not held while healing: a heal may run the draw again.
+            let needed = {
+                let _one = self.drawing.lock().await;
+                let order = match &mut order {
+                    Some(order) => order,
+                    None => {
+                        let randomness = beacon.as_ref().map(|b| &b.randomness);
+                        match self.recorded_order(sale, randomness).await? {
+                            Some(recorded) => order.insert(recorded),
+                            None => return Ok(true),
+                        }
+                    }
+                };
+                match self.number(sale, order).await? {
+                    Drawn::Done => return Ok(true),
+                    Drawn::NeedsCeiling(needed) => needed,
+                }
+            };
+            self.heal(sale, false, Some(needed)).await?;
+        }
+    }
+
+    /// The drawn order: computed from the pre-queue and recorded (first writer wins),
+    /// or the recorded one when the seed is gone from Redis. `None`: drawn already.
+    /// `randomness`: the beacon round's, mixed into every key when the sale has one.
+    async fn recorded_order(
+        &self,
+        sale: SaleId,
+        randomness: Option<&[u8; 32]>,
+    ) -> Result<Option<Vec<String>>> {
+        let [meta, _, pre, _, _] = self.keys(sale).0;
+        type Read = (Option<i64>, Option<String>, Vec<(String, f64)>);
+        let (drawn, seed, tickets): Read = redis::pipe()
+            .atomic()
+            .hget(&meta, "drawn")
+            .hget(&meta, "seed")
+            .zrange_withscores(&pre, 0, -1)
+            .query_async(&mut self.connection())
+            .await?;
+        if drawn == Some(1) {
+            return Ok(None);
+        }
+        let order = match seed {
+            Some(seed) => {
+                let priority: HashSet<String> = tickets
+                    .iter()
+                    .filter(|(_, score)| *score == 0.0)
+                    .map(|(t, _)| t.clone())
+                    .collect();
+                let ids: Vec<String> = tickets.into_iter().map(|(t, _)| t).collect();
+                let order = priority_first(draw_order_with(&seed, randomness, &ids), &priority);
+                self.marks.record_draw(sale, &order).await?
+            }
+            None => self
+                .marks
+                .get(sale)
+                .await?
+                .drawn_tickets
+                .unwrap_or_default(),
+        };
+        Ok(Some(order))
+    }
+
+    /// Numbers `order` in chunks of [`DRAW_CHUNK`], from the line's cursor.
+    async fn number(&self, sale: SaleId, order: &[String]) -> Result<Drawn> {
+        let [meta, ..] = self.keys(sale).0;
+        let cursor: Option<i64> = redis::cmd("HGET")
+            .arg(&meta)
+            .arg("draw_next")
+            .query_async(&mut self.connection())
+            .await?;
+        // Resume where a pass that stopped (a crash, a ceiling to raise) left off.
+        let mut offset = (cursor.unwrap_or(0).max(0) as usize).min(order.len());
+        loop {
+            let end = (offset + DRAW_CHUNK).min(order.len());
             let mut call = self.invoke(sale, &self.scripts.draw);
-            call.arg(order.len());
-            for ticket in &order {
+            call.arg(order.len())
+                .arg(offset)
+                .arg(i64::from(end == order.len()));
+            for ticket in &order[offset..end] {
                 call.arg(ticket);
             }
             let reply: Vec<i64> = call.invoke_async(&mut self.connection()).await?;
-            let drawn = reply.first().copied().unwrap_or(0);
-            if drawn == -2 {
-                let needed = reply.get(1).copied().unwrap_or(0);
-                self.heal(sale, false, Some(needed)).await?;
-                continue;
-            }
-            if drawn >= 0 {
-                if drawn > 0 {
-                    tracing::info!(sale_id = %sale, tickets = drawn, "pre-queue drawn");
+            match (reply.first().copied().unwrap_or(0), reply.get(1).copied()) {
+                (-2, needed) => return Ok(Drawn::NeedsCeiling(needed.unwrap_or(0))),
+                (-1 | -3, Some(next)) => offset = (next.max(0) as usize).min(order.len()),
+                (drawn, _) => {
+                    if drawn > 0 {
+                        tracing::info!(sale_id = %sale, tickets = drawn, "pre-queue drawn");
+                    }
+                    return Ok(Drawn::Done);
                 }
-                return Ok(true);
             }
         }
     }
@@ -221,7 +317,7 @@ impl Queue {
             .hget(&meta, "seed")
             .hget(&meta, "drawn")
             .hget(&meta, "drawn_count")
-            .llen(&pre)
+            .zcard(&pre)
             .query_async(&mut self.connection())
             .await?;
         if commitment.is_none() {
@@ -254,6 +350,31 @@ impl Queue {
     pub async fn drawn_tickets(&self, sale: SaleId) -> Result<Option<Vec<String>>> {
         self.sale(sale).await?;
         Ok(self.marks.get(sale).await?.drawn_tickets)
+    }
+
+    /// `GET /draw/tickets` as a JSON body, `{"tickets": [...]}`: rendered once after
+    /// the draw and served from this process's cache (the recorded order never
+    /// changes, first writer wins), so twenty clients fetching a 200,000-ticket list
+    /// cost no Postgres read and no serialisation each. Before the draw: an empty list,
+    /// not cached.
+    pub async fn drawn_tickets_body(&self, sale: SaleId) -> Result<Arc<str>> {
+        if let Some(body) = self.drawn_bodies.lock().expect("draw cache").get(&sale) {
+            return Ok(body.clone());
+        }
+        // One fill at a time: a burst of misses right after the draw reads it once.
+        let _fill = self.drawing.lock().await;
+        if let Some(body) = self.drawn_bodies.lock().expect("draw cache").get(&sale) {
+            return Ok(body.clone());
+        }
+        let Some(tickets) = self.drawn_tickets(sale).await? else {
+            return Ok(Arc::from(r#"{"tickets":[]}"#));
+        };
+        let body: Arc<str> = serde_json::json!({ "tickets": tickets }).to_string().into();
+        self.drawn_bodies
+            .lock()
+            .expect("draw cache")
+            .insert(sale, body.clone());
+        Ok(body)
     }
 }
 
@@ -296,6 +417,27 @@ mod tests {
         let mut expected = tickets.clone();
         expected.sort_by_key(key);
         assert_eq!(with, expected);
+    }
+
+    #[test]
+    fn priority_tickets_move_ahead_and_each_group_keeps_its_drawn_order() {
+        let (seed, _) = new_seed();
+        let tickets: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        let order = draw_order(&seed, &tickets);
+        let priority: HashSet<String> = tickets.iter().step_by(5).cloned().collect();
+
+        let drawn = priority_first(order.clone(), &priority);
+
+        assert!(drawn[..8].iter().all(|t| priority.contains(t)));
+        let keep = |want: bool| -> Vec<String> {
+            order
+                .iter()
+                .filter(|t| priority.contains(*t) == want)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(drawn[..8], keep(true)[..]);
+        assert_eq!(drawn[8..], keep(false)[..]);
     }
 
     #[test]

@@ -216,6 +216,10 @@ impl Queue {
         place: &Place,
     ) -> Result<bool> {
         let mut position = place.position;
+        // A pre-queue place of a priority code's holder goes back among the priority
+        // tickets: the use is recorded with the shopper in Postgres (`codes`).
+        let priority =
+            place.position == 0 && self.codes.recorded(sale, shopper).await? == Some(true);
         if position == 0 {
             // Pre-queued: the recorded draw, if there was one, gives the place.
             if let Some(order) = self.marks.get(sale).await?.drawn_tickets {
@@ -232,6 +236,7 @@ impl Queue {
                 .arg(position)
                 .arg(place.joined_ms)
                 .arg(place.admitted_ms.map(|a| a.to_string()).unwrap_or_default())
+                .arg(i64::from(priority))
                 .invoke_async(&mut self.connection())
                 .await?;
             match reply.first().map(String::as_str) {

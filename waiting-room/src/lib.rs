@@ -9,10 +9,13 @@
 //!
 //! - [`queue`]: the line of one sale in Redis (join, ticket, leave, the counters the
 //!   controller and `/stats` read) and its Lua scripts.
+//! - `join`: joining a line (the sale's state, its codes, the join script).
 //! - [`draw`]: the committed seed, the draw order anyone can recompute, and the draw
 //!   at the start as run and published.
 //! - [`beacon`]: the drand quicknet round a draw may mix in: its signature check, the
 //!   fetcher, and what the draw used (or that it fell back to the seed alone).
+//! - [`codes`]: access codes: upload, listing, and their use by a join (hashed,
+//!   atomic, recorded with the shopper).
 //! - [`admission`]: admission tokens and the check the reservation endpoint calls.
 //! - [`controller`]: the admission law, a pure function with its reasoning.
 //! - [`runner`]: one controller per sale across all processes (a Redis lease), feeding
@@ -26,10 +29,12 @@
 
 pub mod admission;
 pub mod beacon;
+pub mod codes;
 pub mod controller;
 pub mod draw;
 pub mod error;
 mod heal;
+mod join;
 pub mod marks;
 pub mod place;
 pub mod queue;

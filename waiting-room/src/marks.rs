@@ -65,7 +65,8 @@ impl LineMarks {
         Self { db }
     }
 
-    /// The database the marks live in (the draw's beacon is recorded beside them).
+    /// The database the marks live in (the draw's beacon and the access codes live
+    /// in it too).
     pub(crate) fn pool(&self) -> &PgPool {
         &self.db
     }

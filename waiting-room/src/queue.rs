@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::admission::AdmissionTokens;
 use crate::beacon::Beacons;
+use crate::codes::AccessCodes;
 pub use crate::draw::DrawInfo;
 use crate::heal::{Floor, HealScripts};
 use crate::marks::LineMarks;
@@ -32,7 +33,7 @@ macro_rules! line_script {
 pub(crate) use line_script;
 
 pub(crate) struct Scripts {
-    join: Script,
+    pub(crate) join: Script,
     pub(crate) draw: Script,
     ticket: Script,
     leave: Script,
@@ -87,6 +88,8 @@ pub struct Ticket {
     /// A signed statement of this place: send the latest as `X-Place-Token` on polls
     /// and rejoins, and the place is kept even if the line's store loses it.
     pub place_token: String,
+    /// The merchant's message to the line (null when none), read with the cached sale.
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,7 +151,7 @@ pub struct Queue {
     /// each signer holds keys and a validation of its own.
     tokens: Arc<AdmissionTokens>,
     window: Duration,
-    cap: i64,
+    pub(crate) cap: i64,
     cache: Arc<Mutex<HashMap<SaleId, (Instant, Sale)>>>,
     pub(crate) marks: LineMarks,
     places: Arc<PlaceStatements>,
@@ -158,6 +161,13 @@ pub struct Queue {
     pub(crate) raising: Arc<tokio::sync::Mutex<()>>,
     /// The draw's beacon rounds (see `beacon`).
     pub(crate) beacons: Arc<Beacons>,
+    /// The sales' access codes (`codes`).
+    pub(crate) codes: AccessCodes,
+    /// One draw at a time in this process: joins in the start second wait for it
+    /// instead of each reading the whole pre-queue (`draw`).
+    pub(crate) drawing: Arc<tokio::sync::Mutex<()>>,
+    /// The published draw of each drawn sale, rendered once (`draw`).
+    pub(crate) drawn_bodies: Arc<Mutex<HashMap<SaleId, Arc<str>>>>,
 }
 
 impl Queue {
@@ -175,6 +185,7 @@ impl Queue {
     ) -> Self {
         let places = Arc::new(tokens.place_statements());
         let beacons = Arc::new(Beacons::new(marks.pool().clone(), None));
+        let codes = AccessCodes::new(marks.pool().clone(), tokens.access_code_key());
         Self {
             conn,
             prefix: prefix.into(),
@@ -196,6 +207,9 @@ impl Queue {
             floors: Arc::new(Mutex::new(HashMap::new())),
             raising: Arc::new(tokio::sync::Mutex::new(())),
             beacons,
+            codes,
+            drawing: Arc::new(tokio::sync::Mutex::new(())),
+            drawn_bodies: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -243,6 +257,11 @@ impl Queue {
         &self.sales
     }
 
+    /// The sales' access codes (upload, listing; joins use them through `join_coded`).
+    pub fn codes(&self) -> &AccessCodes {
+        &self.codes
+    }
+
     /// The Redis connection.
     pub fn connection(&self) -> RedisConn {
         self.conn.clone()
@@ -261,102 +280,6 @@ impl Queue {
             .expect("cache lock")
             .insert(id, (Instant::now(), sale.clone()));
         Ok(sale)
-    }
-
-    /// Puts the shopper in line (or returns their ticket). The bool is true when the
-    /// ticket was created now.
-    pub async fn join(&self, shopper: ShopperId, sale_id: SaleId) -> Result<(Ticket, bool)> {
-        self.join_with(shopper, sale_id, None).await
-    }
-
-    /// Like [`Queue::join`], with the statement of the shopper's place they hold (the
-    /// `X-Place-Token` header): a place Redis lost is given back instead of a new one.
-    pub async fn join_with(
-        &self,
-        shopper: ShopperId,
-        sale_id: SaleId,
-        place_token: Option<&str>,
-    ) -> Result<(Ticket, bool)> {
-        let sale = self.sale(sale_id).await?;
-        let now = self.sales.now();
-        if sale.state == SaleState::Ended || now >= sale.ends_at {
-            return Err(Error::SaleClosed);
-        }
-        if let Some(place) = self.stated(shopper, sale_id, place_token) {
-            if self.restore(shopper, sale_id, &place).await? {
-                return Ok((self.ticket(shopper, sale_id).await?, false));
-            }
-        }
-        // The position of the last ceiling this join waited for another join to raise.
-        let mut waited_for: Option<i64> = None;
-        // While the draw waits for its beacon round the pre-queue stays open (`beacon`).
-        let mut prequeue_until = sale.starts_at.timestamp_millis();
-        loop {
-            let reply: Vec<String> = self
-                .invoke(sale_id, &self.scripts.join)
-                .arg(shopper.to_string())
-                .arg(uuid::Uuid::new_v4().to_string())
-                .arg(now.timestamp_millis())
-                .arg(prequeue_until)
-                .arg(self.cap)
-                .arg(self.floor(sale_id).seq)
-                .invoke_async(&mut self.conn.clone())
-                .await?;
-            match reply.first().map(String::as_str) {
-                Some("needs_draw") => {
-                    if !self.draw(sale_id).await? {
-                        prequeue_until = i64::MAX;
-                    }
-                    continue;
-                }
-                Some("needs_marks") => {
-                    self.heal(sale_id, false, None).await?;
-                    continue;
-                }
-                Some("needs_seed") => {
-                    self.fix_seed(sale_id).await?;
-                    continue;
-                }
-                Some("behind") => {
-                    self.heal(sale_id, true, None).await?;
-                    continue;
-                }
-                Some("needs_ceiling") => {
-                    let seq = reply.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-                    // Joins that reach the ceiling together wait for the one raising it
-                    // (it holds `raising` until Redis has the new ceiling) and try
-                    // again, instead of each reading Postgres in turn; a join that
-                    // meets the same ceiling twice heals in full.
-                    if waited_for != Some(seq) {
-                        waited_for = Some(seq);
-                        drop(self.raising.lock().await);
-                        if self.floor(sale_id).ceiling > seq {
-                            continue;
-                        }
-                    }
-                    self.heal(sale_id, false, Some(seq)).await?;
-                    continue;
-                }
-                Some("full") => return Err(Error::QueueFull),
-                Some(outcome) => {
-                    let created = outcome == "created";
-                    if created {
-                        let _: i64 = redis::cmd("SADD")
-                            .arg(self.lines_key())
-                            .arg(sale_id.to_string())
-                            .query_async(&mut self.conn.clone())
-                            .await?;
-                    }
-                    let ticket = self.ticket(shopper, sale_id).await?;
-                    return Ok((ticket, created));
-                }
-                None => {
-                    return Err(Error::Internal(anyhow::anyhow!(
-                        "join script answered nothing"
-                    )))
-                }
-            }
-        }
     }
 
     /// The shopper's ticket, with an admission token when admitted.
@@ -439,6 +362,7 @@ impl Queue {
             admission_token: None,
             admission_expires_at: None,
             place_token,
+            message: sale.message.clone(),
         };
         let closed = sale.state != SaleState::Active || now >= sale.ends_at;
         ticket.state = if closed {
@@ -485,7 +409,12 @@ impl Queue {
     }
 
     /// The place `token` states for `shopper` in `sale`, if it is a valid statement.
-    fn stated(&self, shopper: ShopperId, sale: SaleId, token: Option<&str>) -> Option<Place> {
+    pub(crate) fn stated(
+        &self,
+        shopper: ShopperId,
+        sale: SaleId,
+        token: Option<&str>,
+    ) -> Option<Place> {
         let place = self.places.verify(token?, shopper.0, sale.0);
         if place.is_none() {
             tracing::debug!(sale_id = %sale, "a place statement that is not valid was ignored");

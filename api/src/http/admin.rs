@@ -18,7 +18,8 @@ use crate::http::AppState;
 use crate::signals::RedisSignals;
 use reservations::ids::SaleId;
 use reservations::sales::{
-    Admission, DrawBeacon, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter, StockView,
+    Access, Admission, DrawBeacon, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter,
+    StockView,
     Transition,
 };
 use reservations::store::ListCursor;
@@ -56,6 +57,10 @@ pub struct SaleView {
     /// The beacon round the draw mixes in; absent when none (a v1 sale looks as before).
     #[serde(skip_serializing_if = "Option::is_none")]
     draw_beacon: Option<DrawBeacon>,
+    /// Who may join the line: `public` or `codes`.
+    access: Access,
+    /// The message to the line (null when none).
+    message: Option<String>,
 }
 
 impl SaleView {
@@ -75,12 +80,14 @@ impl SaleView {
             version: sale.version,
             admission: sale.admission,
             draw_beacon: sale.draw_beacon,
+            access: sale.access,
+            message: sale.message,
         }
     }
 }
 
 /// The sale with its `ETag` (the version), as every admin answer that returns one.
-fn sale_response(
+pub(crate) fn sale_response(
     state: &AppState,
     status: StatusCode,
     (sale, stock): (Sale, StockView),

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod assets;
 pub mod beacon;
+pub mod codes;
 pub mod extract;
 pub mod ops;
 pub mod orders;
@@ -116,6 +117,7 @@ pub struct AppParts {
         orders::checkout, orders::get_order, orders::list_orders, orders::sale_orders,
         admin::create_sale, admin::list_sales, admin::get_sale, admin::patch_sale, admin::change_stock,
         admin::pause, admin::resume, admin::end, admin::stats, beacon::supply,
+        codes::upload_codes, codes::list_codes, codes::set_message,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::get_simulator, ops::put_simulator,
     ),
     // StatusFilter: only a query parameter names it, which utoipa does not collect.
@@ -258,6 +260,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::router())
         .merge(admin::router())
         .merge(beacon::router())
+        .merge(codes::router())
         .merge(ops::router())
         .merge(pages::router(&state.static_dir))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not_found", "no such route") })

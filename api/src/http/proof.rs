@@ -84,6 +84,7 @@ pub struct Challenge {
 /// Get a challenge to solve before joining the line.
 #[utoipa::path(post, path = "/v1/sales/{sale_id}/challenge", tag = "waiting-room", params(("sale_id" = uuid::Uuid, Path)),
     responses((status = 201, body = Challenge), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem),
         (status = 429, body = crate::error::Problem)), security(("shopper" = [])))]
 async fn challenge(
     State(state): State<AppState>,
@@ -94,7 +95,9 @@ async fn challenge(
 ) -> Result<(StatusCode, axum::Json<Challenge>), ApiError> {
     state.queue_limiter.check(shopper.0)?;
     let sale = SaleId(sale);
-    let record = state.queue.sale(sale).await?;
+    // A closed sale (paused, ended, sold out) answers 409 sale_closed, as its join
+    // would: nobody is sent to solve a challenge that cannot be spent.
+    let record = state.queue.check_open(sale).await?;
     let base = record.admission.proof_bits(state.door.default_bits);
     let now = state.sales.now();
     let bits = state.door.difficulty(base, client, now).await?;

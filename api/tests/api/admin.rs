@@ -47,6 +47,8 @@ async fn create_returns_201_with_the_full_sale_and_etag_v1() {
             "status",
             "version",
             "admission",
+            "access",
+            "message",
         ],
     );
     let typed: Sale = serde_json::from_value(sale.clone()).expect("a sale as API.md writes it");

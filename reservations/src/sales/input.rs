@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{invalid, limits, Admission, DrawBeacon, FieldError, Money};
+use super::{invalid, limits, Access, Admission, DrawBeacon, FieldError, Money};
 
 /// `{ "total": N }` in a create body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -46,6 +46,9 @@ pub struct SaleInput {
     /// The beacon round the draw mixes in (default none: the committed seed alone).
     #[serde(default)]
     pub draw_beacon: Option<DrawBeacon>,
+    /// Who may join the line: `public` (default) or `codes`.
+    #[serde(default)]
+    pub access: Access,
 }
 
 fn one() -> i64 {
@@ -70,6 +73,7 @@ pub struct SaleSpec {
     pub(crate) ends_at: DateTime<Utc>,
     pub(crate) admission: Admission,
     pub(crate) draw_beacon: Option<DrawBeacon>,
+    pub(crate) access: Access,
 }
 
 pub(super) fn parse_name(name: String) -> Result<String, FieldError> {
@@ -154,6 +158,7 @@ impl SaleSpec {
             ends_at: input.ends_at,
             admission: input.admission.parse()?,
             draw_beacon: input.draw_beacon,
+            access: input.access,
         })
     }
 }

@@ -8,11 +8,13 @@
 //! - `beacon`: the public randomness round the draw mixes in ([`DrawBeacon`]).
 //! - `input`: a create body and its parsing into a [`SaleSpec`]; the field rules.
 //! - `patch`: an edit ([`SalePatch`]) and the fields frozen once a sale has started.
+//! - `line`: who may join the line ([`Access`]) and the message to the line.
 //! - `sale`: the stored [`Sale`], its state, public status, stock and transitions.
 
 mod admission;
 mod beacon;
 mod input;
+mod line;
 mod money;
 mod patch;
 mod sale;
@@ -20,6 +22,7 @@ mod sale;
 pub use admission::{Admission, AdmissionMode, MAX_PROOF_DIFFICULTY_BITS};
 pub use beacon::{DrawBeacon, QUICKNET, QUICKNET_GENESIS_SECS, QUICKNET_PERIOD_SECS};
 pub use input::{SaleInput, SaleSpec, StockInput};
+pub use line::{parse_message, Access, MESSAGE_CHARS};
 pub use money::Money;
 pub use patch::SalePatch;
 pub use sale::{Sale, SaleState, SaleStatus, StatusFilter, StockView, Transition};

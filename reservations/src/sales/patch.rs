@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::beacon::present;
 use super::input::{check_window, parse_bounded, parse_description, parse_name, parse_sku};
-use super::{invalid, limits, Admission, DrawBeacon, Money, Sale};
+use super::{invalid, limits, parse_message, Access, Admission, DrawBeacon, Money, Sale};
 
 /// The body of `PATCH /v1/admin/sales/{id}`: every field optional.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -37,6 +37,13 @@ pub struct SalePatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<DrawBeacon>)]
     pub draw_beacon: Option<Option<DrawBeacon>>,
+    /// Who may join the line (`public` or `codes`); it may change at any time.
+    pub access: Option<Access>,
+    /// A new message to the line (`Some(None)` clears it). Not part of the PATCH body:
+    /// `PUT …/message` sets it (API.md v1.1), through the same versioned update.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub message: Option<Option<String>>,
 }
 
 impl SalePatch {
@@ -107,6 +114,12 @@ impl SalePatch {
             if !started {
                 beacon.check(sale.starts_at)?;
             }
+        }
+        if let Some(access) = self.access {
+            sale.access = access;
+        }
+        if let Some(message) = self.message {
+            sale.message = parse_message(message)?;
         }
         Ok(())
     }

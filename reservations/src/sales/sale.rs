@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Admission, DrawBeacon, Money};
+use super::{Access, Admission, DrawBeacon, Money};
 use crate::ids::{MerchantId, SaleId};
 
 /// What the merchant decided about a sale; the public status also depends on the
@@ -104,6 +104,10 @@ pub struct Sale {
     pub admission: Admission,
     /// The beacon round the pre-queue draw mixes in, if any.
     pub draw_beacon: Option<DrawBeacon>,
+    /// Who may join the line (API.md v1.1 "access codes").
+    pub access: Access,
+    /// The merchant's message to the line, shown on every ticket.
+    pub message: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }

@@ -8,8 +8,12 @@
 --              absent until the line is marked from Postgres, so a line Redis lost
 --              entirely is noticed)
 --   2 tickets  hash: shopper id -> JSON {i ticket id, p position (0 in pre-queue),
---              j joined ms, a first seen admitted ms}
---   3 pre      list of pre-queued ticket ids, in arrival order
+--              j joined ms, a admitted ms (when the serving position passed p, from the
+--              log: the admission window runs from then, not from the first poll),
+--              r 1 for a priority code's holder}
+--   3 pre      sorted set of pre-queued ticket ids, scored 0 (a priority code's holder)
+--              or 1 (the public): leaving is one ZREM, not a scan of a list, and the
+--              draw reads both groups in one ZRANGE
 --   4 owners   hash: ticket id -> shopper id ('' once the shopper left that ticket)
 --   5 log      sorted set: "<ms>:<serving>" scored by ms (serving position over time)
 --

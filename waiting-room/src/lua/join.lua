@@ -2,7 +2,9 @@
 --
 -- KEYS: the five line keys (see common.lua).
 -- ARGV: 1 shopper id, 2 new ticket id, 3 now_ms, 4 starts_ms, 5 line cap,
---       6 floor: the highest position the calling process knows was handed out.
+--       6 floor: the highest position the calling process knows was handed out,
+--       7 priority (1: the shopper used a priority access code, drawn ahead of the
+--       public pre-queue; after the draw they queue in arrival order like everyone).
 -- Returns {'existing', ticket json}, {'created', ticket json}, {'full'},
 --         {'needs_draw'} (the sale started; the caller runs the draw and retries),
 --         {'needs_marks'} (the line is not marked from Postgres: new, or lost),
@@ -23,7 +25,7 @@ if not drawn and now < starts then
   if meta_int('prequeue') >= cap then return {'full'} end
   -- The seed is fixed in Postgres before its hash is public (here, from now on).
   if redis.call('HEXISTS', K_META, 'commitment') == 0 then return {'needs_seed'} end
-  redis.call('RPUSH', K_PRE, id)
+  redis.call('ZADD', K_PRE, ARGV[7] == '1' and 0 or 1, id)
   redis.call('HINCRBY', K_META, 'prequeue', 1)
   ticket = {i = id, p = 0, j = now}
 elseif not drawn then
@@ -35,6 +37,7 @@ else
   end
   ticket = {i = id, p = redis.call('HINCRBY', K_META, 'seq', 1), j = now}
 end
+if ARGV[7] == '1' then ticket.r = 1 end
 local json = cjson.encode(ticket)
 redis.call('HSET', K_TICKETS, shopper, json)
 redis.call('HSET', K_OWNERS, id, shopper)

@@ -11,7 +11,8 @@ redis.call('HDEL', K_TICKETS, ARGV[1])
 -- A tombstone: the statement of a place left cannot put the shopper back (restore).
 redis.call('HSET', K_OWNERS, ticket.i, '')
 if ticket.p == 0 then
-  redis.call('LREM', K_PRE, 1, ticket.i)
+  -- One ZREM (O(log n)); it was an LREM, a scan of the whole pre-queue per leave.
+  redis.call('ZREM', K_PRE, ticket.i)
   redis.call('HINCRBY', K_META, 'prequeue', -1)
 elseif ticket.p > meta_int('serving') then
   redis.call('HINCRBY', K_META, 'left', 1)

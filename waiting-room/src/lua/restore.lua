@@ -3,7 +3,9 @@
 --
 -- KEYS: the five line keys (see common.lua).
 -- ARGV: 1 shopper id, 2 ticket id, 3 position (0: pre-queue), 4 joined ms,
---       5 first admitted ms ('' when never).
+--       5 first admitted ms ('' when never), 6 priority (1: the shopper used a
+--       priority access code for this sale, as Postgres recorded; a pre-queue place
+--       goes back among the priority tickets).
 -- Returns {'existing', json}, {'restored', json}, {'left'}, {'needs_marks'} (the line itself is
 -- gone: heal it first), {'behind'} (the place is past the last position Redis counts:
 -- Redis is older than the line; heal it first), {'needs_ceiling', seq}.
@@ -22,12 +24,13 @@ if position == 0 then
     if seq + 1 > meta_int('ceiling') then return {'needs_ceiling', tostring(seq)} end
     position = redis.call('HINCRBY', K_META, 'seq', 1)
   else
-    redis.call('RPUSH', K_PRE, ARGV[2])
+    redis.call('ZADD', K_PRE, ARGV[6] == '1' and 0 or 1, ARGV[2])
     redis.call('HINCRBY', K_META, 'prequeue', 1)
   end
 end
 local ticket = {i = ARGV[2], p = position, j = tonumber(ARGV[4])}
 if ARGV[5] ~= '' then ticket.a = tonumber(ARGV[5]) end
+if ARGV[6] == '1' then ticket.r = 1 end
 local json = cjson.encode(ticket)
 redis.call('HSET', K_TICKETS, shopper, json)
 redis.call('HSET', K_OWNERS, ARGV[2], shopper)

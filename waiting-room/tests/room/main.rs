@@ -5,6 +5,7 @@
 
 mod controller;
 mod line;
+mod line_holes;
 mod redis_loss;
 
 use std::sync::Arc;

@@ -1,0 +1,154 @@
+//! Joining a sale's line: the sale's state and access codes first, then one script
+//! that hands out the place (or says what the line needs first: its marks, its seed,
+//! the draw, a higher ceiling), retried until it settles.
+
+use crate::codes::Pass;
+use crate::queue::{Queue, Ticket};
+use crate::{Error, Result};
+use reservations::ids::{SaleId, ShopperId};
+use reservations::sales::{Sale, SaleState};
+
+impl Queue {
+    /// The sale, if a join may enter its line now (API.md v1.1: "joining a paused,
+    /// ended or sold-out sale answers `409 sale_closed`"). The handler asks before the
+    /// proof of work, so nobody solves a challenge for a closed sale. Sold out is the
+    /// controller's verdict in the line's meta (one HGET): no free units and no holds
+    /// that could come back.
+    pub async fn check_open(&self, sale_id: SaleId) -> Result<Sale> {
+        let sale = self.sale(sale_id).await?;
+        if sale.state != SaleState::Active || self.sales().now() >= sale.ends_at {
+            return Err(Error::SaleClosed);
+        }
+        let sold_out: Option<i64> = redis::cmd("HGET")
+            .arg(&self.keys(sale_id).0[0])
+            .arg("sold_out")
+            .query_async(&mut self.connection())
+            .await?;
+        if sold_out == Some(1) {
+            return Err(Error::SaleClosed);
+        }
+        Ok(sale)
+    }
+
+    /// Puts the shopper in line (or returns their ticket). The bool is true when the
+    /// ticket was created now.
+    pub async fn join(&self, shopper: ShopperId, sale_id: SaleId) -> Result<(Ticket, bool)> {
+        self.join_with(shopper, sale_id, None).await
+    }
+
+    /// Like [`Queue::join`], with the statement of the shopper's place they hold (the
+    /// `X-Place-Token` header): a place Redis lost is given back instead of a new one.
+    pub async fn join_with(
+        &self,
+        shopper: ShopperId,
+        sale_id: SaleId,
+        place_token: Option<&str>,
+    ) -> Result<(Ticket, bool)> {
+        self.join_coded(shopper, sale_id, place_token, None).await
+    }
+
+    /// Like [`Queue::join_with`], with the access code the shopper sent (the join
+    /// body's `access_code`): a `codes` sale needs one, a priority code moves its
+    /// holder ahead of the public pre-queue (see `codes`). A shopper who holds a
+    /// ticket, or a statement of one, rejoins without a code.
+    pub async fn join_coded(
+        &self,
+        shopper: ShopperId,
+        sale_id: SaleId,
+        place_token: Option<&str>,
+        access_code: Option<&str>,
+    ) -> Result<(Ticket, bool)> {
+        let sale = self.check_open(sale_id).await?;
+        let now = self.sales().now();
+        if let Some(place) = self.stated(shopper, sale_id, place_token) {
+            if self.restore(shopper, sale_id, &place).await? {
+                return Ok((self.ticket(shopper, sale_id).await?, false));
+            }
+        }
+        let holds_ticket: bool = redis::cmd("HEXISTS")
+            .arg(&self.keys(sale_id).0[1])
+            .arg(shopper.to_string())
+            .query_async(&mut self.connection())
+            .await?;
+        let priority = if holds_ticket {
+            false
+        } else {
+            let pass = self
+                .codes
+                .pass(sale_id, sale.access, shopper, access_code)
+                .await?;
+            pass == Pass::Priority
+        };
+        // The position of the last ceiling this join waited for another join to raise.
+        let mut waited_for: Option<i64> = None;
+        // While the draw waits for its beacon round the pre-queue stays open (`beacon`).
+        let mut prequeue_until = sale.starts_at.timestamp_millis();
+        loop {
+            let reply: Vec<String> = self
+                .invoke(sale_id, &self.scripts.join)
+                .arg(shopper.to_string())
+                .arg(uuid::Uuid::new_v4().to_string())
+                .arg(now.timestamp_millis())
+                .arg(prequeue_until)
+                .arg(self.cap)
+                .arg(self.floor(sale_id).seq)
+                .arg(i64::from(priority))
+                .invoke_async(&mut self.connection())
+                .await?;
+            match reply.first().map(String::as_str) {
+                Some("needs_draw") => {
+                    if !self.draw(sale_id).await? {
+                        prequeue_until = i64::MAX;
+                    }
+                    continue;
+                }
+                Some("needs_marks") => {
+                    self.heal(sale_id, false, None).await?;
+                    continue;
+                }
+                Some("needs_seed") => {
+                    self.fix_seed(sale_id).await?;
+                    continue;
+                }
+                Some("behind") => {
+                    self.heal(sale_id, true, None).await?;
+                    continue;
+                }
+                Some("needs_ceiling") => {
+                    let seq = reply.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                    // Joins that reach the ceiling together wait for the one raising it
+                    // (it holds `raising` until Redis has the new ceiling) and try
+                    // again, instead of each reading Postgres in turn; a join that
+                    // meets the same ceiling twice heals in full.
+                    if waited_for != Some(seq) {
+                        waited_for = Some(seq);
+                        drop(self.raising.lock().await);
+                        if self.floor(sale_id).ceiling > seq {
+                            continue;
+                        }
+                    }
+                    self.heal(sale_id, false, Some(seq)).await?;
+                    continue;
+                }
+                Some("full") => return Err(Error::QueueFull),
+                Some(outcome) => {
+                    let created = outcome == "created";
+                    if created {
+                        let _: i64 = redis::cmd("SADD")
+                            .arg(self.lines_key())
+                            .arg(sale_id.to_string())
+                            .query_async(&mut self.connection())
+                            .await?;
+                    }
+                    let ticket = self.ticket(shopper, sale_id).await?;
+                    return Ok((ticket, created));
+                }
+                None => {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "join script answered nothing"
+                    )))
+                }
+            }
+        }
+    }
+}
