@@ -5,9 +5,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::ids::{MerchantId, SaleId, ShopperId};
-use crate::sales::{
-    Access, Admission, DrawBeacon, Money, Sale, SaleSpec, SaleState, StatusFilter,
-};
+use crate::sales::{Access, Admission, DrawBeacon, Money, Sale, SaleSpec, SaleState, StatusFilter};
 use crate::{Error, Result};
 
 #[derive(sqlx::FromRow)]

@@ -19,8 +19,7 @@ use crate::signals::RedisSignals;
 use reservations::ids::SaleId;
 use reservations::sales::{
     Access, Admission, DrawBeacon, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter,
-    StockView,
-    Transition,
+    StockView, Transition,
 };
 use reservations::store::ListCursor;
 use waiting_room::runner::SignalSource;

@@ -74,9 +74,8 @@ pub fn is_fingerprinted(path: &str) -> bool {
     let mut parts = file.rsplit('.');
     let (_ext, hash) = (parts.next(), parts.next());
     parts.next().is_some()
-        && hash.is_some_and(|h| {
-            h.len() == FINGERPRINT_LEN && h.bytes().all(|b| b.is_ascii_hexdigit())
-        })
+        && hash
+            .is_some_and(|h| h.len() == FINGERPRINT_LEN && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn is_page(rel: &str) -> bool {
@@ -130,7 +129,10 @@ fn import_map(names: &BTreeMap<String, String>) -> String {
 fn rewrite_page(html: &str, names: &BTreeMap<String, String>, map: &str) -> String {
     let mut out = html.to_owned();
     for (rel, hashed) in names {
-        out = out.replace(&format!("\"/static/{rel}\""), &format!("\"/static/{hashed}\""));
+        out = out.replace(
+            &format!("\"/static/{rel}\""),
+            &format!("\"/static/{hashed}\""),
+        );
     }
     let tag = format!("<script type=\"importmap\">{map}</script>\n  ");
     match out.find("<script") {
@@ -208,7 +210,10 @@ mod tests {
     #[test]
     fn fingerprinted_names_carry_the_content_hash_before_the_extension() {
         let name = fingerprinted("js/page.js", b"x");
-        assert!(name.starts_with("js/page.") && name.ends_with(".js"), "{name}");
+        assert!(
+            name.starts_with("js/page.") && name.ends_with(".js"),
+            "{name}"
+        );
         assert!(is_fingerprinted(&format!("/static/{name}")));
         assert!(!is_fingerprinted("/static/js/page.js"));
         assert!(!is_fingerprinted("/static/js/proof-worker.js"));
@@ -218,7 +223,10 @@ mod tests {
     #[test]
     fn pages_name_fingerprinted_files_and_carry_the_import_map_first() {
         let names = BTreeMap::from([
-            ("css/app.css".to_owned(), "css/app.0123456789ab.css".to_owned()),
+            (
+                "css/app.css".to_owned(),
+                "css/app.0123456789ab.css".to_owned(),
+            ),
             ("js/a.js".to_owned(), "js/a.ba9876543210.js".to_owned()),
         ]);
         let map = import_map(&names);

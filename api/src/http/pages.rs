@@ -55,7 +55,10 @@ fn csp(import_map: &str) -> HeaderValue {
 /// cannot be written: the process cannot serve its pages.
 pub fn router(dir: &Path) -> Router<AppState> {
     let built = assets::build(dir).unwrap_or_else(|e| {
-        panic!("building the storefront's files from {}: {e}", dir.display())
+        panic!(
+            "building the storefront's files from {}: {e}",
+            dir.display()
+        )
     });
     routes(&built)
 }
@@ -114,7 +117,11 @@ async fn asset_cache(request: Request, next: Next) -> Response {
     let forever = assets::is_fingerprinted(request.uri().path());
     let mut response = next.run(request).await;
     if response.status().is_success() || response.status() == axum::http::StatusCode::NOT_MODIFIED {
-        let value = if forever { FINGERPRINTED_CACHE } else { ASSET_CACHE };
+        let value = if forever {
+            FINGERPRINTED_CACHE
+        } else {
+            ASSET_CACHE
+        };
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));

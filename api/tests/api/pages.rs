@@ -34,7 +34,10 @@ async fn pages_name_fingerprinted_assets_served_compressed_and_immutable() {
         .unwrap();
     assert_eq!(page.status(), 200);
     let cache = page.headers()["cache-control"].to_str().unwrap().to_owned();
-    assert!(cache.contains("max-age=60"), "pages are short-cached: {cache}");
+    assert!(
+        cache.contains("max-age=60"),
+        "pages are short-cached: {cache}"
+    );
     let csp = page.headers()["content-security-policy"]
         .to_str()
         .unwrap()
@@ -59,7 +62,11 @@ async fn pages_name_fingerprinted_assets_served_compressed_and_immutable() {
         "modules import each other through the map: {map}"
     );
 
-    for (encoding, expect) in [("br", Some("br")), ("gzip", Some("gzip")), ("identity", None)] {
+    for (encoding, expect) in [
+        ("br", Some("br")),
+        ("gzip", Some("gzip")),
+        ("identity", None),
+    ] {
         let asset = app
             .client
             .get(app.url(&src))
