@@ -18,3 +18,4 @@ mod rollback;
 mod shedding;
 mod stripes;
 mod verify;
+mod webhooks;
