@@ -13,6 +13,11 @@
 //! sale ever run. A moment missed for longer than the lookback (every process down for
 //! a day) is not announced late.
 //!
+//! Only moments some endpoint of the sale's merchant subscribes to are written: the
+//! events exist for the webhooks alone, and a deployment without webhooks writes
+//! none. A merchant who subscribes while a sale is live hears of its start then (the
+//! event's `at` says when it was).
+//!
 //! Sold out is read from the sales ledger (the `sales-ledger` consumer's count of units
 //! sold): it lags the last checkout by the pipeline's delay, and a sale that sells out,
 //! gets units back and sells out again announces it once.
@@ -23,6 +28,7 @@ use reservations::ids::SaleId;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::EventType;
 use crate::error::{Error, Result};
 
 /// How far back a tick looks for sales whose moments were missed.
@@ -65,6 +71,15 @@ impl Moment {
         }
     }
 
+    /// The webhook type merchants subscribe to for this moment.
+    fn webhook(self) -> EventType {
+        match self {
+            Moment::Started => EventType::SaleStarted,
+            Moment::SoldOut => EventType::SaleSoldOut,
+            Moment::Ended => EventType::SaleEnded,
+        }
+    }
+
     fn event(self, moment: SaleMoment) -> DomainEvent {
         match self {
             Moment::Started => DomainEvent::SaleStarted(moment),
@@ -84,12 +99,15 @@ pub async fn notice_once(pool: &PgPool) -> Result<usize> {
              where s.ends_at > now() - make_interval(secs => $1) and {} \
                and not exists (select 1 from sale_lifecycle_marks m \
                                where m.sale_id = s.id and m.event = $2) \
+               and exists (select 1 from webhook_endpoints w \
+                           where w.merchant_id = s.merchant_id and $4 = any(w.events)) \
              order by s.ends_at limit $3",
             moment.condition()
         ))
         .bind(LOOKBACK_SECONDS)
         .bind(moment.mark())
         .bind(TICK_LIMIT)
+        .bind(moment.webhook().name())
         .fetch_all(pool)
         .await?;
         for (sale, starts_at, ends_at) in candidates {
