@@ -253,6 +253,32 @@ mod tests {
     }
 
     #[test]
+    fn a_sale_lifecycle_event_survives_the_trip_and_goes_to_the_sale_stream() {
+        let at = chrono::DateTime::parse_from_rfc3339("2031-01-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let moment = SaleMoment {
+            sale_id: SaleId::new(),
+            starts_at: at,
+            ends_at: at + chrono::Duration::hours(2),
+            at,
+        };
+        for event in [
+            DomainEvent::SaleStarted(moment.clone()),
+            DomainEvent::SaleSoldOut(moment.clone()),
+            DomainEvent::SaleEnded(moment.clone()),
+        ] {
+            assert_eq!(event.aggregate_type(), SALE_AGGREGATE);
+            assert_eq!(event.aggregate_id(), moment.sale_id.0);
+            let payload = event.payload().unwrap().to_string();
+            assert_eq!(
+                DomainEvent::parse(event.event_type(), &payload).unwrap(),
+                Some(event)
+            );
+        }
+    }
+
+    #[test]
     fn an_unknown_event_type_is_none_and_a_bad_payload_an_error() {
         assert_eq!(DomainEvent::parse("SomethingElse", "{}").unwrap(), None);
         assert!(DomainEvent::parse(ORDER_PLACED, r#"{"hello":"world"}"#).is_err());

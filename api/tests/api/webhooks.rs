@@ -281,7 +281,70 @@ async fn a_receiver_gets_every_event_signed_and_retried_after_500s_and_timeouts_
         assert_eq!(seen.get(id), Some(&3), "the receiver saw {id} three times");
     }
     assert_eq!(seen.len(), 8);
+    // One sale's messages go out in order: none is tried before the one before it was
+    // delivered (its three attempts all come after the earlier one's acceptance).
+    let position = |pick: &dyn Fn(&Received) -> bool| attempts.iter().position(pick).unwrap();
+    let accepted = |kind: &'static str| {
+        move |r: &Received| r.accepted && r.body.contains(&format!("\"type\":\"{kind}\""))
+    };
+    let first_try =
+        |kind: &'static str| move |r: &Received| r.body.contains(&format!("\"type\":\"{kind}\""));
+    assert!(position(&accepted("sale.started")) < position(&first_try("sale.sold_out")));
+    assert!(position(&accepted("sale.sold_out")) < position(&first_try("sale.ended")));
     pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sale_moment_is_written_once_however_many_processes_notice_it() {
+    use outbox_relay::webhooks::lifecycle::notice_once;
+    use reservations::events::{SALE_ENDED, SALE_SOLD_OUT, SALE_STARTED};
+
+    // Arrange: a subscriber, and a live sale (the app's own loop notices it too).
+    let app = spawn_app_with(|c| c.webhooks_allow_private = true).await;
+    let subscribed = register(
+        &app,
+        "http://127.0.0.1:9/hook",
+        &["sale.started", "sale.ended"],
+    )
+    .await;
+    assert_eq!(subscribed.status(), 201);
+    let sale = app.live_sale(10, 1).await;
+
+    // Act: eight "processes" notice the start at once, then the end at once.
+    let notice_together = || async {
+        let calls = (0..8).map(|_| notice_once(&app.db));
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| r.expect("a tick runs"))
+            .sum::<usize>()
+    };
+    notice_together().await;
+    assert_eq!(app.transition(sale, "end").await.status(), 200);
+    notice_together().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // one more tick of the app's loop
+
+    // Assert
+    let count = |event_type: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from outbox where aggregate_id = $1 and event_type = $2",
+            )
+            .bind(sale)
+            .bind(event_type)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(count(SALE_STARTED).await, 1);
+    assert_eq!(count(SALE_ENDED).await, 1);
+    assert_eq!(
+        count(SALE_SOLD_OUT).await,
+        0,
+        "not sold out, and not subscribed to"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

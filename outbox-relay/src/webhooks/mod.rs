@@ -39,6 +39,11 @@
 //!   are noticed by a loop every API process runs, once per sale (a unique mark
 //!   commits with the outbox row), looking only at sales not ended long ago.
 //!
+//! What is not covered: the sale stream has no marker key and its events are not in
+//! the relay's redelivery rule (both look at `OrderPlaced` only), so a Redis that
+//! loses sale events before the `webhooks` group read them loses those webhooks (the
+//! outbox rows stay, unsettled, until retention).
+//!
 //! The delivery log's `last_status` is the HTTP status of the last attempt (null when
 //! none came back: a timeout, a refused connection). A delivery that ran out of
 //! attempts has neither `next_attempt_at` nor `delivered_at`.
