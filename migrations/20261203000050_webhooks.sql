@@ -10,10 +10,13 @@
 --   encrypted at rest gets that from the database's storage. It is never logged.
 -- * `previous_secret` keeps signing beside the new one until `previous_secret_until`
 --   (rotation: 24 h), so a receiver can switch keys without losing a message.
--- * `lease_until` is the per-endpoint "one delivery in flight" lock: the delivery loop
---   takes an endpoint's lease in a short transaction and keeps no transaction open over
---   the HTTP call (up to 10 s). A process that dies with a lease loses it when it
---   expires, and another process carries on.
+-- * `lease_until` / `lease_holder` are the per-endpoint "one delivery in flight" lock:
+--   the delivery loop takes an endpoint's lease in a short transaction and keeps no
+--   transaction open over the HTTP call (up to 10 s). A process that dies with a lease
+--   loses it when it expires, and another process carries on; renewing and handing
+--   back name the holder, so a process whose lease ran out never clears its
+--   successor's. A handed-back lease keeps its (past) time: the loop serves the
+--   endpoints served longest ago first.
 -- * Endpoints are deleted for real; their deliveries go with them (cascade).
 create table webhook_endpoints (
     id                    uuid        primary key,
@@ -24,6 +27,7 @@ create table webhook_endpoints (
     previous_secret       text,
     previous_secret_until timestamptz,
     lease_until           timestamptz,
+    lease_holder          uuid,
     created_at            timestamptz not null default now()
 );
 
@@ -70,9 +74,13 @@ create table webhook_deliveries (
     unique (endpoint_id, event_id)
 );
 
--- What the delivery loop claims: only pending rows, by due time. Partial, so the index
--- is as small as the work outstanding, not as the history.
-create index webhook_deliveries_due on webhook_deliveries (next_attempt_at, endpoint_id)
+-- "Has this endpoint a due delivery?": one probe per endpoint when the delivery loop
+-- looks for work. Partial (pending rows only), so the index is as small as the work
+-- outstanding, not as the history.
+create index webhook_deliveries_due on webhook_deliveries (endpoint_id, next_attempt_at)
+    where state = 'pending';
+-- An endpoint's queue, oldest event first: the next delivery to send.
+create index webhook_deliveries_queue on webhook_deliveries (endpoint_id, occurred_at, id)
     where state = 'pending';
 -- The per-order ordering probe (pending rows only, same reason).
 create index webhook_deliveries_order on webhook_deliveries (endpoint_id, aggregate_id, occurred_at)

@@ -93,21 +93,23 @@ pub async fn run(pool: PgPool, config: WebhookConfig, shutdown: CancellationToke
         }
     };
     let config = Arc::new(config);
+    // This process's name on its leases.
+    let holder = Uuid::new_v4();
     let mut tasks = JoinSet::new();
     while !shutdown.is_cancelled() {
         while tasks.try_join_next().is_some() {}
         let room = config.max_endpoints_in_flight.saturating_sub(tasks.len());
         if room > 0 {
-            match lease(&pool, &config, room).await {
+            match lease(&pool, &config, holder, room).await {
                 Ok(endpoints) => {
                     for endpoint in endpoints {
                         let (pool, http, config) = (pool.clone(), http.clone(), config.clone());
                         let stop = shutdown.clone();
                         tasks.spawn(async move {
-                            if let Err(e) = serve_endpoint(&pool, &http, &config, &endpoint, &stop).await {
+                            if let Err(e) = serve_endpoint(&pool, &http, &config, &endpoint, holder, &stop).await {
                                 tracing::warn!(endpoint = %endpoint.id, error = %e, "webhook round failed");
                             }
-                            if let Err(e) = release(&pool, endpoint.id).await {
+                            if let Err(e) = release(&pool, endpoint.id, holder).await {
                                 tracing::warn!(endpoint = %endpoint.id, error = %e, "cannot hand a webhook lease back; it expires");
                             }
                         });
@@ -121,20 +123,32 @@ pub async fn run(pool: PgPool, config: WebhookConfig, shutdown: CancellationToke
     while tasks.join_next().await.is_some() {}
 }
 
-/// Leases up to `room` endpoints that have due deliveries and no live lease.
-async fn lease(pool: &PgPool, config: &WebhookConfig, room: usize) -> Result<Vec<Leased>> {
+/// Leases up to `room` endpoints that have due deliveries and no live lease, the ones
+/// served longest ago first (a handed-back lease keeps its past time; never-served
+/// endpoints come first of all), so a busy endpoint cannot starve the others.
+async fn lease(
+    pool: &PgPool,
+    config: &WebhookConfig,
+    holder: Uuid,
+    room: usize,
+) -> Result<Vec<Leased>> {
+    // One probe of webhook_deliveries_due per endpoint.
     let rows: Vec<LeasedRow> = sqlx::query_as(
-        "update webhook_endpoints set lease_until = now() + make_interval(secs => $1) \
+        "update webhook_endpoints set lease_until = now() + make_interval(secs => $1), \
+             lease_holder = $3 \
          where id in ( \
              select e.id from webhook_endpoints e \
-             where e.id in (select d.endpoint_id from webhook_deliveries d \
-                            where d.state = 'pending' and d.next_attempt_at <= now()) \
-               and (e.lease_until is null or e.lease_until < now()) \
+             where (e.lease_until is null or e.lease_until < now()) \
+               and exists (select 1 from webhook_deliveries d \
+                           where d.endpoint_id = e.id and d.state = 'pending' \
+                             and d.next_attempt_at <= now()) \
+             order by e.lease_until nulls first \
              limit $2 for update of e skip locked) \
          returning id, url, secret, previous_secret, previous_secret_until",
     )
     .bind(config.lease().as_secs_f64())
     .bind(room as i64)
+    .bind(holder)
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -149,11 +163,16 @@ async fn lease(pool: &PgPool, config: &WebhookConfig, room: usize) -> Result<Vec
         .collect())
 }
 
-async fn release(pool: &PgPool, endpoint: Uuid) -> Result<()> {
-    sqlx::query("update webhook_endpoints set lease_until = null where id = $1")
-        .bind(endpoint)
-        .execute(pool)
-        .await?;
+/// Hands the lease back (if it is still this process's), keeping the time it ran to.
+async fn release(pool: &PgPool, endpoint: Uuid, holder: Uuid) -> Result<()> {
+    sqlx::query(
+        "update webhook_endpoints set lease_until = least(lease_until, now()), lease_holder = null \
+         where id = $1 and lease_holder = $2",
+    )
+    .bind(endpoint)
+    .bind(holder)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -164,6 +183,7 @@ async fn serve_endpoint(
     http: &reqwest::Client,
     config: &WebhookConfig,
     endpoint: &Leased,
+    holder: Uuid,
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let mut secrets = Vec::new();
@@ -187,7 +207,7 @@ async fn serve_endpoint(
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let Some(due) = next_due(pool, endpoint.id, config).await? else {
+        let Some(due) = next_due(pool, endpoint.id, holder, config).await? else {
             return Ok(());
         };
         let attempt = send(http, config, &endpoint.url, &secrets, &due).await;
@@ -206,14 +226,27 @@ async fn serve_endpoint(
 }
 
 /// The endpoint's oldest due delivery whose order (or sale) has no earlier delivery
-/// still pending to this endpoint; renews the lease with the same statement.
-async fn next_due(pool: &PgPool, endpoint: Uuid, config: &WebhookConfig) -> Result<Option<Due>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("update webhook_endpoints set lease_until = now() + make_interval(secs => $2) where id = $1")
-        .bind(endpoint)
-        .bind(config.lease().as_secs_f64())
-        .execute(&mut *tx)
-        .await?;
+/// still pending to this endpoint, after renewing the lease; `None` when nothing is
+/// due or the lease is no longer this process's (it ran out and another took it).
+async fn next_due(
+    pool: &PgPool,
+    endpoint: Uuid,
+    holder: Uuid,
+    config: &WebhookConfig,
+) -> Result<Option<Due>> {
+    let renewed = sqlx::query(
+        "update webhook_endpoints set lease_until = now() + make_interval(secs => $3) \
+         where id = $1 and lease_holder = $2",
+    )
+    .bind(endpoint)
+    .bind(holder)
+    .bind(config.lease().as_secs_f64())
+    .execute(pool)
+    .await?;
+    if renewed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    // Walks webhook_deliveries_queue in event order; the probe is webhook_deliveries_order.
     let due: Option<Due> = sqlx::query_as(
         "select d.id, d.attempts, m.message_id, m.body \
          from webhook_deliveries d join webhook_messages m on m.event_id = d.event_id \
@@ -224,9 +257,8 @@ async fn next_due(pool: &PgPool, endpoint: Uuid, config: &WebhookConfig) -> Resu
          order by d.occurred_at, d.id limit 1",
     )
     .bind(endpoint)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(pool)
     .await?;
-    tx.commit().await?;
     Ok(due)
 }
 
