@@ -88,6 +88,13 @@ create index webhook_deliveries_order on webhook_deliveries (endpoint_id, aggreg
 -- The delivery log of one endpoint, newest first, keyset by id.
 create index webhook_deliveries_log on webhook_deliveries (endpoint_id, id desc);
 
+-- Retention: the log keeps finished deliveries for a while (30 days by default), then
+-- the delivery loop deletes them, and the messages no delivery points at any more.
+create index webhook_deliveries_finished on webhook_deliveries (created_at)
+    where state <> 'pending';
+create index webhook_deliveries_event on webhook_deliveries (event_id);
+create index webhook_messages_age on webhook_messages (occurred_at);
+
 -- Sale lifecycle events (sale.started, sale.sold_out, sale.ended) are noticed by a loop
 -- that every API process runs; the primary key makes each happen once per sale however
 -- many processes notice it, and the outbox row commits with the mark.

@@ -424,6 +424,11 @@ async fn a_receiver_that_was_down_receives_everything_after_it_returns() {
         assert!(item["attempts"].as_i64().unwrap() >= 3, "{item}");
         assert_eq!(item["last_status"], 200);
     }
+    let stored: i64 = sqlx::query_scalar("select count(*) from webhook_messages")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 3, "a message only for what some endpoint receives");
     pipeline.stop().await;
 }
 

@@ -96,8 +96,15 @@ pub async fn run(pool: PgPool, config: WebhookConfig, shutdown: CancellationToke
     // This process's name on its leases.
     let holder = Uuid::new_v4();
     let mut tasks = JoinSet::new();
+    let mut next_prune = tokio::time::Instant::now();
     while !shutdown.is_cancelled() {
         while tasks.try_join_next().is_some() {}
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune = tokio::time::Instant::now() + config.retention_interval;
+            if let Err(e) = prune(&pool, config.retention).await {
+                tracing::warn!(error = %e, "webhook retention pass failed");
+            }
+        }
         let room = config.max_endpoints_in_flight.saturating_sub(tasks.len());
         if room > 0 {
             match lease(&pool, &config, holder, room).await {
@@ -121,6 +128,35 @@ pub async fn run(pool: PgPool, config: WebhookConfig, shutdown: CancellationToke
         sleep_or_shutdown(config.poll, &shutdown).await;
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Most rows one retention statement deletes (a long backlog goes over several passes).
+const PRUNE_CHUNK: i64 = 10_000;
+
+/// Deletes finished deliveries older than `retention`, then the messages no delivery
+/// points at any more that are as old.
+async fn prune(pool: &PgPool, retention: std::time::Duration) -> Result<()> {
+    sqlx::query(
+        "delete from webhook_deliveries where id in ( \
+             select id from webhook_deliveries \
+             where state <> 'pending' and created_at < now() - make_interval(secs => $1) limit $2)",
+    )
+    .bind(retention.as_secs_f64())
+    .bind(PRUNE_CHUNK)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "delete from webhook_messages where event_id in ( \
+             select m.event_id from webhook_messages m \
+             where m.occurred_at < now() - make_interval(secs => $1) \
+               and not exists (select 1 from webhook_deliveries d where d.event_id = m.event_id) \
+             limit $2)",
+    )
+    .bind(retention.as_secs_f64())
+    .bind(PRUNE_CHUNK)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Leases up to `room` endpoints that have due deliveries and no live lease, the ones

@@ -222,8 +222,14 @@ async fn record(
         let times: Vec<DateTime<Utc>> = fresh.iter().map(|m| m.occurred_at).collect();
         let owners: Vec<Uuid> = fresh.iter().map(|m| merchants[&m.sale_id]).collect();
         sqlx::query(
+            // Only messages some endpoint will receive: a merchant without webhooks
+            // (or a deployment without any) stores nothing per order.
             "insert into webhook_messages (event_id, message_id, event_type, aggregate_id, body, occurred_at) \
-             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::timestamptz[]) \
+             select f.event_id, f.message_id, f.event_type, f.aggregate_id, f.body, f.occurred_at \
+             from unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::timestamptz[], $7::uuid[]) \
+                  as f(event_id, message_id, event_type, aggregate_id, body, occurred_at, merchant_id) \
+             where exists (select 1 from webhook_endpoints e \
+                           where e.merchant_id = f.merchant_id and f.event_type = any(e.events)) \
              on conflict (event_id) do nothing",
         )
         .bind(&event_ids)
@@ -232,6 +238,7 @@ async fn record(
         .bind(&aggregates)
         .bind(&bodies)
         .bind(&times)
+        .bind(&owners)
         .execute(&mut *tx)
         .await?;
         // Served by webhook_endpoints_merchant: one probe per merchant in the batch.
@@ -241,6 +248,7 @@ async fn record(
              select e.id, f.event_id, f.event_type, f.aggregate_id, f.occurred_at, now() \
              from unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[]) \
                   as f(event_id, merchant_id, event_type, aggregate_id, occurred_at) \
+             join webhook_messages m on m.event_id = f.event_id \
              join webhook_endpoints e on e.merchant_id = f.merchant_id and f.event_type = any(e.events) \
              on conflict (endpoint_id, event_id) do nothing",
         )

@@ -89,11 +89,16 @@ pub struct WebhookConfig {
     /// Most deliveries sent to one endpoint under one lease before it is handed back
     /// (so a busy endpoint cannot starve the others of this process's slots).
     pub per_lease: usize,
+    /// How long finished deliveries stay in the log (and their messages in Postgres).
+    pub retention: Duration,
+    /// How often the retention pass runs.
+    pub retention_interval: Duration,
 }
 
 impl WebhookConfig {
     /// The defaults: private addresses refused, 10 s timeout, the standard schedule, a
-    /// look every 500 ms, 64 endpoints at once, 100 deliveries per lease.
+    /// look every 500 ms, 64 endpoints at once, 100 deliveries per lease, finished
+    /// deliveries kept 30 days.
     pub fn new() -> Self {
         Self {
             allow_private: false,
@@ -102,6 +107,8 @@ impl WebhookConfig {
             poll: Duration::from_millis(500),
             max_endpoints_in_flight: 64,
             per_lease: 100,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            retention_interval: Duration::from_secs(60),
         }
     }
 
