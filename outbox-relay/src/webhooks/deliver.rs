@@ -379,3 +379,43 @@ async fn record(pool: &PgPool, config: &WebhookConfig, due: &Due, attempt: &Atte
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_delivery_client_never_connects_to_a_name_that_resolves_to_loopback() {
+        // Arrange: a listener on loopback, reached by name (as after a DNS rebinding).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://localhost:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
+        let strict = client(&WebhookConfig::new()).unwrap();
+
+        // Act
+        let sent = strict.post(&url).body("{}").send().await;
+
+        // Assert: refused by the resolver, before any connection.
+        assert!(sent.is_err(), "a loopback address is not delivered to");
+        let reached = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(reached.is_err(), "nothing connected to the listener");
+
+        // With the operator's leave, the same URL is reached.
+        let open = client(&WebhookConfig {
+            allow_private: true,
+            ..WebhookConfig::new()
+        })
+        .unwrap();
+        let request = tokio::spawn(async move { open.post(&url).body("{}").send().await });
+        let reached = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(
+            reached.is_ok(),
+            "allowed private addresses are connected to"
+        );
+        request.abort();
+    }
+}
