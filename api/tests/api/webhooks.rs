@@ -292,6 +292,37 @@ async fn a_receiver_gets_every_event_signed_and_retried_after_500s_and_timeouts_
     assert!(position(&accepted("sale.started")) < position(&first_try("sale.sold_out")));
     assert!(position(&accepted("sale.sold_out")) < position(&first_try("sale.ended")));
     pipeline.stop().await;
+
+    // `flashsale verify`'s webhooks audit passes, and names a delivery gone missing.
+    let audit = |db: sqlx::PgPool| async move {
+        outbox_relay::webhooks::audit::audit(&db, reservations::ids::SaleId(sale))
+            .await
+            .unwrap()
+            .checks
+    };
+    let checks = audit(app.db.clone()).await;
+    assert_eq!(checks.len(), 2);
+    assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+    let lost: Uuid = sqlx::query_scalar(
+        "delete from webhook_deliveries where id = (select min(id) from webhook_deliveries \
+         where event_type = 'order.placed') returning event_id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let checks = audit(app.db.clone()).await;
+    let fanned = checks
+        .iter()
+        .find(|c| c.name == "webhooks_fanned_out")
+        .unwrap();
+    assert!(!fanned.passed);
+    assert!(
+        fanned
+            .offenders
+            .iter()
+            .any(|o| o.contains(&lost.to_string())),
+        "{fanned:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,9 @@
 //! loses sale events before the `webhooks` group read them loses those webhooks (the
 //! outbox rows stay, unsettled, until retention).
 //!
+//! `flashsale verify` runs [`audit`]: the fan-out reached every subscriber, and every
+//! delivery's record is consistent.
+//!
 //! The delivery log's `last_status` is the HTTP status of the last attempt (null when
 //! none came back: a timeout, a refused connection). A delivery that ran out of
 //! attempts has neither `next_attempt_at` nor `delivered_at`.
@@ -52,6 +55,7 @@
 
 use std::time::Duration;
 
+pub mod audit;
 pub mod deliver;
 pub(crate) mod fanout;
 pub mod lifecycle;
