@@ -299,7 +299,8 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
                 None => guarded_payments(&config)?,
             };
             let mailer = Arc::new(SimulatedMailer::new());
-            let settings = worker::WorkerConfig::new(prefix);
+            let mut settings = worker::WorkerConfig::new(prefix);
+            settings.webhooks.allow_private = config.webhooks_allow_private;
             tasks.push(tokio::spawn(worker::run(
                 pool,
                 redis,

@@ -163,6 +163,10 @@ pub struct Config {
     /// after its last hold settled (default 3600); then the sweeper deletes them and
     /// Postgres alone keeps the sale.
     pub ended_sale_retention: Duration,
+    /// `FLASHSALE_WEBHOOKS_ALLOW_PRIVATE`: whether webhook URLs may resolve to
+    /// loopback, private or link-local addresses (default false: refused, no SSRF).
+    /// The local stack and the tests allow them, their receivers being on 127.0.0.1.
+    pub webhooks_allow_private: bool,
     /// `FLASHSALE_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
     /// `FLASHSALE_DRAND_URL`: the drand HTTP endpoint the draw fetches a sale's beacon
@@ -362,6 +366,7 @@ impl Config {
                 "FLASHSALE_ENDED_SALE_RETENTION_SECS",
                 "3600",
             )?),
+            webhooks_allow_private: var("FLASHSALE_WEBHOOKS_ALLOW_PRIVATE", "false")?,
             log_format: var("FLASHSALE_LOG_FORMAT", "text")?,
             drand_url: Some(var::<String>(
                 "FLASHSALE_DRAND_URL",

@@ -247,6 +247,8 @@ impl Application {
             config.client_ip_header.clone(),
             config.proof_difficulty_bits.into(),
         ));
+        let webhooks =
+            outbox_relay::webhooks::Endpoints::new(db.clone(), config.webhooks_allow_private);
         let state = AppState::new(AppParts {
             queue,
             signals: Arc::new(ProcessSignals::default()),
@@ -270,6 +272,7 @@ impl Application {
             door,
             request_timeout: config.request_timeout,
             static_dir: config.static_dir.clone(),
+            webhooks,
         });
         let tasks = vec![
             tokio::spawn(sweep_holds(
@@ -288,6 +291,7 @@ impl Application {
                 shutdown.clone(),
             )),
             tokio::spawn(watch_redis(state.sales.clone(), shutdown.clone())),
+            tokio::spawn(announce_sale_moments(state.db.clone(), shutdown.clone())),
             tokio::spawn(signals::publish(
                 state.signals.clone(),
                 redis.clone(),
@@ -491,6 +495,22 @@ async fn watch_redis(sales: Sales, shutdown: CancellationToken) {
     every(WATCH_INTERVAL, shutdown, "Redis identity watch", || async {
         watcher.tick().await.map(drop)
     })
+    .await
+}
+
+/// Writes each sale's start, sell-out and end to the outbox once, every second, for the
+/// webhooks (`outbox_relay::webhooks::lifecycle`).
+async fn announce_sale_moments(db: PgPool, shutdown: CancellationToken) {
+    every(
+        Duration::from_secs(1),
+        shutdown,
+        "sale lifecycle announcement",
+        || async {
+            outbox_relay::webhooks::lifecycle::notice_once(&db)
+                .await
+                .map(drop)
+        },
+    )
     .await
 }
 

@@ -15,7 +15,9 @@
 //! - money: `reservations::audit::payments` (the provider asked through the payment
 //!   port, the same adapter checkout uses: every order captured for its amount, no
 //!   payment for an order that does not exist; every payment attempt settled as the
-//!   provider says, no reservation authorized twice).
+//!   provider says, no reservation authorized twice);
+//! - webhooks: `outbox_relay::webhooks::audit` (every order's event fanned out to each
+//!   subscribed endpoint, every delivery's record consistent).
 //!
 //! What stays here: the asynchronous part (relay, workers, a checkout still
 //! committing) is given time to drain first: the checker waits while work is still
@@ -147,11 +149,13 @@ pub async fn verify(
     };
     let waited_ms = started.elapsed().as_millis() as u64;
 
-    // The audits, in report order: stock and holds, events and consumers, money.
+    // The audits, in report order: stock and holds, events and consumers, money,
+    // webhooks.
     let stock = stock::audit(db, projection, &row).await?;
     let sold = stock.figures.sold;
     let events = outbox_relay::audit::audit(db, sale, &sold).await?;
     let payments = payments::audit(db, provider, &row, &sold).await?;
+    let webhooks = outbox_relay::webhooks::audit::audit(db, sale).await?;
 
     // Lost: a committed order that its event, its consumers or its payment did not
     // follow.
@@ -164,6 +168,7 @@ pub async fn verify(
     let mut checks = stock.checks;
     checks.extend(events.checks);
     checks.extend(payments.checks);
+    checks.extend(webhooks.checks);
 
     Ok(Report {
         sale_id: sale.0,

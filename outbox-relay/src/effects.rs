@@ -110,7 +110,9 @@ impl Effects {
             .map(|(_, e)| e)
             .collect();
 
-        let done = if kind == ConsumerKind::SalesLedger || unique.is_empty() {
+        let done = if matches!(kind, ConsumerKind::SalesLedger | ConsumerKind::Webhooks)
+            || unique.is_empty()
+        {
             // No external call to save: the insert in `record` deduplicates.
             HashSet::new()
         } else {
@@ -169,7 +171,7 @@ impl Effects {
     /// The external call of `kind` for every event, `concurrency` at a time; returns
     /// the failures by event id.
     async fn call_out(&self, kind: ConsumerKind, events: &[&Parsed]) -> HashMap<Uuid, Failure> {
-        if kind == ConsumerKind::SalesLedger {
+        if matches!(kind, ConsumerKind::SalesLedger | ConsumerKind::Webhooks) {
             return HashMap::new();
         }
         // A hand-rolled `buffer_unordered`: the combinator's closures trip the compiler's
@@ -211,7 +213,7 @@ impl Effects {
                 self.mailer.send_order_confirmation(&confirmation).await
             }
             ConsumerKind::PaymentCapture => self.capture(&event.order).await,
-            ConsumerKind::SalesLedger => Ok(()),
+            ConsumerKind::SalesLedger | ConsumerKind::Webhooks => Ok(()),
         };
         (event.event_id, outcome)
     }
@@ -308,6 +310,9 @@ impl Effects {
         }
 
         match kind {
+            // The webhooks group fans out in `crate::webhooks::fanout` (every event
+            // type, not only orders); the worker never hands it to these effects.
+            ConsumerKind::Webhooks => {}
             ConsumerKind::OrderConfirmation => {
                 let orders: Vec<Uuid> = fresh.iter().map(|e| e.order.order_id.0).collect();
                 let event_ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();

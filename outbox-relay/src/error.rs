@@ -21,6 +21,17 @@ pub enum Error {
     /// The mailer could not send a message.
     #[error("mail: {0}")]
     Mail(String),
+    /// A webhook registration names a refused URL or unknown event types; the text is
+    /// the `invalid_field` detail (`"<field>: <why>"`).
+    #[error("{0}")]
+    InvalidWebhook(String),
+    /// The merchant has as many webhook endpoints as allowed.
+    #[error("a merchant may register at most {0} webhook endpoints")]
+    WebhookLimit(i64),
+    /// An event points at something that does not exist (its sale): it will never
+    /// fan out, however often it is retried.
+    #[error("unknown reference: {0}")]
+    UnknownReference(String),
 }
 
 /// `Result` with this crate's [`Error`].
@@ -59,7 +70,10 @@ impl Error {
             Error::Payment(PaymentError::Unavailable(_)) => true,
             Error::Payment(PaymentError::Declined | PaymentError::Refused(_)) => false,
             Error::Mail(_) => true,
-            Error::MalformedEvent(_) => false,
+            Error::MalformedEvent(_)
+            | Error::InvalidWebhook(_)
+            | Error::WebhookLimit(_)
+            | Error::UnknownReference(_) => false,
         }
     }
 }

@@ -21,8 +21,8 @@
 //! - [`event`]: the event as it travels (stream fields) and the stream key names. The
 //!   events themselves (names, payloads) are one type owned by the domain that emits
 //!   them, `reservations::events::DomainEvent`, re-exported here.
-//! - [`consumer`]: the consumer groups `order-confirmation`, `payment-capture` and
-//!   `sales-ledger` ([`consumer::ConsumerKind`]), named once for the workers, the
+//! - [`consumer`]: the consumer groups `order-confirmation`, `payment-capture`,
+//!   `sales-ledger` and `webhooks` ([`consumer::ConsumerKind`]), named once for the workers, the
 //!   relay and the audits.
 //! - [`relay`]: the outbox relay ([`relay::run`]) and the backlog figures for `/stats`.
 //! - [`redelivery`]: the rule that republishes events not settled by every consumer
@@ -32,6 +32,9 @@
 //!   group does with an event is in the private `effects` module.
 //! - [`mailer`]: the mailer port the confirmation worker sends through, and its
 //!   simulated implementation.
+//! - [`webhooks`]: merchants' webhook endpoints, the `webhooks` consumer's fan-out to
+//!   them, the signed delivery loop with its retry schedule, the SSRF guard, and the
+//!   loop that announces a sale's start, sell-out and end as events.
 //! - [`audit`]: the checks `flashsale verify` runs over the outbox, the consumers'
 //!   inbox, the sales ledger and the confirmations.
 //! - [`error`]: the crate's error type.
@@ -46,6 +49,7 @@ pub mod mailer;
 pub mod redelivery;
 pub mod relay;
 pub mod trim;
+pub mod webhooks;
 pub mod worker;
 
 mod backoff;

@@ -28,12 +28,47 @@ pub const ORDER_AGGREGATE: &str = "order";
 /// entry's `type`).
 pub const ORDER_PLACED: &str = "OrderPlaced";
 
+/// The aggregate type of sales: `outbox.aggregate_type` of the sale lifecycle events,
+/// and so the name of the sale stream.
+pub const SALE_AGGREGATE: &str = "sale";
+
+/// The event type of [`DomainEvent::SaleStarted`].
+pub const SALE_STARTED: &str = "SaleStarted";
+
+/// The event type of [`DomainEvent::SaleSoldOut`].
+pub const SALE_SOLD_OUT: &str = "SaleSoldOut";
+
+/// The event type of [`DomainEvent::SaleEnded`].
+pub const SALE_ENDED: &str = "SaleEnded";
+
 /// Every event the domain emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DomainEvent {
     /// An order committed; its money is authorized and waits for capture.
     OrderPlaced(OrderPlaced),
+    /// A sale's start time passed (noticed once per sale).
+    SaleStarted(SaleMoment),
+    /// A live sale sold its last unit (noticed once per sale).
+    SaleSoldOut(SaleMoment),
+    /// A sale ended: its end time passed or the merchant ended it (once per sale).
+    SaleEnded(SaleMoment),
+}
+
+/// The payload of the sale lifecycle events ([`SALE_STARTED`], [`SALE_SOLD_OUT`],
+/// [`SALE_ENDED`]): which sale, its schedule, and when the moment was noticed.
+///
+/// Stored format, like [`OrderPlaced`]: fields may be added, never renamed or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleMoment {
+    /// The sale.
+    pub sale_id: SaleId,
+    /// Its scheduled start.
+    pub starts_at: chrono::DateTime<chrono::Utc>,
+    /// Its scheduled end.
+    pub ends_at: chrono::DateTime<chrono::Utc>,
+    /// When the moment happened (or was noticed: the lifecycle loop runs every second).
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The payload of [`ORDER_PLACED`]: what the workers need to confirm, capture and count
@@ -67,6 +102,9 @@ impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             DomainEvent::OrderPlaced(_) => ORDER_PLACED,
+            DomainEvent::SaleStarted(_) => SALE_STARTED,
+            DomainEvent::SaleSoldOut(_) => SALE_SOLD_OUT,
+            DomainEvent::SaleEnded(_) => SALE_ENDED,
         }
     }
 
@@ -74,6 +112,9 @@ impl DomainEvent {
     pub fn aggregate_type(&self) -> &'static str {
         match self {
             DomainEvent::OrderPlaced(_) => ORDER_AGGREGATE,
+            DomainEvent::SaleStarted(_)
+            | DomainEvent::SaleSoldOut(_)
+            | DomainEvent::SaleEnded(_) => SALE_AGGREGATE,
         }
     }
 
@@ -81,6 +122,9 @@ impl DomainEvent {
     pub fn aggregate_id(&self) -> Uuid {
         match self {
             DomainEvent::OrderPlaced(e) => e.order_id.0,
+            DomainEvent::SaleStarted(e)
+            | DomainEvent::SaleSoldOut(e)
+            | DomainEvent::SaleEnded(e) => e.sale_id.0,
         }
     }
 
@@ -88,6 +132,9 @@ impl DomainEvent {
     pub fn payload(&self) -> serde_json::Result<serde_json::Value> {
         match self {
             DomainEvent::OrderPlaced(e) => serde_json::to_value(e),
+            DomainEvent::SaleStarted(e)
+            | DomainEvent::SaleSoldOut(e)
+            | DomainEvent::SaleEnded(e) => serde_json::to_value(e),
         }
     }
 
@@ -98,6 +145,9 @@ impl DomainEvent {
     pub fn parse(event_type: &str, payload: &str) -> serde_json::Result<Option<DomainEvent>> {
         Ok(match event_type {
             ORDER_PLACED => Some(DomainEvent::OrderPlaced(serde_json::from_str(payload)?)),
+            SALE_STARTED => Some(DomainEvent::SaleStarted(serde_json::from_str(payload)?)),
+            SALE_SOLD_OUT => Some(DomainEvent::SaleSoldOut(serde_json::from_str(payload)?)),
+            SALE_ENDED => Some(DomainEvent::SaleEnded(serde_json::from_str(payload)?)),
             _ => None,
         })
     }
@@ -200,6 +250,32 @@ mod tests {
             DomainEvent::parse(event.event_type(), &payload).unwrap(),
             Some(event)
         );
+    }
+
+    #[test]
+    fn a_sale_lifecycle_event_survives_the_trip_and_goes_to_the_sale_stream() {
+        let at = chrono::DateTime::parse_from_rfc3339("2031-01-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let moment = SaleMoment {
+            sale_id: SaleId::new(),
+            starts_at: at,
+            ends_at: at + chrono::Duration::hours(2),
+            at,
+        };
+        for event in [
+            DomainEvent::SaleStarted(moment.clone()),
+            DomainEvent::SaleSoldOut(moment.clone()),
+            DomainEvent::SaleEnded(moment.clone()),
+        ] {
+            assert_eq!(event.aggregate_type(), SALE_AGGREGATE);
+            assert_eq!(event.aggregate_id(), moment.sale_id.0);
+            let payload = event.payload().unwrap().to_string();
+            assert_eq!(
+                DomainEvent::parse(event.event_type(), &payload).unwrap(),
+                Some(event)
+            );
+        }
     }
 
     #[test]

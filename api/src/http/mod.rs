@@ -14,6 +14,7 @@ pub mod public;
 pub mod queue;
 pub mod reservations;
 pub mod shed;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,6 +105,8 @@ pub struct AppParts {
     pub static_dir: std::path::PathBuf,
     /// How long a request may run.
     pub request_timeout: Duration,
+    /// The merchants' webhook endpoints and delivery logs.
+    pub webhooks: outbox_relay::webhooks::Endpoints,
 }
 
 /// The OpenAPI document, generated from the handlers and types.
@@ -118,6 +121,7 @@ pub struct AppParts {
         admin::create_sale, admin::list_sales, admin::get_sale, admin::patch_sale, admin::change_stock,
         admin::pause, admin::resume, admin::end, admin::stats, beacon::supply,
         codes::upload_codes, codes::list_codes, codes::set_message,
+        webhooks::create, webhooks::list, webhooks::delete, webhooks::rotate_secret, webhooks::deliveries,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::get_simulator, ops::put_simulator,
     ),
     // StatusFilter: only a query parameter names it, which utoipa does not collect.
@@ -261,6 +265,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(beacon::router())
         .merge(codes::router())
+        .merge(webhooks::router())
         .merge(ops::router())
         .merge(pages::router(&state.static_dir))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -22,3 +22,4 @@ mod rollback;
 mod shedding;
 mod stripes;
 mod verify;
+mod webhooks;

@@ -10,9 +10,11 @@ use reservations::events::DomainEvent;
 
 use super::{Consumer, Report, Source};
 use crate::backoff::{jitter, step};
+use crate::consumer::ConsumerKind;
 use crate::effects::{Applied, Failure, Parsed};
 use crate::error::Result;
 use crate::event::Event;
+use crate::webhooks::fanout::{fan_out, Incoming};
 
 /// About how many entries the dead-letter stream keeps (the newest).
 const DEAD_LETTER_MAXLEN: u64 = 100_000;
@@ -57,6 +59,10 @@ impl Consumer {
         let mut verdicts: Vec<Option<Verdict>> = vec![None; entries.len()];
         let mut parsed = Vec::new();
         let mut parsed_at = Vec::new();
+        // The webhooks group takes every event type merchants hear of (orders and
+        // sales alike) to its own fan-out instead of the order effects.
+        let mut fanned = Vec::new();
+        let mut fanned_at = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             if entry.map.is_empty() {
                 // Read from history after MAXLEN trimmed it: nothing left to retry.
@@ -73,6 +79,14 @@ impl Consumer {
                 }
             };
             match event.decode() {
+                Ok(Some(domain)) if self.kind == ConsumerKind::Webhooks => {
+                    fanned.push(Incoming {
+                        event_id: event.id,
+                        occurred_at: event.occurred_at,
+                        event: domain,
+                    });
+                    fanned_at.push(i);
+                }
                 Ok(Some(DomainEvent::OrderPlaced(order))) => {
                     // Commit-to-consumed lag: from the order's transaction to this consumer.
                     let lag = (chrono::Utc::now() - event.occurred_at)
@@ -91,7 +105,11 @@ impl Consumer {
                 Err(e) => verdicts[i] = Some(Verdict::Failed(Failure::from(&e))),
             }
         }
-        let outcomes = self.effects.apply(self.kind, &parsed).await;
+        let mut outcomes = self.effects.apply(self.kind, &parsed).await;
+        parsed_at.extend(fanned_at);
+        if !fanned.is_empty() {
+            outcomes.extend(fan_out(&self.effects.pool, &fanned).await);
+        }
         for (i, outcome) in parsed_at.into_iter().zip(outcomes) {
             verdicts[i] = Some(match outcome {
                 Ok(Applied::Applied) => Verdict::Done("applied"),

@@ -1,5 +1,6 @@
-//! The event workers: three consumer groups ([`ConsumerKind`]) on the order stream,
-//! each applying every `OrderPlaced` event exactly once. This module runs the loops
+//! The event workers: four consumer groups ([`ConsumerKind`]) on the order stream,
+//! each applying every `OrderPlaced` event exactly once, the `webhooks` group on the
+//! sale stream too, and the webhook delivery loop ([`crate::webhooks::deliver`]). This module runs the loops
 //! (read, claim, retry, acknowledge, dead-letter); what each group does with an event
 //! is in `effects.rs`, and the group names in `consumer.rs`; handling one batch (apply,
 //! acknowledge, dead-letter, plan the retry) is in `handle.rs`.
@@ -9,7 +10,9 @@
 //! - `payment-capture` captures the authorized payment through the [`PaymentGateway`]
 //!   and records it in `payment_captures`;
 //! - `sales-ledger` adds each batch's units and revenue to `sales_ledger`, one upsert
-//!   per sale per batch.
+//!   per sale per batch;
+//! - `webhooks` fans every event merchants hear of out to their endpoints
+//!   (`webhook_deliveries`, see [`crate::webhooks`]).
 //!
 //! Delivery rules, per consumer:
 //!
@@ -44,6 +47,8 @@ use crate::effects::Effects;
 use crate::error::Result;
 use crate::event::{dead_letter_key, stream_key, ORDER_AGGREGATE};
 use crate::mailer::Mailer;
+use crate::webhooks::{self, WebhookConfig};
+use reservations::events::SALE_AGGREGATE;
 
 use crate::consumer::ConsumerKind;
 
@@ -78,6 +83,8 @@ pub struct WorkerConfig {
     pub max_retry_backoff: Duration,
     /// Most external calls (mail, capture) in flight per consumer.
     pub concurrency: usize,
+    /// How the webhook deliveries are sent ([`crate::webhooks`]).
+    pub webhooks: WebhookConfig,
 }
 
 impl WorkerConfig {
@@ -94,6 +101,7 @@ impl WorkerConfig {
             retry_backoff: Duration::from_millis(200),
             max_retry_backoff: Duration::from_secs(10),
             concurrency: 16,
+            webhooks: WebhookConfig::new(),
         }
     }
 }
@@ -115,8 +123,9 @@ pub fn unique_consumer_name() -> String {
     )
 }
 
-/// Runs the three consumers of the order stream until `shutdown` is cancelled, then
-/// returns once each has finished the batch in hand.
+/// Runs the consumers of the order stream, the webhooks consumer of the sale stream
+/// and the webhook delivery loop until `shutdown` is cancelled, then returns once each
+/// has finished the batch (or the attempts) in hand.
 ///
 /// Errors never end it: Redis or Postgres failures are logged and retried with backoff.
 pub async fn run(
@@ -141,6 +150,11 @@ pub async fn run(
             }
         }
     };
+    let deliveries = tokio::spawn(webhooks::deliver::run(
+        pool.clone(),
+        config.webhooks.clone(),
+        shutdown.clone(),
+    ));
     let effects = Arc::new(Effects {
         pool,
         payments,
@@ -148,13 +162,17 @@ pub async fn run(
         concurrency: config.concurrency,
     });
     let config = Arc::new(config);
-    let tasks: Vec<_> = ConsumerKind::ALL
+    // Every group on the order stream; the webhooks group alone on the sale stream.
+    let groups = ConsumerKind::ALL
         .into_iter()
-        .map(|kind| {
+        .map(|kind| (kind, ORDER_AGGREGATE))
+        .chain([(ConsumerKind::Webhooks, SALE_AGGREGATE)]);
+    let mut tasks: Vec<_> = groups
+        .map(|(kind, aggregate)| {
             let consumer = Consumer {
                 kind,
-                stream: stream_key(&config.prefix, ORDER_AGGREGATE),
-                dead: dead_letter_key(&config.prefix, ORDER_AGGREGATE),
+                stream: stream_key(&config.prefix, aggregate),
+                dead: dead_letter_key(&config.prefix, aggregate),
                 config: config.clone(),
                 redis: redis.clone(),
                 conn: conn.clone(),
@@ -163,6 +181,7 @@ pub async fn run(
             tokio::spawn(consumer.run(shutdown.clone()))
         })
         .collect();
+    tasks.push(deliveries);
     for task in tasks {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "an event consumer task panicked");
