@@ -47,4 +47,7 @@ pub mod service;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use service::{Quantity, Reservation, ReservationStatus, Reserved, Sales, WaitingRoomPort};
+pub use service::{
+    CartLine, Quantity, Reservation, ReservationStatus, Reserved, Sales, ShortLine,
+    WaitingRoomPort,
+};

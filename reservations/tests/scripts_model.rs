@@ -149,6 +149,7 @@ fn sale(id: SaleId, base_ms: i64) -> Sale {
         version: 1,
         admission: Admission::default(),
         created_at: Utc::now(),
+        variants: Vec::new(),
     }
 }
 
@@ -172,7 +173,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         ..Model::default()
     };
     projection
-        .load(&sale(sale_id, model.now), &[], &[], &[])
+        .load(&sale(sale_id, model.now), &[], &[], &[], &[])
         .await
         .unwrap();
     let shoppers: Vec<ShopperId> = (0..SHOPPERS).map(|_| ShopperId::new()).collect();

@@ -128,6 +128,7 @@ pub(super) async fn commit(
         quantity: order.quantity as i32,
         amount: order.amount.clone(),
         payment: Some(c.payment.clone()),
+        lines: order.lines.clone(),
     });
     let event = placed.outbox_row()?;
     let answer = idempotency::answer_json(order)?;

@@ -8,18 +8,24 @@
 //! - `input`: a create body and its parsing into a [`SaleSpec`]; the field rules.
 //! - `patch`: an edit ([`SalePatch`]) and the fields frozen once a sale has started.
 //! - `sale`: the stored [`Sale`], its state, public status, stock and transitions.
+//! - `variant`: a sale's variants (v1.1): their input, rules and stored form with the
+//!   unit ranges each owns ([`Variant`]).
 
 mod admission;
 mod input;
 mod money;
 mod patch;
 mod sale;
+mod variant;
 
 pub use admission::{Admission, AdmissionMode, MAX_PROOF_DIFFICULTY_BITS};
 pub use input::{SaleInput, SaleSpec, StockInput};
 pub use money::Money;
 pub use patch::SalePatch;
 pub use sale::{Sale, SaleState, SaleStatus, StatusFilter, StockView, Transition};
+pub use variant::{
+    check_new_variant, variant_of_unit, UnitRange, Variant, VariantInput, VariantSpec, MAX_VARIANTS,
+};
 
 /// A validation failure naming the offending field (`422 invalid_field`).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,6 +35,11 @@ pub struct FieldError {
     pub field: &'static str,
     /// What is wrong, in words a merchant understands.
     pub message: String,
+}
+
+/// A [`FieldError`] for `field` (for rules checked outside this module, e.g. a cart).
+pub fn invalid_field(field: &'static str, message: impl Into<String>) -> FieldError {
+    invalid(field, message)
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> FieldError {
