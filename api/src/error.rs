@@ -187,7 +187,12 @@ impl ApiError {
 
 /// A problem response with extension members (`extra`, a JSON object) next to the
 /// standard ones.
-fn problem_with(status: StatusCode, code: &str, detail: &str, extra: serde_json::Value) -> Response {
+fn problem_with(
+    status: StatusCode,
+    code: &str,
+    detail: &str,
+    extra: serde_json::Value,
+) -> Response {
     let mut response = problem(status, code, detail);
     let title = status.canonical_reason().unwrap_or("Error").to_owned();
     let mut body = serde_json::json!({

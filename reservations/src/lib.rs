@@ -48,6 +48,5 @@ pub mod store;
 
 pub use error::{Error, Result};
 pub use service::{
-    CartLine, Quantity, Reservation, ReservationStatus, Reserved, Sales, ShortLine,
-    WaitingRoomPort,
+    CartLine, Quantity, Reservation, ReservationStatus, Reserved, Sales, ShortLine, WaitingRoomPort,
 };

@@ -124,7 +124,7 @@ impl SaleStore {
             .fetch_one(&mut *tx)
             .await?;
         let mut sale: Sale = row.into();
-        sale.variants = variants::insert_all(&mut tx, sale.id, &spec.variants).await?;
+        sale.variants = variants::insert_all(&mut tx, sale.id, &spec.variants, spec.listed).await?;
         tx.commit().await?;
         Ok(sale)
     }

@@ -58,8 +58,9 @@ pub struct SaleView {
     status: SaleStatus,
     version: i32,
     admission: Admission,
-    /// v1.1: every variant with its stock (one for a sale created the v1 way, whose
-    /// top-level `sku`, `price` and `stock` describe it).
+    /// v1.1: every variant with its stock. Absent for a sale created the v1 way (its
+    /// top-level `sku`, `price` and `stock` describe its one variant).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     variants: Vec<VariantView>,
 }
 
@@ -74,8 +75,12 @@ pub struct VariantView {
     per_user_limit: Option<i32>,
 }
 
-/// Each variant of `sale` with its stock (`stocks` in ordinal order).
+/// Each variant of `sale` with its stock (`stocks` in ordinal order); none for a v1
+/// sale, whose answers keep the v1 shape.
 pub fn variant_views(sale: &Sale, stocks: &[StockView]) -> Vec<VariantView> {
+    if !sale.lists_variants() {
+        return Vec::new();
+    }
     sale.variants
         .iter()
         .zip(stocks)
@@ -345,12 +350,15 @@ async fn add_variant(
 async fn change_variant_stock(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
-    ids: Result<axum::extract::Path<(uuid::Uuid, uuid::Uuid)>, axum::extract::rejection::PathRejection>,
+    ids: Result<
+        axum::extract::Path<(uuid::Uuid, uuid::Uuid)>,
+        axum::extract::rejection::PathRejection,
+    >,
     AppJson(body): AppJson<StockDelta>,
 ) -> Result<Response, ApiError> {
     // A malformed id names nothing: 404, as every id path answers.
-    let axum::extract::Path((sale, variant)) = ids
-        .map_err(|_| ApiError::client(StatusCode::NOT_FOUND, "sale_not_found", "no such id"))?;
+    let axum::extract::Path((sale, variant)) =
+        ids.map_err(|_| ApiError::client(StatusCode::NOT_FOUND, "sale_not_found", "no such id"))?;
     let changed = state
         .sales
         .change_variant_stock(merchant, SaleId(sale), VariantId(variant), body.delta)
@@ -447,7 +455,8 @@ pub struct Stats {
     at: DateTime<Utc>,
     status: SaleStatus,
     stock: StockView,
-    /// v1.1: each variant with its stock.
+    /// v1.1: each variant with its stock (absent for a v1 sale).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     variants: Vec<VariantView>,
     queue: QueueStats,
     admission: AdmissionStats,

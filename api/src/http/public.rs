@@ -71,7 +71,8 @@ pub struct PublicSale {
     status: SaleStatus,
     per_user_limit: i32,
     stock: PublicStock,
-    /// v1.1: each variant with its public stock (one for a one-variant sale).
+    /// v1.1: each variant with its public stock (absent for a v1 sale).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     variants: Vec<PublicVariant>,
 }
 
@@ -96,6 +97,7 @@ async fn get_sale(
 ) -> Result<Response, ApiError> {
     let (sale, stock) = state.sales.get(SaleId(id)).await?;
     let stocks = state.sales.variant_stock(&sale, &stock).await?;
+    let listed = sale.lists_variants();
     let status = sale.status(state.sales.now(), &stock);
     // A multi-variant sale's tag names each variant's availability: units may move
     // between variants' holds while the sale's sum stays the same.
@@ -131,6 +133,7 @@ async fn get_sale(
             variants: sale
                 .variants
                 .iter()
+                .filter(|_| listed)
                 .zip(&stocks)
                 .map(|(v, s)| PublicVariant {
                     variant_id: v.id,

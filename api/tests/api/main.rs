@@ -4,6 +4,7 @@
 
 mod admin;
 mod attacks;
+mod carts;
 mod checkout;
 mod commit_cut;
 mod door;
@@ -17,4 +18,5 @@ mod reservations_by_id;
 mod rollback;
 mod shedding;
 mod stripes;
+mod variants;
 mod verify;

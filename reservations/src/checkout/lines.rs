@@ -75,7 +75,10 @@ pub(crate) fn total(lines: &[OrderLine], currency: &str) -> Money {
 }
 
 /// The lines of each of `orders`, read from their units in one query.
-pub(crate) async fn lines_for(pool: &PgPool, orders: &[Uuid]) -> Result<HashMap<Uuid, Vec<OrderLine>>> {
+pub(crate) async fn lines_for(
+    pool: &PgPool,
+    orders: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<OrderLine>>> {
     let rows: Vec<(Uuid, Uuid, String, i64, i64, String)> = sqlx::query_as(
         "select u.order_id, v.id, v.sku, count(*)::bigint, v.price_minor, s.currency \
          from order_units u \
@@ -126,7 +129,11 @@ mod tests {
 
     #[test]
     fn an_orders_lines_count_its_units_per_variant_and_price_each() {
-        let variants = [variant(0, 100, 1, 10), variant(1, 250, 11, 20), variant(2, 5, 21, 30)];
+        let variants = [
+            variant(0, 100, 1, 10),
+            variant(1, 250, 11, 20),
+            variant(2, 5, 21, 30),
+        ];
         let lines = lines_of(&variants, &[3, 12, 15, 4, 19]);
         let summary: Vec<(String, i64, i64)> = lines
             .iter()

@@ -301,7 +301,12 @@ impl Checkout {
             reservation_id: request.reservation,
             quantity,
             amount,
-            lines,
+            // A v1 sale's order keeps the v1 shape; its event carries the line anyway.
+            lines: if crate::sales::lists_variants(sale_id, &variants) {
+                lines.clone()
+            } else {
+                Vec::new()
+            },
             status: OrderStatus::Confirmed,
             created_at: self.sales.now(),
             confirmation: Confirmation {
@@ -313,6 +318,7 @@ impl Checkout {
             shopper: request.shopper,
             key: request.key(),
             units: &units,
+            lines: &lines,
             limit,
             correlation_id: &request.correlation_id,
             payment: &payment,
@@ -392,7 +398,11 @@ impl Checkout {
             return Ok(terms.clone());
         }
         let record = self.sales.store().get(sale).await?;
-        let terms = (record.variants, record.price.currency, record.per_user_limit);
+        let terms = (
+            record.variants,
+            record.price.currency,
+            record.per_user_limit,
+        );
         if record.starts_at <= self.sales.now() {
             let mut known = self.terms.write().unwrap_or_else(|e| e.into_inner());
             if known.len() >= 10_000 {

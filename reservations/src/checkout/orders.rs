@@ -55,7 +55,7 @@ pub struct Order {
     pub amount: Money,
     /// Per variant: SKU, quantity, unit price, amount (v1.1). Absent from answers
     /// stored before lines existed, which replay without them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<super::lines::OrderLine>,
     /// Always `confirmed`: an order exists only once committed.
     pub status: OrderStatus,
@@ -125,7 +125,10 @@ impl Checkout {
         let ids: Vec<Uuid> = orders.iter().map(|o| o.order_id.0).collect();
         let mut lines = super::lines::lines_for(&self.reads, &ids).await?;
         for order in &mut orders {
-            order.lines = lines.remove(&order.order_id.0).unwrap_or_default();
+            let of_order = lines.remove(&order.order_id.0).unwrap_or_default();
+            // A v1 sale's order (its one variant has the sale's id) keeps the v1 shape.
+            let v1 = of_order.len() == 1 && of_order[0].variant_id.0 == order.sale_id.0;
+            order.lines = if v1 { Vec::new() } else { of_order };
         }
         Ok(orders)
     }

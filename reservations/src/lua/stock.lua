@@ -12,6 +12,8 @@ local reply = {tonumber(m[1]), redis.call('LLEN', K_FREE), tonumber(m[2]), tonum
                tonumber(m[4]) or 1}
 local n = variant_count()
 if n > 1 then
+  -- The sale's free units are every variant's.
+  for k = 1, n - 1 do reply[2] = reply[2] + redis.call('LLEN', free_key(k)) end
   for k = 0, n - 1 do
     local v = redis.call('HMGET', K_META, 'total:' .. k, 'held:' .. k, 'sold:' .. k)
     reply[#reply + 1] = tonumber(v[1])

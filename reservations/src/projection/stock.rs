@@ -100,9 +100,9 @@ impl Projection {
             sold_per_stripe[Stripe::of_unit(sale.id, unit.into(), self.stripes).index as usize] +=
                 1;
         }
-        let by_variant = sale.has_variants().then(|| {
-            variants::counts_per_stripe(sale, taken, sold, self.stripes)
-        });
+        let by_variant = sale
+            .has_variants()
+            .then(|| variants::counts_per_stripe(sale, taken, sold, self.stripes));
         self.know_variants(sale.id, sale.variants.len());
         let mut loaded = false;
         for stripe in self.stripes(sale.id) {

@@ -64,11 +64,7 @@ impl VariantCounts {
 }
 
 /// The `{ variants }` part of the load script's arguments (see `lua/load.lua`).
-pub(super) fn load_arg(
-    sale: &Sale,
-    total: &[i64],
-    sold: &[i64],
-) -> String {
+pub(super) fn load_arg(sale: &Sale, total: &[i64], sold: &[i64]) -> String {
     if !sale.has_variants() {
         return String::new();
     }
@@ -328,7 +324,10 @@ impl Projection {
     /// The stock of a sale and of each of its variants (in ordinal order; one entry,
     /// equal to the sale's, for a one-variant sale), summed over the stripes; `None`
     /// when a stripe's state is missing.
-    pub async fn stock_by_variant(&self, sale: &Sale) -> Result<Option<(StockView, Vec<StockView>)>> {
+    pub async fn stock_by_variant(
+        &self,
+        sale: &Sale,
+    ) -> Result<Option<(StockView, Vec<StockView>)>> {
         self.know_variants(sale.id, sale.variants.len());
         let reads = self
             .stripes(sale.id)

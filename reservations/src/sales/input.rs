@@ -78,6 +78,8 @@ pub struct SaleSpec {
     pub(crate) admission: Admission,
     /// At least one; the first is described by `sku`, `price` (and `total` is the sum).
     pub(crate) variants: Vec<VariantSpec>,
+    /// Whether the body gave `variants` (v1.1) rather than top-level sku/price/stock.
+    pub(crate) listed: bool,
 }
 
 pub(super) fn parse_name(name: String) -> Result<String, FieldError> {
@@ -103,7 +105,10 @@ pub(super) fn parse_sku_of(field: &'static str, sku: String) -> Result<String, F
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !limits::SKU_CHARS.contains(&sku.chars().count()) || !ok_chars {
-        return Err(invalid(field, "must be 1–64 characters of A-Z a-z 0-9 . _ -"));
+        return Err(invalid(
+            field,
+            "must be 1–64 characters of A-Z a-z 0-9 . _ -",
+        ));
     }
     Ok(sku)
 }
@@ -147,6 +152,7 @@ impl SaleSpec {
     pub fn parse(input: SaleInput) -> Result<SaleSpec, FieldError> {
         check_window(input.starts_at, input.ends_at)?;
         let name = parse_name(input.name)?;
+        let listed = input.variants.is_some();
         let (sku, price, total, variants) = match input.variants {
             None => {
                 let sku = parse_sku(input.sku.ok_or_else(|| invalid("sku", "is required"))?)?;
@@ -202,6 +208,7 @@ impl SaleSpec {
             price,
             total,
             variants,
+            listed,
             per_user_limit: parse_bounded(
                 "per_user_limit",
                 input.per_user_limit,
@@ -253,7 +260,10 @@ mod tests {
                 "description",
                 Box::new(|i| i.description = "x".repeat(5001)),
             ),
-            ("stock.total", Box::new(|i| i.stock.as_mut().unwrap().total = 0)),
+            (
+                "stock.total",
+                Box::new(|i| i.stock.as_mut().unwrap().total = 0),
+            ),
             (
                 "stock.total",
                 Box::new(|i| i.stock.as_mut().unwrap().total = 1_000_001),

@@ -24,7 +24,8 @@ pub use money::Money;
 pub use patch::SalePatch;
 pub use sale::{Sale, SaleState, SaleStatus, StatusFilter, StockView, Transition};
 pub use variant::{
-    check_new_variant, variant_of_unit, UnitRange, Variant, VariantInput, VariantSpec, MAX_VARIANTS,
+    check_new_variant, lists_variants, variant_of_unit, UnitRange, Variant, VariantInput,
+    VariantSpec, MAX_VARIANTS,
 };
 
 /// A validation failure naming the offending field (`422 invalid_field`).

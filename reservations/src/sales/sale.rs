@@ -115,6 +115,12 @@ impl Sale {
         self.variants.len() > 1
     }
 
+    /// Whether answers about this sale list its variants (see `sales::variant`: a v1
+    /// sale's answers keep the v1 shape).
+    pub fn lists_variants(&self) -> bool {
+        super::lists_variants(self.id, &self.variants)
+    }
+
     /// The public status at `now`, given the current stock.
     pub fn status(&self, now: DateTime<Utc>, stock: &StockView) -> SaleStatus {
         match self.state {

@@ -7,10 +7,12 @@
 //!   `stock`) has exactly one, and **its id is the sale's id** (ordinal 0): a v1 client
 //!   never needs to name it, and the migration that introduced variants gave every
 //!   existing sale that variant deterministically. A sale created with `variants` gives
-//!   its first variant the sale's id as well, so "the first variant" is always found
-//!   without a lookup; later variants get fresh ids.
-//! - The sale's top-level `sku` and `price` describe the first variant and its `stock`
-//!   the whole sale, so a v1 reader of a one-variant sale sees exactly what it saw before.
+//!   every variant an id of its own.
+//! - **v1 answers stay byte-identical**: a sale whose only variant has the sale's id
+//!   ([`Sale::lists_variants`] false) answers without `variants` (sale, stats, public
+//!   page), its v1 holds without `lines`, its orders without `lines`. Every other sale
+//!   lists them. The sale's top-level `sku` and `price` describe the first variant and
+//!   its `stock` the whole sale.
 //! - Units are numbered sale-wide and each unit belongs to one variant by ranges
 //!   ([`UnitRange`]): the oversell guard (`order_units (sale_id, unit_no)`) is unchanged
 //!   and checkout stays one statement (see the migration `..._variants.sql`).
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::input::{parse_bounded, parse_name_of, parse_sku_of};
-use super::{invalid, limits, FieldError, Money, StockInput};
+use super::{invalid, limits, FieldError, Money, Sale, StockInput};
 use crate::ids::VariantId;
 
 /// Most variants a sale may have.
@@ -130,8 +132,12 @@ pub(crate) fn check_variants(
 }
 
 /// The rules for adding `spec` to the stored `sale`.
-pub fn check_new_variant(sale: &super::Sale, spec: &VariantSpec) -> Result<(), FieldError> {
-    check_variants(&sale.variants, std::slice::from_ref(spec), &sale.price.currency)
+pub fn check_new_variant(sale: &Sale, spec: &VariantSpec) -> Result<(), FieldError> {
+    check_variants(
+        &sale.variants,
+        std::slice::from_ref(spec),
+        &sale.price.currency,
+    )
 }
 
 /// Units `first..=last` of a sale, all of one variant.
@@ -167,8 +173,16 @@ pub struct Variant {
 impl Variant {
     /// Whether unit `unit` is one of this variant's.
     pub fn owns(&self, unit: i32) -> bool {
-        self.units.iter().any(|r| (r.first..=r.last).contains(&unit))
+        self.units
+            .iter()
+            .any(|r| (r.first..=r.last).contains(&unit))
     }
+}
+
+/// Whether a sale's answers list its variants: not for a sale whose only variant has
+/// the sale's id (a v1 sale), whose answers stay exactly the v1 shape.
+pub fn lists_variants(sale: crate::ids::SaleId, variants: &[Variant]) -> bool {
+    !(variants.len() <= 1 && variants.first().is_none_or(|v| v.id.0 == sale.0))
 }
 
 /// The variant that owns `unit`, if any.
@@ -199,8 +213,14 @@ mod tests {
         assert!(check_variants(&[], &ok, "EUR").is_ok());
         let cases = [
             (vec![], "variants"),
-            (vec![spec("A", 1, "EUR"), spec("A", 1, "EUR")], "variants.sku"),
-            (vec![spec("A", 1, "EUR"), spec("B", 1, "USD")], "variants.price.currency"),
+            (
+                vec![spec("A", 1, "EUR"), spec("A", 1, "EUR")],
+                "variants.sku",
+            ),
+            (
+                vec![spec("A", 1, "EUR"), spec("B", 1, "USD")],
+                "variants.price.currency",
+            ),
             (
                 vec![spec("A", 600_000, "EUR"), spec("B", 400_001, "EUR")],
                 "variants.stock.total",
@@ -211,7 +231,10 @@ mod tests {
             ),
         ];
         for (variants, field) in cases {
-            assert_eq!(check_variants(&[], &variants, "EUR").unwrap_err().field, field);
+            assert_eq!(
+                check_variants(&[], &variants, "EUR").unwrap_err().field,
+                field
+            );
         }
     }
 
@@ -235,14 +258,9 @@ mod tests {
         };
         let variants = [variant(0, &[(1, 5), (11, 12)]), variant(1, &[(6, 10)])];
         let owner = |u| variant_of_unit(&variants, u).map(|v| v.ordinal);
-        assert_eq!([1, 5, 6, 10, 11, 12, 13].map(owner), [
-            Some(0),
-            Some(0),
-            Some(1),
-            Some(1),
-            Some(0),
-            Some(0),
-            None
-        ]);
+        assert_eq!(
+            [1, 5, 6, 10, 11, 12, 13].map(owner),
+            [Some(0), Some(0), Some(1), Some(1), Some(0), Some(0), None]
+        );
     }
 }

@@ -70,9 +70,16 @@ impl Sales {
         }
         if !sale.has_variants() {
             // The one line of a one-variant sale: exactly the v1 reserve.
-            return self
-                .reserve(sale_id, shopper, Quantity::parse(asked[0].1)?, idempotency_key)
-                .await;
+            let mut reserved = self
+                .reserve(
+                    sale_id,
+                    shopper,
+                    Quantity::parse(asked[0].1)?,
+                    idempotency_key,
+                )
+                .await?;
+            reserved.reservation.lines = lines.to_vec();
+            return Ok(reserved);
         }
         let id = self.projection.new_reservation_id(sale_id, shopper).await?;
         let ask = Ask::Cart {
@@ -142,16 +149,23 @@ impl Sales {
         }
     }
 
-    /// A hold's lines by variant id: its cart lines, or the one line of a one-variant
-    /// sale's hold (whose variant has the sale's id).
-    pub(super) async fn hold_lines(&self, sale: SaleId, hold: &HoldRecord) -> Result<Vec<CartLine>> {
-        if hold.lines.is_empty() {
-            return Ok(vec![CartLine {
-                variant_id: VariantId(sale.0),
-                quantity: hold.quantity,
-            }]);
-        }
+    /// A hold's lines by variant id: its cart lines; for a one-variant sale's hold the
+    /// one line, or none for a v1 sale (its answers keep the v1 shape).
+    pub(super) async fn hold_lines(
+        &self,
+        sale: SaleId,
+        hold: &HoldRecord,
+    ) -> Result<Vec<CartLine>> {
         let sale = self.store.get(sale).await?;
+        if hold.lines.is_empty() {
+            return Ok(match sale.variants.first() {
+                Some(first) if sale.lists_variants() => vec![CartLine {
+                    variant_id: first.id,
+                    quantity: hold.quantity,
+                }],
+                _ => Vec::new(),
+            });
+        }
         hold.lines
             .iter()
             .map(|line| {
@@ -178,5 +192,7 @@ fn variant_id_of(sale: &Sale, ordinal: u32) -> Result<VariantId> {
         .iter()
         .find(|v| v.ordinal as u32 == ordinal)
         .map(|v| v.id)
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("sale {} has no variant {ordinal}", sale.id)))
+        .ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!("sale {} has no variant {ordinal}", sale.id))
+        })
 }

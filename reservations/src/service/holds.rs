@@ -66,7 +66,9 @@ pub struct Reservation {
     pub status: ReservationStatus,
     /// When it stops holding the units.
     pub expires_at: DateTime<Utc>,
-    /// What it holds, per variant (v1.1; one line for a one-variant sale).
+    /// What it holds, per variant (v1.1). Absent for a v1 hold (`{ quantity }` of a
+    /// v1 sale), whose answer keeps the v1 shape.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<super::CartLine>,
 }
 
@@ -128,11 +130,8 @@ impl Sales {
                             quantity: quantity.get(),
                             status: ReservationStatus::Held,
                             expires_at: ms_to_time(deadline_ms),
-                            // A one-variant sale's variant has the sale's id.
-                            lines: vec![super::CartLine {
-                                variant_id: crate::ids::VariantId(sale.0),
-                                quantity: quantity.get(),
-                            }],
+                            // A v1 reserve answers the v1 shape; a cart fills them in.
+                            lines: Vec::new(),
                         },
                         created,
                     })

@@ -10,7 +10,9 @@
 
 use super::Sales;
 use crate::ids::{MerchantId, SaleId, VariantId};
-use crate::sales::{check_new_variant, limits, FieldError, Sale, StockView, VariantInput, VariantSpec};
+use crate::sales::{
+    check_new_variant, limits, FieldError, Sale, StockView, VariantInput, VariantSpec,
+};
 use crate::{Error, Result};
 
 impl Sales {
@@ -86,7 +88,11 @@ impl Sales {
                     return Ok(sale);
                 }
                 let count = -delta;
-                let units = match self.projection.retire_units(id, count, Some(ordinal)).await? {
+                let units = match self
+                    .projection
+                    .retire_units(id, count, Some(ordinal))
+                    .await?
+                {
                     Some(units) => units,
                     None => {
                         self.rebuild_locked(id).await?;
@@ -94,7 +100,9 @@ impl Sales {
                             .retire_units(id, count, Some(ordinal))
                             .await?
                             .ok_or_else(|| {
-                                Error::Internal(anyhow::anyhow!("sale state vanished during retire"))
+                                Error::Internal(anyhow::anyhow!(
+                                    "sale state vanished during retire"
+                                ))
                             })?
                     }
                 };

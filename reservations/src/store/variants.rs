@@ -13,12 +13,14 @@ use crate::ids::{SaleId, VariantId};
 use crate::sales::{Sale, UnitRange, Variant, VariantSpec};
 use crate::{Error, Result};
 
-/// Inserts the variants of a new sale: the first has the sale's id, each owns the next
-/// `total` units from 1.
+/// Inserts the variants of a new sale, each owning the next `total` units from 1. The
+/// one variant of a sale created the v1 way (`listed` false) has the sale's id; the
+/// variants of a body that listed them get ids of their own.
 pub(super) async fn insert_all(
     tx: &mut Transaction<'_, Postgres>,
     sale: SaleId,
     specs: &[VariantSpec],
+    listed: bool,
 ) -> Result<Vec<Variant>> {
     let currency = specs
         .first()
@@ -27,8 +29,8 @@ pub(super) async fn insert_all(
     let mut next = 1;
     let mut variants = Vec::with_capacity(specs.len());
     for (ordinal, spec) in specs.iter().enumerate() {
-        let id = match ordinal {
-            0 => VariantId(sale.0),
+        let id = match (ordinal, listed) {
+            (0, false) => VariantId(sale.0),
             _ => VariantId(Uuid::now_v7()),
         };
         let range = UnitRange {
@@ -137,10 +139,23 @@ async fn new_units(
 
 impl SaleStore {
     /// Adds a variant (ordinal = the next one) with `spec.total` new units.
-    pub async fn add_variant(&self, sale: SaleId, ordinal: i32, spec: &VariantSpec) -> Result<Sale> {
+    pub async fn add_variant(
+        &self,
+        sale: SaleId,
+        ordinal: i32,
+        spec: &VariantSpec,
+    ) -> Result<Sale> {
         let mut tx = self.pool.begin().await?;
         let range = new_units(&mut tx, sale, spec.total).await?;
-        insert_one(&mut tx, sale, VariantId(Uuid::now_v7()), ordinal, spec, range).await?;
+        insert_one(
+            &mut tx,
+            sale,
+            VariantId(Uuid::now_v7()),
+            ordinal,
+            spec,
+            range,
+        )
+        .await?;
         tx.commit().await?;
         self.get(sale).await
     }
@@ -185,7 +200,10 @@ impl SaleStore {
             "update sales set total = unit_count - (select count(*) from retired_units where sale_id = $1), \
              version = version + 1, updated_at = now() where id = $1 returning {COLUMNS}"
         );
-        let row: SaleRow = sqlx::query_as(&sql).bind(sale.0).fetch_one(&mut *tx).await?;
+        let row: SaleRow = sqlx::query_as(&sql)
+            .bind(sale.0)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(row.into())
     }
