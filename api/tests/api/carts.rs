@@ -278,12 +278,19 @@ async fn concurrent_carts_with_overlapping_lines_never_sell_a_variant_past_its_s
 
     let held: Vec<Option<Value>> = futures::future::join_all(carts.iter().map(|lines| async {
         let shopper = app.direct_shopper();
-        let response = reserve_cart(&app, &shopper, id(&sale), lines, None).await;
-        match response.status().as_u16() {
-            201 => Some(lines.clone()),
-            409 => None,
-            other => panic!("unexpected {other}"),
+        // A shed request (503) is retried under the same key: its answer, whenever it
+        // comes, is the one cart it stands for.
+        let key = Uuid::new_v4().to_string();
+        for _ in 0..20 {
+            let response = reserve_cart(&app, &shopper, id(&sale), lines, Some(&key)).await;
+            match response.status().as_u16() {
+                200 | 201 => return Some(lines.clone()),
+                409 => return None,
+                503 => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                other => panic!("unexpected {other}"),
+            }
         }
+        panic!("shed twenty times")
     }))
     .await;
 
