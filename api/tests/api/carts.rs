@@ -314,3 +314,41 @@ async fn concurrent_carts_with_overlapping_lines_never_sell_a_variant_past_its_s
         assert!(held <= total);
     }
 }
+
+#[tokio::test]
+async fn with_four_stripes_each_cart_lives_in_one_stripe_and_the_last_units_still_sell() {
+    // 8 units of each variant over 4 stripes: every stripe has 2 of A and 2 of B.
+    let app = crate::helpers::spawn_app_with(|c| c.stock_stripes = 4).await;
+    let sale = variant_sale(&app, &[("A", 8, 100), ("B", 8, 100)], 10).await;
+    let lines = json!([line(&sale, 0, 2), line(&sale, 1, 2)]);
+
+    // Four carts of 2 + 2 fill the four stripes, wherever their shoppers live.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let shopper = app.direct_shopper();
+        let response = reserve_cart(&app, &shopper, id(&sale), &lines, None).await;
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        held.push((
+            shopper,
+            body["reservation_id"]
+                .as_str()
+                .unwrap()
+                .parse::<Uuid>()
+                .unwrap(),
+        ));
+    }
+    let fifth = reserve_cart(&app, &app.direct_shopper(), id(&sale), &lines, None).await;
+    let problem = assert_problem(fifth, 409, "sold_out").await;
+    assert_eq!(problem["lines"].as_array().unwrap().len(), 2);
+
+    let after = sale_json(&app, id(&sale)).await;
+    assert_eq!(variant_stock(&after), [(8, 0, 8, 0), (8, 0, 8, 0)]);
+    let (shopper, reservation) = &held[3];
+    let paid = app
+        .checkout(shopper, *reservation, Some("k"), "tok_ok")
+        .await;
+    assert_eq!(paid.status(), 201);
+    let after = sale_json(&app, id(&sale)).await;
+    assert_eq!(variant_stock(&after), [(8, 0, 6, 2), (8, 0, 6, 2)]);
+}

@@ -291,3 +291,37 @@ async fn redis_wiped_mid_run_every_variant_is_rebuilt_from_postgres() {
     let again = crate::carts::reserve_cart(&app, &holder, id(&sale), &again, None).await;
     assert_eq!(again.status(), 201);
 }
+
+#[tokio::test]
+async fn the_top_level_sku_and_price_of_a_sale_with_several_variants_are_not_editable() {
+    let app = spawn_app().await;
+    let sale = app
+        .create_sale(variants_body(
+            &app,
+            &[("A", 3, 100), ("B", 4, 200)],
+            1,
+            false,
+        ))
+        .await;
+
+    let sku = app.patch_sale(id(&sale), json!({ "sku": "C" }), None).await;
+    let price = app
+        .patch_sale(
+            id(&sale),
+            json!({ "price": { "amount_minor": 1, "currency": "EUR" } }),
+            None,
+        )
+        .await;
+    let name = app
+        .patch_sale(id(&sale), json!({ "name": "Renamed" }), None)
+        .await;
+
+    assert_invalid_field(sku, "sku").await;
+    assert_invalid_field(price, "price").await;
+    assert_eq!(name.status(), 200);
+    let after: Value = name.json().await.unwrap();
+    assert_eq!(
+        after["variants"][0]["name"], "Size A",
+        "a variant keeps its own name"
+    );
+}

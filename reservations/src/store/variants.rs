@@ -228,23 +228,29 @@ impl SaleStore {
             .collect())
     }
 
-    /// A one-variant sale's variant follows the sale's SKU, name and price (a v1 edit
-    /// changes them there); a sale with several keeps its variants as they are.
+    /// A one-variant sale's variant follows the sale's SKU and price (a v1 edit changes
+    /// them there), and a v1 sale's its name too (a listed variant keeps its own name);
+    /// a sale with several keeps its variants as they are (the edit refuses to change
+    /// its SKU or price).
     pub(super) async fn follow_first_variant(&self, mut sale: Sale) -> Result<Sale> {
         if sale.variants.len() == 1 {
+            let name = match sale.lists_variants() {
+                true => sale.variants[0].name.clone(),
+                false => sale.name.clone(),
+            };
             sqlx::query(
                 "update sale_variants set sku = $2, name = $3, price_minor = $4 \
                  where sale_id = $1 and ordinal = 0",
             )
             .bind(sale.id.0)
             .bind(&sale.sku)
-            .bind(&sale.name)
+            .bind(&name)
             .bind(sale.price.amount_minor)
             .execute(&self.pool)
             .await?;
             let first = &mut sale.variants[0];
             first.sku = sale.sku.clone();
-            first.name = sale.name.clone();
+            first.name = name;
             first.price = sale.price.clone();
         }
         Ok(sale)
