@@ -12,7 +12,8 @@
 //! stripe (u − 1) mod S, and a hold lives wholly in one stripe. A shopper reserves in
 //! their home stripe (a stable hash of their id) and falls back to the next stripes in
 //! order only when it is sold out. Whole-sale operations (stock, load, stock changes,
-//! the sweep) visit every stripe.
+//! the sweep) visit every stripe. A cart of a multi-variant sale lives in one stripe
+//! too, tried in the same order (see `variants`).
 //!
 //! # Layout
 //!
