@@ -325,3 +325,103 @@ async fn the_top_level_sku_and_price_of_a_sale_with_several_variants_are_not_edi
         "a variant keeps its own name"
     );
 }
+
+/// The free list of variant `k` of a (one-stripe) sale, read from Redis.
+async fn variant_free(app: &TestApp, sale: Uuid, k: u32, variants: u32) -> Vec<i32> {
+    let keys = app
+        .app_state
+        .sales
+        .hot_state_for_tests()
+        .stripe_keys(reservations::projection::Stripe::first(
+            reservations::ids::SaleId(sale),
+        ))
+        .with_variants(variants);
+    redis::cmd("LRANGE")
+        .arg(keys.variant_free(k))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut app.app_state.redis.clone())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciling_a_sale_of_variants_puts_each_unit_back_in_its_own_variant() {
+    // Arrange: as after a Redis rollback: a cart holding a B unit Postgres sold to
+    // another order, an order of B Redis never saw, and a free A unit filed under B.
+    let app = spawn_app().await;
+    let mut body = variants_body(&app, &[("A", 4, 100), ("B", 3, 200)], 5, true);
+    body["variants"][1]["per_user_limit"] = json!(2);
+    let sale = app.create_sale(body).await;
+    let sale_id = id(&sale);
+    let holder = app.direct_shopper();
+    let cart = json!([
+        { "variant_id": variant_id(&sale, 0), "quantity": 1 },
+        { "variant_id": variant_id(&sale, 1), "quantity": 1 }
+    ]);
+    let held: Value = crate::carts::reserve_cart(&app, &holder, sale_id, &cart, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hold_id: Uuid = held["reservation_id"].as_str().unwrap().parse().unwrap();
+    let projection = app.app_state.sales.hot_state_for_tests();
+    let record = projection
+        .hold(
+            reservations::projection::Stripe::first(reservations::ids::SaleId(sale_id)),
+            reservations::ids::ReservationId(hold_id),
+        )
+        .await
+        .unwrap()
+        .expect("the cart's record");
+    let held_b = record.units[1] as i32;
+    crate::reservations::insert_order(&app, sale_id, Uuid::new_v4(), &[held_b])
+        .await
+        .unwrap();
+    let lost_buyer = app.direct_shopper();
+    let free_b = variant_free(&app, sale_id, 1, 2).await;
+    crate::reservations::insert_order(&app, sale_id, lost_buyer.id, &[free_b[0]])
+        .await
+        .unwrap();
+    let mut conn = app.app_state.redis.clone();
+    let keys = projection
+        .stripe_keys(reservations::projection::Stripe::first(
+            reservations::ids::SaleId(sale_id),
+        ))
+        .with_variants(2);
+    let misfiled: i32 = redis::cmd("RPOP")
+        .arg(keys.variant_free(0))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("RPUSH")
+        .arg(keys.variant_free(1))
+        .arg(misfiled)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Act
+    let reconciled = app
+        .app_state
+        .sales
+        .reconcile(reservations::ids::SaleId(sale_id), "test-incarnation")
+        .await
+        .unwrap();
+
+    // Assert: the contradicted cart ended whole (its A unit is free again), each list
+    // holds only its own variant's units, the counters agree with Postgres, and the
+    // buyer Redis never saw counts against B's own limit.
+    assert!(reconciled);
+    let after = admin_sale_json(&app, sale_id).await;
+    assert_eq!(variant_stock(&after), [(4, 4, 0, 0), (3, 1, 0, 2)]);
+    let mut free_a = variant_free(&app, sale_id, 0, 2).await;
+    free_a.sort();
+    assert_eq!(free_a, [1, 2, 3, 4]);
+    let free_b = variant_free(&app, sale_id, 1, 2).await;
+    assert!(free_b.iter().all(|u| (5..=7).contains(u)), "{free_b:?}");
+    let over = json!([{ "variant_id": variant_id(&sale, 1), "quantity": 2 }]);
+    let over = crate::carts::reserve_cart(&app, &lost_buyer, sale_id, &over, None).await;
+    let problem = assert_problem(over, 409, "per_user_limit_exceeded").await;
+    assert_eq!(problem["limit"]["scope"], "variant");
+}
