@@ -105,6 +105,12 @@ impl ApiError {
                 Domain::SaleNotLive => (S::CONFLICT, "sale_not_live", detail),
                 Domain::SoldOut => (S::CONFLICT, "sold_out", detail),
                 Domain::PerUserLimitExceeded(_) => (S::CONFLICT, "per_user_limit_exceeded", detail),
+                Domain::SoldOutLines(_) => (S::CONFLICT, "sold_out", detail),
+                Domain::VariantLimitExceeded { .. } => {
+                    (S::CONFLICT, "per_user_limit_exceeded", detail)
+                }
+                Domain::VariantRequired => (S::UNPROCESSABLE_ENTITY, "variant_required", detail),
+                Domain::VariantNotFound => (S::NOT_FOUND, "variant_not_found", detail),
                 Domain::IdempotencyKeyReused => {
                     (S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
                 }
@@ -167,6 +173,52 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Members a problem carries besides the standard five (RFC 9457 extensions), v1.1:
+    /// a refused cart's `lines`, and which per-shopper `limit` was hit.
+    fn extensions(&self) -> Option<serde_json::Value> {
+        match self {
+            ApiError::Domain(Domain::SoldOutLines(lines)) => {
+                Some(serde_json::json!({ "lines": lines }))
+            }
+            ApiError::Domain(Domain::PerUserLimitExceeded(limit)) => Some(serde_json::json!({
+                "limit": { "scope": "sale", "per_user_limit": limit }
+            })),
+            ApiError::Domain(Domain::VariantLimitExceeded { variant, limit }) => {
+                Some(serde_json::json!({
+                    "limit": { "scope": "variant", "variant_id": variant, "per_user_limit": limit }
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A problem response with extension members (`extra`, a JSON object) next to the
+/// standard ones.
+fn problem_with(
+    status: StatusCode,
+    code: &str,
+    detail: &str,
+    extra: serde_json::Value,
+) -> Response {
+    let mut response = problem(status, code, detail);
+    let title = status.canonical_reason().unwrap_or("Error").to_owned();
+    let mut body = serde_json::json!({
+        "type": format!("/problems/{code}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+    });
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    *response.body_mut() = axum::body::Body::from(body.to_string());
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+}
+
 /// Builds a problem response; the one constructor every error path goes through.
 pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Error").to_owned();
@@ -188,6 +240,7 @@ pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, detail) = self.parts();
+        let extensions = self.extensions();
         let retry_after = match &self {
             ApiError::Unavailable { retry_after, .. } | ApiError::RateLimited { retry_after } => {
                 Some(*retry_after)
@@ -215,7 +268,10 @@ impl IntoResponse for ApiError {
         } else {
             detail
         };
-        let mut response = problem(status, code, &detail);
+        let mut response = match extensions {
+            Some(extra) => problem_with(status, code, &detail, extra),
+            None => problem(status, code, &detail),
+        };
         if let Some(seconds) = retry_after {
             response
                 .headers_mut()

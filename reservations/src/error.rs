@@ -46,6 +46,25 @@ pub enum Error {
     /// held + bought + requested would exceed the sale's per-shopper limit.
     #[error("at most {0} units per shopper")]
     PerUserLimitExceeded(i64),
+    /// A cart's lines that could not be served; nothing was held (v1.1, `409 sold_out`
+    /// with `lines`).
+    #[error("not every line of the cart can be served; nothing was held")]
+    SoldOutLines(Vec<crate::service::ShortLine>),
+    /// held + bought + requested of one variant would exceed its own per-shopper limit.
+    #[error("at most {limit} units of variant {variant} per shopper")]
+    VariantLimitExceeded {
+        /// The variant whose limit was hit.
+        variant: crate::ids::VariantId,
+        /// Its limit.
+        limit: i64,
+    },
+    /// A `{ "quantity": n }` reserve of a sale with several variants (`422
+    /// variant_required`).
+    #[error("this sale has several variants: reserve with lines naming them")]
+    VariantRequired,
+    /// No such variant in this sale.
+    #[error("variant not found")]
+    VariantNotFound,
     /// The same idempotency key was sent with a different body.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,

@@ -95,6 +95,10 @@ pub struct OrderPlaced {
     /// attempt id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<PaymentRef>,
+    /// The order's lines per variant (v1.1; absent from events written before carts,
+    /// which read as no lines: `quantity` and `amount` are the totals either way).
+    #[serde(default)]
+    pub lines: Vec<crate::checkout::lines::OrderLine>,
 }
 
 impl DomainEvent {
@@ -227,6 +231,7 @@ mod tests {
                 currency: "EUR".into(),
             },
             payment: Some(PaymentRef("pi_1".into())),
+            lines: Vec::new(),
         })
     }
 

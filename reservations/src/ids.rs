@@ -73,6 +73,11 @@ id_type!(
     SaleId
 );
 id_type!(
+    /// A variant of a sale (a size, a tier, a bundle). The first variant of a sale has
+    /// the sale's own id (see `sales::variant`).
+    VariantId
+);
+id_type!(
     /// A merchant, as named by the `sub` of its token.
     MerchantId
 );

@@ -11,15 +11,16 @@
 //!
 //! - [`ids`]: identifier newtypes.
 //! - [`sales`]: what a merchant writes (parsed at the edge) and the stored sale: money,
-//!   admission settings, create input, edits, the sale and its status.
+//!   admission settings, create input, edits, the sale and its status, its variants
+//!   (v1.1: each unit number belongs to one variant).
 //! - [`store`]: sales and units in Postgres.
 //! - [`projection`]: a sale's hot state in Redis (keys, scripts and their typed replies,
 //!   holds, stock, sweep) and the scripts in `lua/`.
 //! - [`redis_conn`]: one connection type for a single Redis or a Redis Cluster.
 //! - [`redis_identity`]: which Redis a process talks to (its incarnation).
 //! - [`service`]: the operations the HTTP layer calls ([`Sales`]): the catalogue,
-//!   shoppers' holds, the rebuild from Postgres, the sweep, and the narrow port the
-//!   waiting room reads ([`WaitingRoomPort`]).
+//!   shoppers' holds and carts (held all or none), variants, the rebuild from Postgres,
+//!   the sweep, and the narrow port the waiting room reads ([`WaitingRoomPort`]).
 //! - [`checkout`]: hold → order ([`checkout::Placement`]): the flow, idempotency keys
 //!   ([`checkout::idempotency`]), the order transaction, the reconciler of checkouts a
 //!   dead process left half done, and the order read model ([`checkout::orders`]).
@@ -47,4 +48,6 @@ pub mod service;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use service::{Quantity, Reservation, ReservationStatus, Reserved, Sales, WaitingRoomPort};
+pub use service::{
+    CartLine, Quantity, Reservation, ReservationStatus, Reserved, Sales, ShortLine, WaitingRoomPort,
+};

@@ -5,7 +5,11 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::ids::{MerchantId, SaleId, ShopperId};
-use crate::sales::{Access, Admission, DrawBeacon, Money, Sale, SaleSpec, SaleState, StatusFilter};
+use crate::sales::{
+    Access, Admission, DrawBeacon, Money, Sale, SaleSpec, SaleState, StatusFilter, Variant,
+};
+
+mod variants;
 use crate::{Error, Result};
 
 #[derive(sqlx::FromRow)]
@@ -30,6 +34,7 @@ struct SaleRow {
     message: Option<String>,
     created_at: DateTime<Utc>,
     draw_beacon: Option<sqlx::types::Json<DrawBeacon>>,
+    variants: sqlx::types::Json<Vec<Variant>>,
 }
 
 impl From<SaleRow> for Sale {
@@ -57,12 +62,22 @@ impl From<SaleRow> for Sale {
             message: r.message,
             created_at: r.created_at,
             draw_beacon: r.draw_beacon.map(|b| b.0),
+            variants: r.variants.0,
         }
     }
 }
 
+// The variants ride along as one JSON column (a correlated subquery, also valid in
+// `returning`), so reading a sale stays one round trip. `sales.` is spelled out: inside
+// the subquery a bare `id` would be the variant's.
 const COLUMNS: &str = "id, merchant_id, name, sku, description, price_minor, currency, unit_count, \
-     total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, version, admission, access, message, created_at, draw_beacon";
+     total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, version, admission, access, message, created_at, draw_beacon, \
+     coalesce((select json_agg(json_build_object('id', v.id, 'ordinal', v.ordinal, 'sku', v.sku, \
+       'name', v.name, 'price', json_build_object('amount_minor', v.price_minor, 'currency', sales.currency), \
+       'per_user_limit', v.per_user_limit, 'total', v.total, \
+       'units', coalesce((select json_agg(json_build_object('first', r.first_unit, 'last', r.last_unit) \
+         order by r.first_unit) from variant_units r where r.variant_id = v.id), '[]'::json)) \
+       order by v.ordinal) from sale_variants v where v.sale_id = sales.id), '[]'::json) as variants";
 
 /// A position in a merchant's listing: the last row of the previous page.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,8 +105,10 @@ impl SaleStore {
         &self.pool
     }
 
-    /// Inserts a new sale with units 1..=total.
+    /// Inserts a new sale with units 1..=total and its variants (each owning the next
+    /// `total` units, in order), in one transaction.
     pub async fn insert(&self, merchant: MerchantId, spec: &SaleSpec) -> Result<Sale> {
+        let mut tx = self.pool.begin().await?;
         let sql = format!(
             "insert into sales (id, merchant_id, name, sku, description, price_minor, currency, \
              unit_count, total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, admission, \
@@ -115,9 +132,12 @@ impl SaleStore {
             .bind(sqlx::types::Json(&spec.admission))
             .bind(spec.draw_beacon.as_ref().map(sqlx::types::Json))
             .bind(spec.access.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
-        Ok(row.into())
+        let mut sale: Sale = row.into();
+        sale.variants = variants::insert_all(&mut tx, sale.id, &spec.variants, spec.listed).await?;
+        tx.commit().await?;
+        Ok(sale)
     }
 
     /// Any sale by id (public pages, reservations).
@@ -206,7 +226,7 @@ impl SaleStore {
             .fetch_optional(&self.pool)
             .await?;
         match (row, expected) {
-            (Some(row), _) => Ok(row.into()),
+            (Some(row), _) => self.follow_first_variant(row.into()).await,
             (None, Some(version)) => Err(Error::StaleVersion(version)),
             (None, None) => Err(Error::SaleNotFound),
         }
@@ -219,13 +239,26 @@ impl SaleStore {
             "update sales set unit_count = unit_count + $2, total = total + $2, \
              version = version + 1, updated_at = now() where id = $1 returning {COLUMNS}"
         );
+        let mut tx = self.pool.begin().await?;
         let row: SaleRow = sqlx::query_as(&sql)
             .bind(id.0)
             .bind(count)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
-        let sale: Sale = row.into();
+        let mut sale: Sale = row.into();
         let first = sale.unit_count - count + 1;
+        // The v1 delta is the one variant's (a sale with several changes a variant's
+        // stock by its own route, see `variants`).
+        if let Some(variant) = sale.variants.first_mut() {
+            let range = crate::sales::UnitRange {
+                first,
+                last: sale.unit_count,
+            };
+            variants::record_units(&mut tx, id, variant.id, range).await?;
+            variant.total += count;
+            variant.units.push(range);
+        }
+        tx.commit().await?;
         Ok((sale, first))
     }
 
@@ -238,6 +271,16 @@ impl SaleStore {
         )
         .bind(id.0)
         .bind(units)
+        .execute(&mut *tx)
+        .await?;
+        // The v1 delta is the one variant's: its total follows the sale's.
+        sqlx::query(
+            "update sale_variants set total = (select unit_count from sales where id = $1) - \
+             (select count(*) from retired_units where sale_id = $1) \
+             where sale_id = $1 and ordinal = 0 \
+             and (select count(*) from sale_variants where sale_id = $1) = 1",
+        )
+        .bind(id.0)
         .execute(&mut *tx)
         .await?;
         let sql = format!(

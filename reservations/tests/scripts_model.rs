@@ -152,6 +152,7 @@ fn sale(id: SaleId, base_ms: i64) -> Sale {
         message: None,
         created_at: Utc::now(),
         draw_beacon: None,
+        variants: Vec::new(),
     }
 }
 
@@ -175,7 +176,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         ..Model::default()
     };
     projection
-        .load(&sale(sale_id, model.now), &[], &[], &[])
+        .load(&sale(sale_id, model.now), &[], &[], &[], &[])
         .await
         .unwrap();
     let shoppers: Vec<ShopperId> = (0..SHOPPERS).map(|_| ShopperId::new()).collect();

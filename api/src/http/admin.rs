@@ -16,10 +16,10 @@ use crate::http::extract::{AppJson, AppQuery, IdPath, Merchant};
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use crate::signals::RedisSignals;
-use reservations::ids::SaleId;
+use reservations::ids::{SaleId, VariantId};
 use reservations::sales::{
     Access, Admission, DrawBeacon, Money, Sale, SaleInput, SalePatch, SaleStatus, StatusFilter,
-    StockView, Transition,
+    StockView, Transition, VariantInput,
 };
 use reservations::store::ListCursor;
 use waiting_room::runner::SignalSource;
@@ -30,6 +30,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/sales", post(create_sale).get(list_sales))
         .route("/v1/admin/sales/{sale_id}", get(get_sale).patch(patch_sale))
         .route("/v1/admin/sales/{sale_id}/stock", post(change_stock))
+        .route("/v1/admin/sales/{sale_id}/variants", post(add_variant))
+        .route(
+            "/v1/admin/sales/{sale_id}/variants/{variant_id}/stock",
+            post(change_variant_stock),
+        )
         .route("/v1/admin/sales/{sale_id}/pause", post(pause))
         .route("/v1/admin/sales/{sale_id}/resume", post(resume))
         .route("/v1/admin/sales/{sale_id}/end", post(end))
@@ -60,11 +65,53 @@ pub struct SaleView {
     access: Access,
     /// The message to the line (null when none).
     message: Option<String>,
+    /// v1.1: every variant with its stock. Absent for a sale created the v1 way (its
+    /// top-level `sku`, `price` and `stock` describe its one variant).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    variants: Vec<VariantView>,
+}
+
+/// A variant of a sale with its stock (v1.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VariantView {
+    variant_id: VariantId,
+    sku: String,
+    name: String,
+    price: Money,
+    stock: StockView,
+    per_user_limit: Option<i32>,
+}
+
+/// Each variant of `sale` with its stock (`stocks` in ordinal order); none for a v1
+/// sale, whose answers keep the v1 shape.
+pub fn variant_views(sale: &Sale, stocks: &[StockView]) -> Vec<VariantView> {
+    if !sale.lists_variants() {
+        return Vec::new();
+    }
+    sale.variants
+        .iter()
+        .zip(stocks)
+        .map(|(v, stock)| VariantView {
+            variant_id: v.id,
+            sku: v.sku.clone(),
+            name: v.name.clone(),
+            price: v.price.clone(),
+            stock: *stock,
+            per_user_limit: v.per_user_limit,
+        })
+        .collect()
 }
 
 impl SaleView {
-    fn new(sale: Sale, stock: StockView, now: DateTime<Utc>) -> Self {
+    /// The view of a sale with its stock, reading its variants' stock.
+    async fn read(state: &AppState, sale: Sale, stock: StockView) -> Result<Self, ApiError> {
+        let stocks = state.sales.variant_stock(&sale, &stock).await?;
+        Ok(Self::new(sale, stock, &stocks, state.sales.now()))
+    }
+
+    fn new(sale: Sale, stock: StockView, stocks: &[StockView], now: DateTime<Utc>) -> Self {
         SaleView {
+            variants: variant_views(&sale, stocks),
             status: sale.status(now, &stock),
             id: sale.id,
             name: sale.name,
@@ -86,18 +133,18 @@ impl SaleView {
 }
 
 /// The sale with its `ETag` (the version), as every admin answer that returns one.
-pub(crate) fn sale_response(
+pub(crate) async fn sale_response(
     state: &AppState,
     status: StatusCode,
     (sale, stock): (Sale, StockView),
-) -> Response {
+) -> Result<Response, ApiError> {
     let etag = format!("\"v{}\"", sale.version);
-    let view = SaleView::new(sale, stock, state.sales.now());
+    let view = SaleView::read(state, sale, stock).await?;
     let mut response = (status, axum::Json(view)).into_response();
     if let Ok(value) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(header::ETAG, value);
     }
-    response
+    Ok(response)
 }
 
 /// Create a sale.
@@ -110,7 +157,7 @@ async fn create_sale(
     AppJson(input): AppJson<SaleInput>,
 ) -> Result<Response, ApiError> {
     let created = state.sales.create(merchant, input).await?;
-    Ok(sale_response(&state, StatusCode::CREATED, created))
+    sale_response(&state, StatusCode::CREATED, created).await
 }
 
 /// Query of the sale listing.
@@ -190,12 +237,12 @@ async fn list_sales(
         .sales
         .list(merchant, query.status, limit, after)
         .await?;
-    let now = state.sales.now();
+    let mut items = Vec::with_capacity(rows.len());
+    for (sale, stock) in rows {
+        items.push(SaleView::read(&state, sale, stock).await?);
+    }
     Ok(axum::Json(SalePage {
-        items: rows
-            .into_iter()
-            .map(|(s, st)| SaleView::new(s, st, now))
-            .collect(),
+        items,
         next_cursor: next.map(|c| encode_cursor(c.created_at, c.id)),
     }))
 }
@@ -211,7 +258,7 @@ async fn get_sale(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let found = state.sales.get_owned(merchant, SaleId(id)).await?;
-    Ok(sale_response(&state, StatusCode::OK, found))
+    sale_response(&state, StatusCode::OK, found).await
 }
 
 /// The version named by `If-Match`, when the header is present. `*` matches any.
@@ -256,7 +303,7 @@ async fn patch_sale(
         .sales
         .patch(merchant, SaleId(id), patch, version)
         .await?;
-    Ok(sale_response(&state, StatusCode::OK, patched))
+    sale_response(&state, StatusCode::OK, patched).await
 }
 
 /// Body of a stock change.
@@ -284,7 +331,49 @@ async fn change_stock(
         .sales
         .change_stock(merchant, SaleId(id), body.delta)
         .await?;
-    Ok(sale_response(&state, StatusCode::OK, changed))
+    sale_response(&state, StatusCode::OK, changed).await
+}
+
+/// Add a variant to a sale before its start (v1.1).
+#[utoipa::path(post, path = "/v1/admin/sales/{sale_id}/variants", tag = "admin", request_body = VariantInput,
+    params(("sale_id" = uuid::Uuid, Path)),
+    responses((status = 201, body = SaleView), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
+    security(("merchant" = [])))]
+async fn add_variant(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    IdPath(id): IdPath,
+    AppJson(body): AppJson<VariantInput>,
+) -> Result<Response, ApiError> {
+    let added = state.sales.add_variant(merchant, SaleId(id), body).await?;
+    sale_response(&state, StatusCode::CREATED, added).await
+}
+
+/// Add or retire units of one variant (v1.1).
+#[utoipa::path(post, path = "/v1/admin/sales/{sale_id}/variants/{variant_id}/stock", tag = "admin",
+    request_body = StockDelta,
+    params(("sale_id" = uuid::Uuid, Path), ("variant_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = SaleView), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("merchant" = [])))]
+async fn change_variant_stock(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    ids: Result<
+        axum::extract::Path<(uuid::Uuid, uuid::Uuid)>,
+        axum::extract::rejection::PathRejection,
+    >,
+    AppJson(body): AppJson<StockDelta>,
+) -> Result<Response, ApiError> {
+    // A malformed id names nothing: 404, as every id path answers.
+    let axum::extract::Path((sale, variant)) =
+        ids.map_err(|_| ApiError::client(StatusCode::NOT_FOUND, "sale_not_found", "no such id"))?;
+    let changed = state
+        .sales
+        .change_variant_stock(merchant, SaleId(sale), VariantId(variant), body.delta)
+        .await?;
+    sale_response(&state, StatusCode::OK, changed).await
 }
 
 async fn transition(
@@ -297,7 +386,7 @@ async fn transition(
         .sales
         .transition(merchant.0, SaleId(id), action)
         .await?;
-    Ok(sale_response(&state, StatusCode::OK, changed))
+    sale_response(&state, StatusCode::OK, changed).await
 }
 
 /// Pause a sale.
@@ -376,6 +465,9 @@ pub struct Stats {
     at: DateTime<Utc>,
     status: SaleStatus,
     stock: StockView,
+    /// v1.1: each variant with its stock (absent for a v1 sale).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    variants: Vec<VariantView>,
     queue: QueueStats,
     admission: AdmissionStats,
     signals: SignalStats,
@@ -391,6 +483,7 @@ async fn stats(
     IdPath(id): IdPath,
 ) -> Result<axum::Json<Stats>, ApiError> {
     let (sale, stock) = state.sales.get_owned(merchant, SaleId(id)).await?;
+    let stocks = state.sales.variant_stock(&sale, &stock).await?;
     let now = state.sales.now();
     let (count, revenue_minor) = state.sales.order_totals(sale.id).await?;
     let line = state.queue.line_state(sale.id).await?;
@@ -405,6 +498,7 @@ async fn stats(
         at: now,
         status: sale.status(now, &stock),
         stock,
+        variants: variant_views(&sale, &stocks),
         queue: QueueStats {
             prequeue: line.prequeue,
             waiting: line.waiting(),

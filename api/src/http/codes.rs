@@ -178,5 +178,5 @@ async fn set_message(
         .sales
         .patch(merchant, SaleId(sale), patch, None)
         .await?;
-    Ok(sale_response(&state, StatusCode::OK, saved))
+    sale_response(&state, StatusCode::OK, saved).await
 }

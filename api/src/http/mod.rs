@@ -119,6 +119,7 @@ pub struct AppParts {
         reservations::reserve, reservations::get_reservation, reservations::release,
         orders::checkout, orders::get_order, orders::list_orders, orders::sale_orders,
         admin::create_sale, admin::list_sales, admin::get_sale, admin::patch_sale, admin::change_stock,
+        admin::add_variant, admin::change_variant_stock,
         admin::pause, admin::resume, admin::end, admin::stats, beacon::supply,
         codes::upload_codes, codes::list_codes, codes::set_message,
         webhooks::create, webhooks::list, webhooks::delete, webhooks::rotate_secret, webhooks::deliveries,

@@ -71,6 +71,20 @@ pub struct PublicSale {
     status: SaleStatus,
     per_user_limit: i32,
     stock: PublicStock,
+    /// v1.1: each variant with its public stock (absent for a v1 sale).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    variants: Vec<PublicVariant>,
+}
+
+/// A variant as the storefront shows it (v1.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicVariant {
+    variant_id: reservations::ids::VariantId,
+    sku: String,
+    name: String,
+    price: Money,
+    stock: PublicStock,
+    per_user_limit: Option<i32>,
 }
 
 /// The sale page's data; cacheable for a second, with an `ETag`.
@@ -82,8 +96,19 @@ async fn get_sale(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (sale, stock) = state.sales.get(SaleId(id)).await?;
+    let stocks = state.sales.variant_stock(&sale, &stock).await?;
+    let listed = sale.lists_variants();
     let status = sale.status(state.sales.now(), &stock);
-    let etag = format!("W/\"v{}-{}-{:?}\"", sale.version, stock.available, status);
+    // A multi-variant sale's tag names each variant's availability: units may move
+    // between variants' holds while the sale's sum stays the same.
+    let per_variant: String = match sale.has_variants() {
+        true => stocks.iter().map(|s| format!("-{}", s.available)).collect(),
+        false => String::new(),
+    };
+    let etag = format!(
+        "W/\"v{}-{}{per_variant}-{:?}\"",
+        sale.version, stock.available, status
+    );
     let cache = HeaderValue::from_static("public, max-age=1, stale-while-revalidate=5");
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -105,6 +130,23 @@ async fn get_sale(
                 total: stock.total,
                 available: stock.available,
             },
+            variants: sale
+                .variants
+                .iter()
+                .filter(|_| listed)
+                .zip(&stocks)
+                .map(|(v, s)| PublicVariant {
+                    variant_id: v.id,
+                    sku: v.sku.clone(),
+                    name: v.name.clone(),
+                    price: v.price.clone(),
+                    stock: PublicStock {
+                        total: s.total,
+                        available: s.available,
+                    },
+                    per_user_limit: v.per_user_limit,
+                })
+                .collect(),
         })
         .into_response()
     };

@@ -13,7 +13,7 @@ use crate::http::extract::{AppJson, ClientCapped, IdPath, IdempotencyKey, Shoppe
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::{ReservationId, SaleId};
-use reservations::{Quantity, Reservation};
+use reservations::{CartLine, Quantity, Reservation};
 
 /// The reservation routes.
 pub fn router() -> Router<AppState> {
@@ -28,13 +28,19 @@ pub fn router() -> Router<AppState> {
         .merge(shed::classed(read, Priority::Other))
 }
 
-/// Body of a reserve call.
+/// Body of a reserve call: `{ "quantity": n }` (v1; a one-variant sale) or
+/// `{ "lines": [{ "variant_id", "quantity" }, …] }` (v1.1: a cart, 1–20 lines of
+/// distinct variants, held all or none). Exactly one of the two.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveBody {
-    /// Units to hold, 1 up to the sale's per-shopper limit.
+    /// Units to hold, 1 up to the sale's per-shopper limit (v1).
     #[schema(minimum = 1, maximum = 100)]
-    quantity: i64,
+    #[serde(default)]
+    quantity: Option<i64>,
+    /// The cart's lines (v1.1).
+    #[serde(default)]
+    lines: Option<Vec<CartLine>>,
 }
 
 /// Hold units of a live sale.
@@ -58,14 +64,34 @@ async fn reserve(
         .get("x-admission-token")
         .and_then(|v| v.to_str().ok());
     state.admission.check(token, shopper.0, sale)?;
-    let quantity = Quantity::parse(body.quantity)?;
+    let ask = match (body.quantity, body.lines) {
+        (Some(quantity), None) => Ok(Quantity::parse(quantity)?),
+        (None, Some(lines)) => Err(lines),
+        _ => {
+            return Err(ApiError::client(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "give either `quantity` or `lines`",
+            ))
+        }
+    };
     // The controller's reserve signal (`/stats` `reserve_p95_ms`): the hold's own time,
     // whatever it answered, like checkout's.
     let started = std::time::Instant::now();
-    let reserved = state
-        .sales
-        .reserve(SaleId(sale), shopper, quantity, key.as_deref())
-        .await;
+    let reserved = match ask {
+        Ok(quantity) => {
+            state
+                .sales
+                .reserve(SaleId(sale), shopper, quantity, key.as_deref())
+                .await
+        }
+        Err(lines) => {
+            state
+                .sales
+                .reserve_cart(SaleId(sale), shopper, &lines, key.as_deref())
+                .await
+        }
+    };
     state.signals.reserve.record(started.elapsed());
     let reserved = reserved?;
     let status = if reserved.created {

@@ -5,6 +5,7 @@
 mod admin;
 mod attacks;
 mod beacon;
+mod carts;
 mod checkout;
 mod codes;
 mod commit_cut;
@@ -21,5 +22,6 @@ mod reservations_by_id;
 mod rollback;
 mod shedding;
 mod stripes;
+mod variants;
 mod verify;
 mod webhooks;

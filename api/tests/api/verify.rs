@@ -300,3 +300,69 @@ async fn the_checker_fails_a_payment_attempt_left_in_doubt_and_a_reservation_aut
     assert!(offenders("payment_attempts_settled").contains(&stuck.to_string()));
     assert!(offenders("one_live_authorization_per_reservation").contains(&reservation.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_passes_a_sale_of_variants_sold_in_carts_and_fails_a_unit_under_another_variant(
+) {
+    // Arrange: one cart of two variants bought, another held; events flow.
+    let app = spawn_app().await;
+    let sale = crate::variants::variant_sale(&app, &[("A", 4, 100), ("B", 3, 200)], 5).await;
+    let sale_id: Uuid = sale["id"].as_str().unwrap().parse().unwrap();
+    let (variant_a, variant_b) = (
+        crate::variants::variant_id(&sale, 0),
+        crate::variants::variant_id(&sale, 1),
+    );
+    let pipeline = Pipeline::start(&app).await;
+    let (buyer, holder) = (app.direct_shopper(), app.direct_shopper());
+    let cart = serde_json::json!([
+        { "variant_id": variant_a, "quantity": 2 }, { "variant_id": variant_b, "quantity": 1 }
+    ]);
+    let held = crate::carts::reserve_cart(&app, &buyer, sale_id, &cart, None).await;
+    let held: serde_json::Value = held.json().await.unwrap();
+    let reservation: Uuid = held["reservation_id"].as_str().unwrap().parse().unwrap();
+    let key = Uuid::new_v4().to_string();
+    let paid = app
+        .checkout(&buyer, reservation, Some(&key), "tok_ok")
+        .await;
+    assert_eq!(paid.status(), 201);
+    let other = serde_json::json!([{ "variant_id": variant_b, "quantity": 1 }]);
+    let kept = crate::carts::reserve_cart(&app, &holder, sale_id, &other, None).await;
+    assert_eq!(kept.status(), 201);
+
+    // Act
+    let clean = check(&app, sale_id, Duration::from_secs(30)).await;
+
+    // Assert: every check holds, per variant too.
+    assert!(clean.passed(), "{}", clean.render());
+    assert_eq!((clean.orders, clean.units_sold), (1, 3));
+
+    // A free unit of B filed under A: the per-variant checks see it.
+    let projection = Projection::new(app.app_state.redis.clone(), app.prefix.clone());
+    let keys = projection
+        .stripe_keys(reservations::projection::Stripe::first(SaleId(sale_id)))
+        .with_variants(2);
+    let mut conn = app.app_state.redis.clone();
+    let unit: i64 = redis::cmd("RPOP")
+        .arg(keys.variant_free(1))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("RPUSH")
+        .arg(keys.variant_free(0))
+        .arg(unit)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let corrupt = check(&app, sale_id, Duration::from_secs(30)).await;
+    assert!(
+        failed(&corrupt, "free_units_in_their_variant"),
+        "{}",
+        corrupt.render()
+    );
+    assert!(
+        failed(&corrupt, "variant_stock_conserved"),
+        "{}",
+        corrupt.render()
+    );
+    pipeline.stop().await;
+}

@@ -14,6 +14,9 @@
 //!
 //! - [`stock`]: units, Redis stock and holds, the per-shopper limit (this crate's
 //!   `sales`, `orders`, `order_units`, `retired_units` and the sale's Redis keys);
+//! - [`variants`]: conservation and the unit guard per variant (`sale_variants`,
+//!   `variant_units`, a multi-variant sale's free lists and counters), run by the
+//!   stock audit;
 //! - [`payments`]: the simulated provider's ledger, `sim_payments` (this crate's
 //!   [`crate::payment`] module);
 //! - `outbox_relay::audit`: outbox rows, `processed_events` per consumer group, the
@@ -21,6 +24,7 @@
 
 pub mod payments;
 pub mod stock;
+pub mod variants;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

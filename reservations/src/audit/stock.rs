@@ -48,6 +48,7 @@ pub async fn audit(
         redis_checks(projection, &mut redis, &stripes, sale, sold.units_sold).await?;
     checks.extend(redis_checks);
     checks.push(per_user_limit(db, &mut redis, &stripes, sale).await?);
+    checks.extend(super::variants::audit(db, projection, sale).await?);
     Ok(Audit {
         checks,
         figures: StockFigures {

@@ -21,6 +21,8 @@
 //! - `commit_outcome`: asks Postgres whether an order whose COMMIT errored exists.
 //! - `reconciler`: finishes checkouts a dead process left in `committing`.
 //! - [`orders`]: the order read model ([`Order`]) and the order queries.
+//! - [`lines`]: an order's lines per variant ([`lines::OrderLine`]), derived from its
+//!   units.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -37,6 +39,7 @@ use crate::{Error, Result, Sales};
 mod attempts;
 mod commit_outcome;
 pub mod idempotency;
+pub mod lines;
 pub mod orders;
 mod reconciler;
 mod transaction;
@@ -103,8 +106,8 @@ pub struct Checkout {
     payments: Arc<dyn PaymentGateway>,
     /// How long a payment attempt is presumed in flight before the completer judges it.
     attempt_grace: Duration,
-    /// Started sales' price and limit ([`Checkout::terms`]).
-    terms: Arc<RwLock<HashMap<SaleId, (Money, i32)>>>,
+    /// Started sales' variants (prices) and limit ([`Checkout::terms`]).
+    terms: Arc<RwLock<HashMap<SaleId, (Vec<crate::sales::Variant>, String, i32)>>>,
 }
 
 /// The default grace of a payment attempt: twice the default payment timeout (3 s).
@@ -257,17 +260,24 @@ impl Checkout {
         let abort =
             |finish| projection.finish_checkout(stripe, request.reservation, order_id, finish);
 
-        let (price, limit) = match self.terms(sale_id).await {
+        let (variants, currency, limit) = match self.terms(sale_id).await {
             Ok(terms) => terms,
             Err(e) => {
                 abort(Finish::Abort).await?;
                 return Err(e);
             }
         };
-        let amount = Money {
-            amount_minor: price.amount_minor * quantity,
-            currency: price.currency,
-        };
+        // One authorization for the cart: the sum of its lines (each unit priced by
+        // the variant it belongs to; a one-variant sale's is price × quantity).
+        let lines = lines::lines_of(&variants, &units);
+        if lines.iter().map(|l| l.quantity).sum::<i64>() != units.len() as i64 {
+            // A unit no variant owns: never charge a partial price for it.
+            abort(Finish::Abort).await?;
+            return Err(Error::Internal(anyhow::anyhow!(
+                "sale {sale_id}: units {units:?} are not all owned by its variants"
+            )));
+        }
+        let amount = lines::total(&lines, &currency);
         let payment = match self
             .authorize(order_id, &amount, request, retried, may_be_authorized)
             .await
@@ -291,6 +301,12 @@ impl Checkout {
             reservation_id: request.reservation,
             quantity,
             amount,
+            // A v1 sale's order keeps the v1 shape; its event carries the line anyway.
+            lines: if crate::sales::lists_variants(sale_id, &variants) {
+                lines.clone()
+            } else {
+                Vec::new()
+            },
             status: OrderStatus::Confirmed,
             created_at: self.sales.now(),
             confirmation: Confirmation {
@@ -302,6 +318,7 @@ impl Checkout {
             shopper: request.shopper,
             key: request.key(),
             units: &units,
+            lines: &lines,
             limit,
             correlation_id: &request.correlation_id,
             payment: &payment,
@@ -371,7 +388,7 @@ impl Checkout {
     /// started (the rules shoppers rely on), and a hold is only checked out of a started
     /// sale: read from Postgres once, then kept for the life of the process (a few bytes
     /// per sale; forgotten all at once past 10,000 sales).
-    async fn terms(&self, sale: SaleId) -> Result<(Money, i32)> {
+    async fn terms(&self, sale: SaleId) -> Result<(Vec<crate::sales::Variant>, String, i32)> {
         if let Some(terms) = self
             .terms
             .read()
@@ -381,7 +398,11 @@ impl Checkout {
             return Ok(terms.clone());
         }
         let record = self.sales.store().get(sale).await?;
-        let terms = (record.price, record.per_user_limit);
+        let terms = (
+            record.variants,
+            record.price.currency,
+            record.per_user_limit,
+        );
         if record.starts_at <= self.sales.now() {
             let mut known = self.terms.write().unwrap_or_else(|e| e.into_inner());
             if known.len() >= 10_000 {

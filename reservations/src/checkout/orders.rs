@@ -51,8 +51,12 @@ pub struct Order {
     pub reservation_id: ReservationId,
     /// Units bought.
     pub quantity: i64,
-    /// Price × quantity.
+    /// The sum of the lines' amounts (price × quantity for a one-variant sale).
     pub amount: Money,
+    /// Per variant: SKU, quantity, unit price, amount (v1.1). Absent from answers
+    /// stored before lines existed, which replay without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<super::lines::OrderLine>,
     /// Always `confirmed`: an order exists only once committed.
     pub status: OrderStatus,
     /// When it was committed.
@@ -84,6 +88,7 @@ impl From<OrderRow> for Order {
                 amount_minor: r.amount_minor,
                 currency: r.currency,
             },
+            lines: Vec::new(),
             status: OrderStatus::Confirmed,
             created_at: r.created_at,
             confirmation: Confirmation {
@@ -111,7 +116,21 @@ impl Checkout {
             .bind(shopper.0)
             .fetch_optional(&self.reads)
             .await?;
-        row.map(Order::from).ok_or(Error::OrderNotFound)
+        let order = row.map(Order::from).ok_or(Error::OrderNotFound)?;
+        Ok(self.with_lines(vec![order]).await?.remove(0))
+    }
+
+    /// The orders with their lines (one query for all of them).
+    async fn with_lines(&self, mut orders: Vec<Order>) -> Result<Vec<Order>> {
+        let ids: Vec<Uuid> = orders.iter().map(|o| o.order_id.0).collect();
+        let mut lines = super::lines::lines_for(&self.reads, &ids).await?;
+        for order in &mut orders {
+            let of_order = lines.remove(&order.order_id.0).unwrap_or_default();
+            // A v1 sale's order (its one variant has the sale's id) keeps the v1 shape.
+            let v1 = of_order.len() == 1 && of_order[0].variant_id.0 == order.sale_id.0;
+            order.lines = if v1 { Vec::new() } else { of_order };
+        }
+        Ok(orders)
     }
 
     /// A page of a shopper's orders, newest first, after the keyset position `after`.
@@ -152,6 +171,7 @@ impl Checkout {
             .bind(limit)
             .fetch_all(&self.reads)
             .await?;
-        Ok(rows.into_iter().map(Order::from).collect())
+        self.with_lines(rows.into_iter().map(Order::from).collect())
+            .await
     }
 }

@@ -100,6 +100,8 @@ pub(super) struct Commit<'a> {
     pub(super) key: IdempotencyKey<'a>,
     /// The units Redis handed out, one `order_units` row each.
     pub(super) units: &'a [i32],
+    /// The order's lines, for the event (the order itself omits a v1 sale's).
+    pub(super) lines: &'a [super::lines::OrderLine],
     /// The sale's per-shopper limit (see [`LIMIT_CHECKED_INSERT`]).
     pub(super) limit: i32,
     /// The request behind it, carried into the event.
@@ -128,6 +130,7 @@ pub(super) async fn commit(
         quantity: order.quantity as i32,
         amount: order.amount.clone(),
         payment: Some(c.payment.clone()),
+        lines: c.lines.to_vec(),
     });
     let event = placed.outbox_row()?;
     let answer = idempotency::answer_json(order)?;

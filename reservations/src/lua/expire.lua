@@ -6,6 +6,7 @@
 -- when the sale ends, at the latest now once the merchant ended it (0 when the state is
 -- missing). Holds being checked out are not in the deadline set (checkout moved them to
 -- `committing`), so expiry never races a commit.
+check_variant_keys()
 local now, batch = tonumber(ARGV[1]), tonumber(ARGV[2])
 local due = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', now, 'LIMIT', 0, batch)
 local expired = 0

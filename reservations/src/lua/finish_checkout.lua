@@ -18,7 +18,11 @@
 --               order: the shopper's orders would pass the per-shopper limit): every
 --               unit returns to the free list and the hold ends `released`.
 -- Returns {'ok'}, {'noop'} (nothing to do) or {'no_state'}.
+-- A multi-variant sale's counters move per variant too: held:<k> by the hold's lines,
+-- sold:<k> by the variant each unit belongs to (meta.ranges, see common.lua).
 if redis.call('EXISTS', K_META) == 0 then return {'no_state'} end
+check_variant_keys()
+local varied = variant_count() > 1
 local id, outcome, order = ARGV[1], ARGV[2], ARGV[3]
 local units = {}
 for i = 4, #ARGV do units[#units + 1] = tonumber(ARGV[i]) end
@@ -31,12 +35,31 @@ if outcome == 'sold' then
     redis.call('ZREM', K_COMMITTING, id)
     redis.call('ZREM', K_DEADLINES, id)
     redis.call('HINCRBY', K_META, 'held', -hold.q)
+    if hold.l then
+      for _, line in ipairs(hold.l) do
+        redis.call('HINCRBY', K_META, 'held:' .. line.v, -line.q)
+      end
+    end
   else
     -- Units outside any live hold of ours: wherever they are, they are sold now.
-    for _, unit in ipairs(units) do redis.call('LREM', K_FREE, 1, unit) end
-    if hold ~= nil then redis.call('HINCRBY', K_USERS, hold.o, hold.q) end
+    for _, unit in ipairs(units) do
+      redis.call('LREM', free_key(varied and variant_of(unit) or 0), 1, unit)
+    end
+    if hold ~= nil then
+      redis.call('HINCRBY', K_USERS, hold.o, hold.q)
+      if hold.l then
+        for _, line in ipairs(hold.l) do
+          redis.call('HINCRBY', K_USERS, hold.o .. ':' .. line.v, line.q)
+        end
+      end
+    end
   end
   redis.call('HINCRBY', K_META, 'sold', #units)
+  if varied then
+    for _, unit in ipairs(units) do
+      redis.call('HINCRBY', K_META, 'sold:' .. variant_of(unit), 1)
+    end
+  end
   if hold ~= nil then
     hold.s = 'checked_out'
     hold.r = order
@@ -57,11 +80,15 @@ end
 -- conflict, or release (no units named: all of them return)
 local sold_elsewhere = {}
 for _, unit in ipairs(units) do sold_elsewhere[unit] = true end
-local back = {}
-for _, unit in ipairs(hold.u) do
-  if not sold_elsewhere[tonumber(unit)] then back[#back + 1] = unit end
+if hold.l then
+  release_lines(hold, function(unit) return not sold_elsewhere[unit] end)
+else
+  local back = {}
+  for _, unit in ipairs(hold.u) do
+    if not sold_elsewhere[tonumber(unit)] then back[#back + 1] = unit end
+  end
+  push_free(back)
 end
-push_free(back)
 redis.call('HINCRBY', K_USERS, hold.o, -hold.q)
 redis.call('HINCRBY', K_META, 'held', -hold.q)
 hold.s = 'released'

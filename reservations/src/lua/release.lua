@@ -4,6 +4,7 @@
 -- ARGV: 1 hold id, 2 shopper id.
 -- Returns {'ok'}, {'missing'} (no hold under this id), {'not_found'} (another
 -- shopper's), or {'not_held', status}.
+check_variant_keys()
 local id, shopper = ARGV[1], ARGV[2]
 local hold = load_hold(id)
 if hold == nil then return {'missing'} end

@@ -15,13 +15,15 @@
 --   {'limit', limit}        held + bought + requested would pass the per-shopper limit
 --                           (as far as this stripe knows)
 --   {'sold_out', free}      fewer free units than requested in this stripe
+--   {'variant_required'}    the sale has several variants: a cart (reserve_cart) names them
 if redis.call('EXISTS', K_META) == 0 then return {'no_state'} end
 local now, id, shopper, qty, key =
   tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local m = redis.call('HMGET', K_META, 'state', 'starts_ms', 'ends_ms', 'limit', 'ttl_ms',
-  'stripes')
+  'stripes', 'variants')
 local stripes = tonumber(m[6]) or 1
 if stripes ~= tonumber(ARGV[6]) then return {'stripes', stripes} end
+if m[7] then return {'variant_required'} end
 
 -- A retry with the same key answers the first result, whatever happened since.
 local idem_field = shopper .. ':' .. key

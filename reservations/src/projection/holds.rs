@@ -51,6 +51,29 @@ pub enum ReserveOutcome {
     LimitExceeded(i64),
     /// Not enough free units.
     SoldOut,
+    /// A cart's lines that its stripe could not serve: (variant ordinal, free units of
+    /// that variant there). The home stripe's answer when no stripe could serve it.
+    SoldOutLines(Vec<(u32, i64)>),
+    /// A variant's own per-shopper limit would be passed: (ordinal, limit).
+    VariantLimitExceeded(u32, i64),
+    /// A `{ quantity }` reserve of a sale with several variants.
+    VariantRequired,
+}
+
+/// What a reserve asks for: units of a one-variant sale, or a cart of a multi-variant
+/// sale (see `variants`).
+#[derive(Debug, Clone, Copy)]
+pub enum Ask<'a> {
+    /// `quantity` units (the v1 reserve script).
+    Units(i64),
+    /// Lines (variant ordinal, quantity) with distinct ordinals, of a sale with this
+    /// many variants (the cart script).
+    Cart {
+        /// The lines.
+        lines: &'a [(u32, i64)],
+        /// The sale's variant count.
+        variants: u32,
+    },
 }
 
 /// A hold as stored in Redis.
@@ -74,6 +97,29 @@ pub struct HoldRecord {
     /// The order of the checkout attempt that is (or was) committing it.
     #[serde(rename = "r", default)]
     pub order: Option<OrderId>,
+    /// A cart's lines (a multi-variant sale's hold); none for a one-variant sale's.
+    #[serde(rename = "l", default, deserialize_with = "lines_or_empty")]
+    pub lines: Vec<HoldLine>,
+}
+
+/// One line of a cart hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct HoldLine {
+    /// The variant's ordinal.
+    #[serde(rename = "v")]
+    pub ordinal: u32,
+    /// Units of it.
+    #[serde(rename = "q")]
+    pub quantity: i64,
+}
+
+/// As [`units_or_empty`]: cjson writes an empty table as `{}`.
+fn lines_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<HoldLine>, D::Error> {
+    use serde::de::Error as _;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Object(map) if map.is_empty() => Ok(Vec::new()),
+        other => serde_json::from_value(other).map_err(D::Error::custom),
+    }
 }
 
 /// How a checkout ended, for `finish_checkout`.
@@ -121,7 +167,7 @@ fn units_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D:
 }
 
 /// What one stripe's reserve script answered.
-enum Reply {
+pub(super) enum Reply {
     /// An answer to give (or, for `SoldOut`, to fall back on).
     Outcome(ReserveOutcome),
     /// The first answer to this idempotency key is a hold in that stripe.
@@ -143,12 +189,36 @@ impl Projection {
         quantity: i64,
         idempotency_key: Option<&str>,
     ) -> Result<ReserveOutcome> {
+        self.reserve_ask(
+            sale,
+            now_ms,
+            id,
+            shopper,
+            Ask::Units(quantity),
+            idempotency_key,
+        )
+        .await
+    }
+
+    /// [`Self::reserve`] of units or of a cart: a cart too lives wholly in one stripe,
+    /// home first, then the next stripes in order while a stripe cannot serve every
+    /// line.
+    pub async fn reserve_ask(
+        &self,
+        sale: SaleId,
+        now_ms: i64,
+        id: ReservationId,
+        shopper: ShopperId,
+        quantity: Ask<'_>,
+        idempotency_key: Option<&str>,
+    ) -> Result<ReserveOutcome> {
         let home = home_stripe(shopper, self.stripes);
         let key = idempotency_key.unwrap_or("");
         // A second round happens only when a concurrent request with the same key won
         // (see `note_elsewhere`); the next round replays its answer.
         for _round in 0..3 {
             let mut outcome = ReserveOutcome::SoldOut;
+            let mut first_sold_out = None;
             for step in 0..self.stripes {
                 let stripe = Stripe::new(sale, (home + step) % self.stripes);
                 let reply = self
@@ -163,7 +233,13 @@ impl Projection {
                     )
                     .await?;
                 outcome = match reply {
-                    Reply::Outcome(ReserveOutcome::SoldOut) => continue,
+                    Reply::Outcome(
+                        sold_out @ (ReserveOutcome::SoldOut | ReserveOutcome::SoldOutLines(_)),
+                    ) => {
+                        first_sold_out.get_or_insert(sold_out);
+                        outcome = first_sold_out.clone().expect("just set");
+                        continue;
+                    }
                     Reply::Outcome(outcome) => outcome,
                     Reply::Elsewhere(k) if k < self.stripes => {
                         match self
@@ -219,7 +295,7 @@ impl Projection {
         )))
     }
 
-    /// Runs the reserve script on one stripe.
+    /// Runs the reserve script (or the cart script) on one stripe.
     #[allow(clippy::too_many_arguments)]
     async fn reserve_in(
         &self,
@@ -227,10 +303,18 @@ impl Projection {
         now_ms: i64,
         id: ReservationId,
         shopper: ShopperId,
-        quantity: i64,
+        quantity: Ask<'_>,
         key: &str,
         home: bool,
     ) -> Result<Reply> {
+        let quantity = match quantity {
+            Ask::Units(quantity) => quantity,
+            Ask::Cart { lines, variants } => {
+                return self
+                    .reserve_cart_in(stripe, now_ms, id, shopper, lines, variants, key, home)
+                    .await
+            }
+        };
         let reply = self
             .stripe_keys(stripe)
             .invoke(&self.scripts.reserve)
@@ -258,6 +342,7 @@ impl Projection {
             ReserveReply::NotLive => ReserveOutcome::NotLive,
             ReserveReply::Limit(limit) => ReserveOutcome::LimitExceeded(limit),
             ReserveReply::SoldOut => ReserveOutcome::SoldOut,
+            ReserveReply::VariantRequired => ReserveOutcome::VariantRequired,
         }))
     }
 
@@ -269,11 +354,9 @@ impl Projection {
         shopper: ShopperId,
     ) -> Result<Release> {
         let reply = self
-            .stripe_keys(stripe)
-            .invoke(&self.scripts.release)
-            .arg(id.to_string())
-            .arg(shopper.to_string())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_varied(stripe, &self.scripts.release, |call| {
+                call.arg(id.to_string()).arg(shopper.to_string());
+            })
             .await?;
         Ok(match ReleaseReply::parse(reply)? {
             ReleaseReply::Released => Release::Released,
@@ -320,14 +403,15 @@ impl Projection {
             Finish::Conflict(units) => ("conflict", units),
             Finish::Release => ("release", &[]),
         };
-        let mut call = self
-            .stripe_keys(stripe)
-            .invoke(&self.scripts.finish_checkout);
-        call.arg(id.to_string()).arg(outcome).arg(order.to_string());
-        for unit in units {
-            call.arg(unit);
-        }
-        let _: FinishReply = FinishReply::parse(call.invoke_async(&mut self.conn.clone()).await?)?;
+        let reply = self
+            .invoke_varied(stripe, &self.scripts.finish_checkout, |call| {
+                call.arg(id.to_string()).arg(outcome).arg(order.to_string());
+                for unit in units {
+                    call.arg(unit);
+                }
+            })
+            .await?;
+        let _: FinishReply = FinishReply::parse(reply)?;
         Ok(())
     }
 

@@ -89,6 +89,10 @@ pub(crate) fn stripe_unit_count(unit_count: i64, stripes: u32, index: u32) -> i6
 #[derive(Debug, Clone)]
 pub struct SaleKeys {
     keys: [String; 8],
+    /// Free lists of variants 1..n-1 of a multi-variant sale (empty otherwise), passed
+    /// after the eight as KEYS 9.. (see `lua/common.lua`).
+    variant_free: Vec<String>,
+    tag: String,
     rebuild_lock: String,
 }
 
@@ -118,6 +122,25 @@ impl SaleKeys {
                 key("reserved"),
             ],
             rebuild_lock: key("rebuild-lock"),
+            variant_free: Vec::new(),
+            tag,
+        }
+    }
+
+    /// The same keys with the free lists of a sale with `variants` variants (variant
+    /// 0's list is the stripe's `free`; variant k's is `free:<k>`, same hash tag).
+    pub fn with_variants(mut self, variants: u32) -> Self {
+        self.variant_free = (1..variants)
+            .map(|k| format!("{}:free:{k}", self.tag))
+            .collect();
+        self
+    }
+
+    /// The free list of variant `ordinal` (0: the stripe's `free`).
+    pub fn variant_free(&self, ordinal: u32) -> &str {
+        match ordinal {
+            0 => self.free(),
+            k => &self.variant_free[k as usize - 1],
         }
     }
 
@@ -125,7 +148,7 @@ impl SaleKeys {
     /// `lua/common.lua` names them.
     pub(crate) fn invoke<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
         let mut invocation = script.prepare_invoke();
-        for key in &self.keys {
+        for key in self.keys.iter().chain(&self.variant_free) {
             invocation.key(key);
         }
         invocation

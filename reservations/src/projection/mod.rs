@@ -12,7 +12,8 @@
 //! stripe (u − 1) mod S, and a hold lives wholly in one stripe. A shopper reserves in
 //! their home stripe (a stable hash of their id) and falls back to the next stripes in
 //! order only when it is sold out. Whole-sale operations (stock, load, stock changes,
-//! the sweep) visit every stripe.
+//! the sweep) visit every stripe. A cart of a multi-variant sale lives in one stripe
+//! too, tried in the same order (see `variants`).
 //!
 //! # Layout
 //!
@@ -24,6 +25,9 @@
 //! - `stock`: loading from Postgres, unit changes, stock reads, the rebuild lock.
 //! - `sweep`: the sweeper's set of sales and hold expiry.
 //! - `reconcile`: making a stripe agree with Postgres after Redis came back older.
+//! - `variants`: a multi-variant sale's keys and counters, the cart reserve, per-variant
+//!   stock (its `//!` docs hold the decisions: one state per stripe, one free list per
+//!   variant, a cart in one stripe).
 
 mod directory;
 mod holds;
@@ -32,12 +36,13 @@ mod reconcile;
 mod scripts;
 mod stock;
 mod sweep;
+mod variants;
 
 use crate::ids::SaleId;
 use crate::redis_conn::RedisConn;
 use crate::Error;
 
-pub use holds::{Finish, HoldRecord, Release, ReserveOutcome};
+pub use holds::{Ask, Finish, HoldLine, HoldRecord, Release, ReserveOutcome};
 pub use keys::{home_stripe, SaleKeys, Stripe, MAX_STRIPES};
 pub use reconcile::{StripeReconciled, StripeRecord};
 pub use scripts::{BeginCheckout, Purge};
@@ -51,6 +56,7 @@ pub struct Projection {
     stripes: u32,
     scripts: std::sync::Arc<scripts::Scripts>,
     directory: directory::SaleDirectory,
+    variant_counts: variants::VariantCounts,
 }
 
 /// A sale loaded with another stripe count than this process runs with: never guessed
@@ -72,6 +78,7 @@ impl Projection {
             stripes: 1,
             scripts: std::sync::Arc::new(scripts::Scripts::new()),
             directory: directory::SaleDirectory::default(),
+            variant_counts: variants::VariantCounts::default(),
         }
     }
 

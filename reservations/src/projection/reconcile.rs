@@ -41,6 +41,11 @@ pub struct StripeRecord<'a> {
     pub ordered: &'a [ReservationId],
     /// Units each shopper bought in the whole sale.
     pub bought: &'a [(ShopperId, i64)],
+    /// A multi-variant sale: units of each variant (by ordinal) this stripe sold;
+    /// empty otherwise.
+    pub sold_by_variant: &'a [i64],
+    /// A multi-variant sale: units bought per `<shopper>:<ordinal>`; empty otherwise.
+    pub bought_by_variant: &'a [(String, i64)],
 }
 
 /// What reconciling one stripe did.
@@ -112,7 +117,20 @@ impl Projection {
         record: &StripeRecord<'_>,
     ) -> Result<Option<StripeReconciled>> {
         let sale = record.sale;
-        let mut call = self.stripe_keys(stripe).invoke(&RECONCILE);
+        self.know_variants(sale.id, sale.variants.len());
+        let unsold = super::variants::free_ranges_by_variant(sale, record.unsold_ranges);
+        let variants = match sale.has_variants() {
+            true => serde_json::json!({
+                "sold": record.sold_by_variant,
+                "ranges": super::variants::ranges_arg(sale),
+            })
+            .to_string(),
+            false => String::new(),
+        };
+        let keys = self
+            .stripe_keys(stripe)
+            .with_variants(sale.variants.len() as u32);
+        let mut call = keys.invoke(&RECONCILE);
         call.arg(sale.state.as_str())
             .arg(sale.starts_at.timestamp_millis())
             .arg(sale.ends_at.timestamp_millis())
@@ -120,7 +138,7 @@ impl Projection {
             .arg(i64::from(sale.hold_ttl_seconds) * 1000)
             .arg(sale.version)
             .arg(sale.unit_count)
-            .arg(record.unsold_ranges)
+            .arg(&unsold)
             .arg(record.sold)
             .arg(self.stripes)
             .arg(stripe.index)
@@ -128,8 +146,12 @@ impl Projection {
         for id in record.ordered {
             call.arg(id.to_string());
         }
+        call.arg(&variants);
         for (shopper, units) in record.bought {
             call.arg(shopper.to_string()).arg(units);
+        }
+        for (field, units) in record.bought_by_variant {
+            call.arg(field).arg(units);
         }
         match ReconcileReply::parse(call.invoke_async(&mut self.conn.clone()).await?)? {
             ReconcileReply::Done(done) => Ok(Some(done)),

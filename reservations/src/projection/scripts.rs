@@ -32,6 +32,7 @@ pub(super) struct Scripts {
     pub(super) stock: Script,
     pub(super) note_elsewhere: Script,
     pub(super) purge: Script,
+    pub(super) reserve_cart: Script,
 }
 
 impl Scripts {
@@ -51,37 +52,38 @@ impl Scripts {
             stock: hold_script!("stock.lua"),
             note_elsewhere: hold_script!("note_elsewhere.lua"),
             purge: hold_script!("purge.lua"),
+            reserve_cart: hold_script!("reserve_cart.lua"),
         }
     }
 }
 
 /// A script's array reply, read field by field; every read that does not find what the
 /// script promises is an error naming the script and the whole reply.
-struct Fields {
+pub(super) struct Fields {
     script: &'static str,
     values: Vec<Value>,
 }
 
 impl Fields {
-    fn new(script: &'static str, reply: Value) -> Result<Self> {
+    pub(super) fn new(script: &'static str, reply: Value) -> Result<Self> {
         match reply {
             Value::Array(values) => Ok(Self { script, values }),
             other => Err(unexpected(script, &other)),
         }
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.values.len()
     }
 
-    fn text(&self, i: usize) -> Result<String> {
+    pub(super) fn text(&self, i: usize) -> Result<String> {
         self.values
             .get(i)
             .and_then(|v| redis::from_redis_value::<String>(v).ok())
             .ok_or_else(|| self.unexpected())
     }
 
-    fn int(&self, i: usize) -> Result<i64> {
+    pub(super) fn int(&self, i: usize) -> Result<i64> {
         self.values
             .get(i)
             .and_then(|v| redis::from_redis_value::<i64>(v).ok())
@@ -99,11 +101,11 @@ impl Fields {
     }
 
     /// The tag: the first field, naming which of the script's replies this is.
-    fn tag(&self) -> Result<String> {
+    pub(super) fn tag(&self) -> Result<String> {
         self.text(0)
     }
 
-    fn unexpected(&self) -> Error {
+    pub(super) fn unexpected(&self) -> Error {
         unexpected(self.script, &Value::Array(self.values.clone()))
     }
 }
@@ -216,6 +218,8 @@ pub(super) enum ReserveReply {
     Limit(i64),
     /// Fewer free units than asked in this stripe.
     SoldOut,
+    /// The sale has several variants; a cart names them.
+    VariantRequired,
 }
 
 impl ReserveReply {
@@ -238,6 +242,7 @@ impl ReserveReply {
             "not_live" => Ok(Self::NotLive),
             "limit" => Ok(Self::Limit(fields.int(1)?)),
             "sold_out" => Ok(Self::SoldOut),
+            "variant_required" => Ok(Self::VariantRequired),
             _ => Err(fields.unexpected()),
         }
     }
@@ -395,7 +400,7 @@ impl Purge {
 }
 
 /// What `stock.lua` read from one stripe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum StockReply {
     /// The stripe's counters and the stripe count its sale was loaded with.
     Counts {
@@ -409,6 +414,8 @@ pub(super) enum StockReply {
         sold: i64,
         /// The stripe count the sale was loaded with.
         stripes: i64,
+        /// Each variant's counters in this stripe (a multi-variant sale; else empty).
+        variants: Vec<crate::sales::StockView>,
     },
     /// The stripe's state is missing.
     NoState,
@@ -419,12 +426,23 @@ impl StockReply {
         let fields = Fields::new("stock", reply)?;
         match fields.len() {
             0 => Ok(Self::NoState),
-            5 => Ok(Self::Counts {
+            n if n >= 5 && (n - 5) % 4 == 0 => Ok(Self::Counts {
                 total: fields.int(0)?,
                 available: fields.int(1)?,
                 held: fields.int(2)?,
                 sold: fields.int(3)?,
                 stripes: fields.int(4)?,
+                variants: (5..n)
+                    .step_by(4)
+                    .map(|i| {
+                        Ok(crate::sales::StockView {
+                            total: fields.int(i)?,
+                            available: fields.int(i + 1)?,
+                            held: fields.int(i + 2)?,
+                            sold: fields.int(i + 3)?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
             }),
             _ => Err(fields.unexpected()),
         }

@@ -8,7 +8,7 @@ use super::keys::{stripe_unit_count, Stripe};
 use super::scripts::{
     parse_add_units, parse_sync_meta, parse_unretire_units, LoadReply, RetireReply, StockReply,
 };
-use super::{stripe_mismatch, Projection};
+use super::{stripe_mismatch, variants, Projection};
 use crate::ids::{SaleId, ShopperId};
 use crate::sales::{Sale, StockView};
 use crate::{Error, Result};
@@ -87,8 +87,9 @@ impl Projection {
         taken: &[i32],
         sold: &[i32],
         bought: &[(ShopperId, i64)],
+        bought_by_variant: &[(String, i64)],
     ) -> Result<bool> {
-        let ranges = free_ranges(sale.unit_count, taken);
+        let ranges = variants::free_ranges_by_variant(sale, &free_ranges(sale.unit_count, taken));
         let mut taken_per_stripe = vec![0i64; self.stripes as usize];
         let mut sold_per_stripe = vec![0i64; self.stripes as usize];
         for &unit in taken {
@@ -99,6 +100,10 @@ impl Projection {
             sold_per_stripe[Stripe::of_unit(sale.id, unit.into(), self.stripes).index as usize] +=
                 1;
         }
+        let by_variant = sale
+            .has_variants()
+            .then(|| variants::counts_per_stripe(sale, taken, sold, self.stripes));
+        self.know_variants(sale.id, sale.variants.len());
         let mut loaded = false;
         for stripe in self.stripes(sale.id) {
             let k = stripe.index as usize;
@@ -110,7 +115,9 @@ impl Projection {
             } else {
                 units - taken_per_stripe[k] + sold_per_stripe[k]
             };
-            let keys = self.stripe_keys(stripe);
+            let keys = self
+                .stripe_keys(stripe)
+                .with_variants(sale.variants.len() as u32);
             let mut call = keys.invoke(&self.scripts.load);
             for arg in meta_args(sale) {
                 call.arg(arg);
@@ -122,8 +129,18 @@ impl Projection {
                 .arg(&ranges)
                 .arg(self.stripes)
                 .arg(stripe.index);
+            match &by_variant {
+                Some(counts) => {
+                    let (total, sold) = &counts[k];
+                    call.arg(variants::load_arg(sale, total, sold))
+                }
+                None => call.arg(""),
+            };
             for (shopper, units) in bought {
                 call.arg(shopper.to_string()).arg(units);
+            }
+            for (field, units) in bought_by_variant {
+                call.arg(field).arg(units);
             }
             match LoadReply::parse(call.invoke_async(&mut self.conn.clone()).await?)? {
                 LoadReply::Loaded => loaded = true,
@@ -159,16 +176,24 @@ impl Projection {
 
     /// Frees units up to the sale's `unit_count`, each in its stripe; false when a
     /// stripe's state is missing.
-    pub async fn add_units(&self, sale: &Sale) -> Result<bool> {
+    /// Of a multi-variant sale, the new units are `variant`'s (by ordinal).
+    pub async fn add_units(&self, sale: &Sale, variant: Option<u32>) -> Result<bool> {
+        self.know_variants(sale.id, sale.variants.len());
+        let (ordinal, ranges) = match variant.filter(|_| sale.has_variants()) {
+            Some(k) => (k.to_string(), variants::ranges_arg(sale)),
+            None => (String::new(), String::new()),
+        };
+        let (ordinal, ranges) = (&ordinal, &ranges);
         let calls = self.stripes(sale.id).map(|stripe| async move {
             let reply = self
-                .stripe_keys(stripe)
-                .invoke(&self.scripts.add_units)
-                .arg(sale.unit_count)
-                .arg(sale.total)
-                .arg(self.stripes)
-                .arg(stripe.index)
-                .invoke_async(&mut self.conn.clone())
+                .invoke_varied(stripe, &self.scripts.add_units, |call| {
+                    call.arg(sale.unit_count)
+                        .arg(sale.total)
+                        .arg(self.stripes)
+                        .arg(stripe.index)
+                        .arg(ordinal)
+                        .arg(ranges);
+                })
                 .await?;
             parse_add_units(reply)
         });
@@ -178,9 +203,15 @@ impl Projection {
 
     /// Takes `count` free units out of sale, all or none, from the stripes in turn.
     /// `Ok(None)` when a stripe's state is missing.
-    pub async fn retire_units(&self, sale: SaleId, count: i64) -> Result<Option<Vec<i32>>> {
+    /// Of a multi-variant sale, `variant`'s units (by ordinal).
+    pub async fn retire_units(
+        &self,
+        sale: SaleId,
+        count: i64,
+        variant: Option<u32>,
+    ) -> Result<Option<Vec<i32>>> {
         if self.stripes == 1 {
-            return self.retire_from(Stripe::first(sale), count).await;
+            return self.retire_from(Stripe::first(sale), count, variant).await;
         }
         // Free units move while we count them: a stripe may refuse its share; then what
         // was taken goes back and the split is made again from fresh counts.
@@ -188,8 +219,11 @@ impl Projection {
         for _ in 0..5 {
             free.clear();
             for stripe in self.stripes(sale) {
-                match self.stripe_stock(stripe).await? {
-                    Some((view, _)) => free.push(view.available),
+                match self.stripe_stock_by_variant(stripe).await? {
+                    Some((view, _, variants)) => free.push(match variant {
+                        Some(k) => variants.get(k as usize).map_or(0, |v| v.available),
+                        None => view.available,
+                    }),
                     None => return Ok(None),
                 }
             }
@@ -202,7 +236,7 @@ impl Projection {
                 if share == 0 {
                     continue;
                 }
-                match self.retire_from(stripe, share).await {
+                match self.retire_from(stripe, share, variant).await {
                     Ok(Some(units)) => taken.extend(units),
                     other => {
                         refused = Some(other);
@@ -225,12 +259,19 @@ impl Projection {
         })
     }
 
-    async fn retire_from(&self, stripe: Stripe, count: i64) -> Result<Option<Vec<i32>>> {
+    async fn retire_from(
+        &self,
+        stripe: Stripe,
+        count: i64,
+        variant: Option<u32>,
+    ) -> Result<Option<Vec<i32>>> {
         let reply = self
-            .stripe_keys(stripe)
-            .invoke(&self.scripts.retire_units)
-            .arg(count)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_varied(stripe, &self.scripts.retire_units, |call| {
+                call.arg(count);
+                if let Some(k) = variant {
+                    call.arg(k);
+                }
+            })
             .await?;
         match RetireReply::parse(reply)? {
             RetireReply::Retired(units) => Ok(Some(units)),
@@ -252,13 +293,14 @@ impl Projection {
             if mine.is_empty() {
                 continue;
             }
-            let mut call = self
-                .stripe_keys(stripe)
-                .invoke(&self.scripts.unretire_units);
-            for unit in mine {
-                call.arg(unit);
-            }
-            parse_unretire_units(call.invoke_async(&mut self.conn.clone()).await?)?;
+            let reply = self
+                .invoke_varied(stripe, &self.scripts.unretire_units, |call| {
+                    for &unit in &mine {
+                        call.arg(unit);
+                    }
+                })
+                .await?;
+            parse_unretire_units(reply)?;
         }
         Ok(())
     }
@@ -292,10 +334,20 @@ impl Projection {
 
     /// One stripe's counters and the stripe count its sale was loaded with.
     pub async fn stripe_stock(&self, stripe: Stripe) -> Result<Option<(StockView, i64)>> {
+        Ok(self
+            .stripe_stock_by_variant(stripe)
+            .await?
+            .map(|(view, stripes, _)| (view, stripes)))
+    }
+
+    /// One stripe's counters, the stripe count, and the counters of each variant of a
+    /// multi-variant sale (empty for a one-variant sale).
+    pub async fn stripe_stock_by_variant(
+        &self,
+        stripe: Stripe,
+    ) -> Result<Option<(StockView, i64, Vec<StockView>)>> {
         let reply = self
-            .stripe_keys(stripe)
-            .invoke(&self.scripts.stock)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_varied(stripe, &self.scripts.stock, |_| {})
             .await?;
         Ok(match StockReply::parse(reply)? {
             StockReply::Counts {
@@ -304,6 +356,7 @@ impl Projection {
                 held,
                 sold,
                 stripes,
+                variants,
             } => Some((
                 StockView {
                     total,
@@ -312,6 +365,7 @@ impl Projection {
                     sold,
                 },
                 stripes,
+                variants,
             )),
             StockReply::NoState => None,
         })

@@ -27,11 +27,9 @@ impl Projection {
         batch: usize,
     ) -> Result<(i64, i64, i64)> {
         let reply = self
-            .stripe_keys(stripe)
-            .invoke(&self.scripts.expire)
-            .arg(now_ms)
-            .arg(batch)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_varied(stripe, &self.scripts.expire, |call| {
+                call.arg(now_ms).arg(batch);
+            })
             .await?;
         let ExpireReply {
             expired,
@@ -118,10 +116,9 @@ impl Projection {
     /// Deletes one stripe's keys if its sale is over and it holds nothing.
     pub async fn purge(&self, stripe: Stripe, now_ms: i64) -> Result<Purge> {
         let reply = self
-            .stripe_keys(stripe)
-            .invoke(&self.scripts.purge)
-            .arg(now_ms)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_varied(stripe, &self.scripts.purge, |call| {
+                call.arg(now_ms);
+            })
             .await?;
         Purge::parse(reply)
     }

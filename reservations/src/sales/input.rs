@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::variant::{check_variants, VariantInput, VariantSpec};
 use super::{invalid, limits, Access, Admission, DrawBeacon, FieldError, Money};
 
 /// `{ "total": N }` in a create body.
@@ -21,15 +22,24 @@ pub struct StockInput {
 pub struct SaleInput {
     /// 1–200 characters.
     pub name: String,
-    /// 1–64 of `[A-Za-z0-9._-]`.
-    pub sku: String,
+    /// 1–64 of `[A-Za-z0-9._-]`. Required unless `variants` is given (then absent, or
+    /// the first variant's).
+    #[serde(default)]
+    pub sku: Option<String>,
     /// At most 5,000 characters.
     #[serde(default)]
     pub description: String,
-    /// Unit price.
-    pub price: Money,
-    /// Units for sale.
-    pub stock: StockInput,
+    /// Unit price. Required unless `variants` is given (then absent, or the first
+    /// variant's).
+    #[serde(default)]
+    pub price: Option<Money>,
+    /// Units for sale. Required unless `variants` is given (then absent, or the total of
+    /// all variants).
+    #[serde(default)]
+    pub stock: Option<StockInput>,
+    /// 1–100 variants (v1.1), instead of the top-level `sku`, `price` and `stock`.
+    #[serde(default)]
+    pub variants: Option<Vec<VariantInput>>,
     /// 1–100 units per shopper (default 1).
     #[serde(default = "one")]
     pub per_user_limit: i64,
@@ -74,23 +84,37 @@ pub struct SaleSpec {
     pub(crate) admission: Admission,
     pub(crate) draw_beacon: Option<DrawBeacon>,
     pub(crate) access: Access,
+    /// At least one; the first is described by `sku`, `price` (and `total` is the sum).
+    pub(crate) variants: Vec<VariantSpec>,
+    /// Whether the body gave `variants` (v1.1) rather than top-level sku/price/stock.
+    pub(crate) listed: bool,
 }
 
 pub(super) fn parse_name(name: String) -> Result<String, FieldError> {
+    parse_name_of("name", name)
+}
+
+/// The name rule, for the field `field` (a sale's or a variant's name).
+pub(super) fn parse_name_of(field: &'static str, name: String) -> Result<String, FieldError> {
     let chars = name.trim().chars().count();
     if !limits::NAME_CHARS.contains(&chars) {
-        return Err(invalid("name", "must be 1–200 characters"));
+        return Err(invalid(field, "must be 1–200 characters"));
     }
     Ok(name.trim().to_owned())
 }
 
 pub(super) fn parse_sku(sku: String) -> Result<String, FieldError> {
+    parse_sku_of("sku", sku)
+}
+
+/// The SKU rule, for the field `field` (a sale's or a variant's SKU).
+pub(super) fn parse_sku_of(field: &'static str, sku: String) -> Result<String, FieldError> {
     let ok_chars = sku
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !limits::SKU_CHARS.contains(&sku.chars().count()) || !ok_chars {
         return Err(invalid(
-            "sku",
+            field,
             "must be 1–64 characters of A-Z a-z 0-9 . _ -",
         ));
     }
@@ -138,12 +162,64 @@ impl SaleSpec {
         if let Some(beacon) = &input.draw_beacon {
             beacon.check(input.starts_at)?;
         }
+        let name = parse_name(input.name)?;
+        let listed = input.variants.is_some();
+        let (sku, price, total, variants) = match input.variants {
+            None => {
+                let sku = parse_sku(input.sku.ok_or_else(|| invalid("sku", "is required"))?)?;
+                let price = input
+                    .price
+                    .ok_or_else(|| invalid("price", "is required"))?
+                    .parse()?;
+                let stock = input
+                    .stock
+                    .ok_or_else(|| invalid("stock.total", "is required"))?;
+                let total = parse_bounded("stock.total", stock.total, 1..=limits::MAX_UNITS)?;
+                // The one variant of a v1 sale: the sale's own SKU, name and price.
+                let variant = VariantSpec {
+                    sku: sku.clone(),
+                    name: name.clone(),
+                    price: price.clone(),
+                    total,
+                    per_user_limit: None,
+                };
+                (sku, price, total, vec![variant])
+            }
+            Some(given) => {
+                let variants = given
+                    .into_iter()
+                    .map(VariantSpec::parse)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let first = variants
+                    .first()
+                    .ok_or_else(|| invalid("variants", "a sale has 1–100 variants"))?
+                    .clone();
+                check_variants(&[], &variants, &first.price.currency)?;
+                let total: i32 = variants.iter().map(|v| v.total).sum();
+                // Top-level fields beside `variants` may only repeat what they describe.
+                if input.sku.is_some_and(|s| s != first.sku) {
+                    return Err(invalid("sku", "must be absent or the first variant's"));
+                }
+                if input.price.is_some_and(|p| p != first.price) {
+                    return Err(invalid("price", "must be absent or the first variant's"));
+                }
+                if input.stock.is_some_and(|s| s.total != i64::from(total)) {
+                    return Err(invalid(
+                        "stock.total",
+                        "must be absent or the total of all variants",
+                    ));
+                }
+                (first.sku, first.price, total, variants)
+            }
+        };
         Ok(SaleSpec {
-            name: parse_name(input.name)?,
-            sku: parse_sku(input.sku)?,
+            name,
+            sku,
             description: parse_description(input.description)?,
-            price: input.price.parse()?,
-            total: parse_bounded("stock.total", input.stock.total, 1..=limits::MAX_UNITS)?,
+            price,
+            total,
+            variants,
+            listed,
             per_user_limit: parse_bounded(
                 "per_user_limit",
                 input.per_user_limit,
@@ -191,23 +267,29 @@ mod tests {
         let cases: Vec<(&str, Box<dyn Fn(&mut SaleInput)>)> = vec![
             ("name", Box::new(|i| i.name = " ".into())),
             ("name", Box::new(|i| i.name = "x".repeat(201))),
-            ("sku", Box::new(|i| i.sku = "has space".into())),
-            ("sku", Box::new(|i| i.sku = "x".repeat(65))),
+            ("sku", Box::new(|i| i.sku = Some("has space".into()))),
+            ("sku", Box::new(|i| i.sku = Some("x".repeat(65)))),
             (
                 "description",
                 Box::new(|i| i.description = "x".repeat(5001)),
             ),
-            ("stock.total", Box::new(|i| i.stock.total = 0)),
-            ("stock.total", Box::new(|i| i.stock.total = 1_000_001)),
+            (
+                "stock.total",
+                Box::new(|i| i.stock.as_mut().unwrap().total = 0),
+            ),
+            (
+                "stock.total",
+                Box::new(|i| i.stock.as_mut().unwrap().total = 1_000_001),
+            ),
             ("per_user_limit", Box::new(|i| i.per_user_limit = 101)),
             ("hold_ttl_seconds", Box::new(|i| i.hold_ttl_seconds = 29)),
             (
                 "price.amount_minor",
-                Box::new(|i| i.price.amount_minor = -1),
+                Box::new(|i| i.price.as_mut().unwrap().amount_minor = -1),
             ),
             (
                 "price.currency",
-                Box::new(|i| i.price.currency = "EURO".into()),
+                Box::new(|i| i.price.as_mut().unwrap().currency = "EURO".into()),
             ),
             ("ends_at", Box::new(|i| i.ends_at = i.starts_at)),
             (

@@ -10,6 +10,8 @@
 //! - `patch`: an edit ([`SalePatch`]) and the fields frozen once a sale has started.
 //! - `line`: who may join the line ([`Access`]) and the message to the line.
 //! - `sale`: the stored [`Sale`], its state, public status, stock and transitions.
+//! - `variant`: a sale's variants (v1.1): their input, rules and stored form with the
+//!   unit ranges each owns ([`Variant`]).
 
 mod admission;
 mod beacon;
@@ -18,6 +20,7 @@ mod line;
 mod money;
 mod patch;
 mod sale;
+mod variant;
 
 pub use admission::{Admission, AdmissionMode, MAX_PROOF_DIFFICULTY_BITS};
 pub use beacon::{DrawBeacon, QUICKNET, QUICKNET_GENESIS_SECS, QUICKNET_PERIOD_SECS};
@@ -26,6 +29,10 @@ pub use line::{parse_message, Access, MESSAGE_CHARS};
 pub use money::Money;
 pub use patch::SalePatch;
 pub use sale::{Sale, SaleState, SaleStatus, StatusFilter, StockView, Transition};
+pub use variant::{
+    check_new_variant, lists_variants, variant_of_unit, UnitRange, Variant, VariantInput,
+    VariantSpec, MAX_VARIANTS,
+};
 
 /// A validation failure naming the offending field (`422 invalid_field`).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -35,6 +42,11 @@ pub struct FieldError {
     pub field: &'static str,
     /// What is wrong, in words a merchant understands.
     pub message: String,
+}
+
+/// A [`FieldError`] for `field` (for rules checked outside this module, e.g. a cart).
+pub fn invalid_field(field: &'static str, message: impl Into<String>) -> FieldError {
+    invalid(field, message)
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> FieldError {

@@ -69,6 +69,15 @@ impl SalePatch {
         if let Some(sku) = self.sku {
             let sku = parse_sku(sku)?;
             lock("sku", sku != sale.sku)?;
+            // With several variants the top-level SKU is the first variant's, which
+            // this edit does not reach: refused rather than silently disagreeing.
+            if sale.has_variants() && sku != sale.sku {
+                return Err(invalid(
+                    "sku",
+                    "a sale with several variants keeps its variants' SKUs",
+                )
+                .into());
+            }
             sale.sku = sku;
         }
         if let Some(description) = self.description {
@@ -77,6 +86,13 @@ impl SalePatch {
         if let Some(price) = self.price {
             let price = price.parse()?;
             lock("price", price != sale.price)?;
+            if sale.has_variants() && price != sale.price {
+                return Err(invalid(
+                    "price",
+                    "a sale with several variants keeps its variants' prices",
+                )
+                .into());
+            }
             sale.price = price;
         }
         if let Some(limit) = self.per_user_limit {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Access, Admission, DrawBeacon, Money};
+use super::{Access, Admission, DrawBeacon, Money, Variant};
 use crate::ids::{MerchantId, SaleId};
 
 /// What the merchant decided about a sale; the public status also depends on the
@@ -110,9 +110,23 @@ pub struct Sale {
     pub message: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Its variants by ordinal (at least one once stored; the first has the sale's id).
+    pub variants: Vec<Variant>,
 }
 
 impl Sale {
+    /// Whether the sale has more than one variant: only then do Redis and the reserve
+    /// path deal in variants (a one-variant sale keeps the v1 keys and scripts).
+    pub fn has_variants(&self) -> bool {
+        self.variants.len() > 1
+    }
+
+    /// Whether answers about this sale list its variants (see `sales::variant`: a v1
+    /// sale's answers keep the v1 shape).
+    pub fn lists_variants(&self) -> bool {
+        super::lists_variants(self.id, &self.variants)
+    }
+
     /// The public status at `now`, given the current stock.
     pub fn status(&self, now: DateTime<Utc>, stock: &StockView) -> SaleStatus {
         match self.state {

@@ -161,6 +161,10 @@ impl Sales {
         delta: i64,
     ) -> Result<(Sale, StockView)> {
         let sale = self.store.get_owned(merchant, id).await?;
+        if sale.has_variants() {
+            // Which variant's? The v1.1 route names it.
+            return Err(Error::VariantRequired);
+        }
         // Checked: any i64 may arrive here, and i64::MIN has no absolute value.
         let new_total = i64::from(sale.total).checked_add(delta);
         if delta == 0
@@ -182,7 +186,7 @@ impl Sales {
             .with_sale_lock(id, || async {
                 if delta > 0 {
                     let (sale, _first) = self.store.add_units(id, delta as i32).await?;
-                    if !self.projection.add_units(&sale).await? {
+                    if !self.projection.add_units(&sale, None).await? {
                         self.rebuild_locked(id).await?;
                     }
                     Ok(sale)
@@ -197,12 +201,12 @@ impl Sales {
 
     /// Retires `count` free units; the caller holds the sale's lock.
     async fn retire(&self, sale: &Sale, count: i64) -> Result<Sale> {
-        let units = match self.projection.retire_units(sale.id, count).await? {
+        let units = match self.projection.retire_units(sale.id, count, None).await? {
             Some(units) => units,
             None => {
                 self.rebuild_locked(sale.id).await?;
                 self.projection
-                    .retire_units(sale.id, count)
+                    .retire_units(sale.id, count, None)
                     .await?
                     .ok_or_else(|| {
                         Error::Internal(anyhow::anyhow!("sale state vanished during retire"))

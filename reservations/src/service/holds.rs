@@ -66,6 +66,10 @@ pub struct Reservation {
     pub status: ReservationStatus,
     /// When it stops holding the units.
     pub expires_at: DateTime<Utc>,
+    /// What it holds, per variant (v1.1). Absent for a v1 hold (`{ quantity }` of a
+    /// v1 sale), whose answer keeps the v1 shape.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<super::CartLine>,
 }
 
 /// Result of a reserve call: the reservation, and whether it was created now (201) or
@@ -78,7 +82,7 @@ pub struct Reserved {
     pub created: bool,
 }
 
-fn ms_to_time(ms: i64) -> DateTime<Utc> {
+pub(super) fn ms_to_time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
@@ -126,6 +130,8 @@ impl Sales {
                             quantity: quantity.get(),
                             status: ReservationStatus::Held,
                             expires_at: ms_to_time(deadline_ms),
+                            // A v1 reserve answers the v1 shape; a cart fills them in.
+                            lines: Vec::new(),
                         },
                         created,
                     })
@@ -133,7 +139,11 @@ impl Sales {
                 ReserveOutcome::IdempotencyMismatch => Err(Error::IdempotencyKeyReused),
                 ReserveOutcome::NotLive => Err(Error::SaleNotLive),
                 ReserveOutcome::LimitExceeded(limit) => Err(Error::PerUserLimitExceeded(limit)),
-                ReserveOutcome::SoldOut => Err(Error::SoldOut),
+                ReserveOutcome::SoldOut | ReserveOutcome::SoldOutLines(_) => Err(Error::SoldOut),
+                ReserveOutcome::VariantRequired => Err(Error::VariantRequired),
+                ReserveOutcome::VariantLimitExceeded(_, limit) => {
+                    Err(Error::PerUserLimitExceeded(limit))
+                }
             };
         }
     }
@@ -159,12 +169,14 @@ impl Sales {
             "held" if hold.deadline_ms <= now_ms => ReservationStatus::Expired,
             _ => ReservationStatus::Held,
         };
+        let lines = self.hold_lines(stripe.sale, &hold).await?;
         Ok(Reservation {
             reservation_id: id,
             sale_id: stripe.sale,
             quantity: hold.quantity,
             status,
             expires_at: ms_to_time(hold.deadline_ms),
+            lines,
         })
     }
 

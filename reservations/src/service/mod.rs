@@ -7,18 +7,24 @@
 //! - `catalogue`: a merchant's sales: create, read, list, edit, pause/resume/end,
 //!   stock changes, and the stock read every answer carries.
 //! - `holds`: a shopper's holds: reserve, read, release ([`Quantity`], [`Reservation`]).
+//! - `carts`: the v1.1 reserve of a cart of lines (variant, quantity), all or none,
+//!   and the variants a merchant adds or restocks ([`CartLine`], [`ShortLine`]).
 //! - `rebuild`: loading a sale's Redis state from Postgres, once across processes.
 //! - `reconcile`: noticing that Redis came back older and reconciling live sales
 //!   from Postgres ([`RedisWatcher`]).
 //! - `sweep`: expiring due holds, and deleting ended sales' keys after a retention.
+//! - `variants`: a merchant's variants: add one before the start, change one's stock,
+//!   and the per-variant stock sale answers list.
 //! - [`port`]: the narrow view the waiting room reads ([`WaitingRoomPort`]).
 
+mod carts;
 mod catalogue;
 mod holds;
 pub mod port;
 mod rebuild;
 mod reconcile;
 mod sweep;
+mod variants;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +35,7 @@ use crate::clock::Clock;
 use crate::projection::Projection;
 use crate::store::SaleStore;
 
+pub use carts::{CartLine, ShortLine, MAX_CART_LINES};
 pub use holds::{Quantity, Reservation, ReservationStatus, Reserved};
 pub use port::WaitingRoomPort;
 pub use reconcile::{RedisWatcher, WATCH_INTERVAL};

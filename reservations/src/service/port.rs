@@ -31,7 +31,10 @@ impl WaitingRoomPort {
         self.sales.store.get(id).await
     }
 
-    /// The sale's stock, rebuilding its Redis state first if it is missing.
+    /// The sale's stock, rebuilding its Redis state first if it is missing. Of a sale
+    /// with variants it is the sum over them, so "expected buyers vs free units" counts
+    /// every variant's free units, and the sale is sold out (nothing free, nothing held)
+    /// exactly when every variant is.
     pub async fn stock(&self, sale: &Sale) -> Result<StockView> {
         self.sales.stock(sale).await
     }

@@ -85,9 +85,15 @@ impl Sales {
         let sold_units = self.store.sold_units(id).await?;
         let sold = sold_units.len();
         let bought = self.store.bought_per_shopper(id).await?;
+        // Per variant only where a variant has a limit of its own to count against.
+        let bought_by_variant = if sale.variants.iter().any(|v| v.per_user_limit.is_some()) {
+            self.store.bought_per_shopper_and_variant(id).await?
+        } else {
+            Vec::new()
+        };
         let loaded = self
             .projection
-            .load(&sale, &taken, &sold_units, &bought)
+            .load(&sale, &taken, &sold_units, &bought, &bought_by_variant)
             .await?;
         if loaded && why == Load::Recovery {
             metrics::counter!("flashsale_redis_state_rebuilt_total").increment(1);

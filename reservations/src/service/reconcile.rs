@@ -78,6 +78,7 @@ use crate::ids::{ReservationId, SaleId, ShopperId};
 use crate::projection::{free_ranges, Stripe, StripeReconciled, StripeRecord};
 use crate::redis_identity::{self, Incarnation};
 use crate::sales::limits;
+use crate::sales::variant_of_unit;
 use crate::{Error, Result};
 
 /// How long one reconciliation may hold the per-sale lock (the rebuild's lock).
@@ -236,6 +237,26 @@ impl Sales {
             }
         }
         let bought: Vec<(ShopperId, i64)> = bought.into_iter().collect();
+        // A multi-variant sale: what each stripe sold of each variant, and the units
+        // each shopper bought of each variant (the variants' own limits).
+        let variants = record.sale.variants.len();
+        let mut sold_by_variant = vec![vec![0i64; variants]; stripes as usize];
+        let mut bought_by_variant: HashMap<String, i64> = HashMap::new();
+        if record.sale.has_variants() {
+            for order in &record.orders {
+                for &unit in &order.units {
+                    let Some(v) = variant_of_unit(&record.sale.variants, unit) else {
+                        continue;
+                    };
+                    let k = Stripe::of_unit(sale, unit.into(), stripes).index as usize;
+                    sold_by_variant[k][v.ordinal as usize] += 1;
+                    *bought_by_variant
+                        .entry(format!("{}:{}", order.shopper, v.ordinal))
+                        .or_default() += 1;
+                }
+            }
+        }
+        let bought_by_variant: Vec<(String, i64)> = bought_by_variant.into_iter().collect();
         let mut total = StripeReconciled::default();
         let mut present = false;
         for stripe in self.projection.stripes(sale) {
@@ -246,6 +267,8 @@ impl Sales {
                 sold: sold[k],
                 ordered: &ordered[k],
                 bought: &bought,
+                sold_by_variant: &sold_by_variant[k],
+                bought_by_variant: &bought_by_variant,
             };
             let Some(done) = self.projection.reconcile_stripe(stripe, &record).await? else {
                 continue;
