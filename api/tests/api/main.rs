@@ -6,6 +6,7 @@ mod admin;
 mod attacks;
 mod checkout;
 mod commit_cut;
+mod controller;
 mod door;
 mod events;
 mod helpers;
