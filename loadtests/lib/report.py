@@ -401,6 +401,18 @@ def stats_charts(stats, sale, extra_markers=(), resources=()):
 
 # ------------------------------------------------------------------ slowdown (controller)
 
+def slow_for(folder, default=30):
+    """The slowdown's announced length in seconds, from k6.log's "… for Ns" line."""
+    try:
+        with open(os.path.join(folder, "k6.log")) as f:
+            for line in f:
+                if 'msg="payment simulator slowed' in line and " for " in line:
+                    return int(line.rsplit(" for ", 1)[1].split("s", 1)[0])
+    except (OSError, ValueError):
+        pass
+    return default
+
+
 def slowdown_analysis(folder, stats, sale):
     """The payment slowdown as the controller saw it (controller.jsonl from
     lib/controller_metrics.py, stats.jsonl, the slow/normal console markers): None when
@@ -409,7 +421,11 @@ def slowdown_analysis(folder, stats, sale):
     marks = console_markers(folder)
     slow = next((t for t, label in marks if label == "payments slow"), None)
     normal = next((t for t, label in marks if label == "payments normal" and slow and t > slow), None)
-    if not samples or slow is None or normal is None:
+    if slow is not None and normal is None:
+        # The restore was not logged (k6 starved or stopped first): the slowdown lasted
+        # as long as it was announced for ("… for 30s").
+        normal = slow + slow_for(folder)
+    if not samples or slow is None:
         return None
     target = get(sale, "admission", "checkout_p95_target_ms") or 300
     rows = [s for s in stats if "error" not in s and "queue" in s]
