@@ -488,6 +488,12 @@ def slowdown_lines(folder, stats, sale):
         lines.append(f"  our checkout p95 (provider excluded) max {ms(a['ours_p95_max'])}, median {ms(a['ours_p95_median'])}"
                      f" (goal under {a['target']} ms: {goal(a['ours_p95_max'] < a['target'])}); as shoppers saw it max "
                      f"{ms(a['total_p95_max'])}, the provider's max {ms(a['provider_p95_max'])}")
+    else:
+        lines.append("  our checkout p95: no checkout completed during the slowdown")
+    empty = a["reasons"].get("nobody waiting", 0)
+    if empty * 2 >= sum(a["reasons"].values() or [0]) > 0:
+        lines.append(f"  caveat: the line was empty in {empty} of {sum(a['reasons'].values())} samples during the "
+                     "slowdown: admissions were limited by arrivals (k6), not by the controller")
     lines.append("  rate back (>= 0.9x before) " + (f"{a['back_after_s']:.0f} s after payments recovered (goal <= 10 s: "
                                                    f"{goal(a['back_after_s'] <= 10)})" if a["back_after_s"] is not None
                                                    else "never seen after payments recovered (goal <= 10 s: MISSED)"))
