@@ -220,7 +220,12 @@ impl Application {
         .with_ended_sale_retention(config.ended_sale_retention)
         .with_proof_difficulty_default(config.proof_difficulty_bits.into());
         let (provider, simulator) = payment_provider(&config, &shutdown).await?;
-        let payments = guard(&config, provider.clone());
+        let signals = Arc::new(ProcessSignals::default());
+        // Timed outside the guard: a provider timeout is the provider's time.
+        let payments: Arc<dyn PaymentGateway> = Arc::new(signals::TimedPayments::new(
+            guard(&config, provider.clone()),
+            signals.clone(),
+        ));
         let checkout = Checkout::new(sales.clone(), checkout_pool.clone(), db.clone(), payments)
             .with_attempt_grace(attempt_grace(&config));
         let process = format!(
@@ -251,7 +256,7 @@ impl Application {
             outbox_relay::webhooks::Endpoints::new(db.clone(), config.webhooks_allow_private);
         let state = AppState::new(AppParts {
             queue,
-            signals: Arc::new(ProcessSignals::default()),
+            signals,
             checkout,
             provider,
             simulator,

@@ -6,12 +6,36 @@
 //! The checkout path has a capacity nobody knows before the sale (it depends on the
 //! payment provider's latency, Postgres, the machines). Like an adaptive concurrency
 //! limiter (Netflix's concurrency-limits, AIMD), the controller infers that capacity
-//! from latency: while checkout p95 is comfortably under the merchant's target it
-//! raises the rate additively (probing for more capacity, a few percent a tick); when
-//! p95 crosses the target — or the outbox backlog grows old, a sign that the order
+//! from latency: while checkout is comfortably under the merchant's target it raises
+//! the rate additively (probing for more capacity, a few percent a tick); when it
+//! crosses the target — or the outbox backlog grows old, a sign that the order
 //! pipeline is saturated — it cuts the rate multiplicatively, which drains the excess
 //! in a few ticks. Additive increase / multiplicative decrease converges to a fair
 //! share of the capacity and recovers from overload fast, without a model of the system.
+//!
+//! # Slow is not overloaded
+//!
+//! A checkout's time has two parts. The payment provider's own call time is not ours to
+//! change: admitting fewer shoppers does not make a slow provider faster, it only sells
+//! less. Our part — waiting for a pool connection, the work before the provider call,
+//! the transaction after it — grows when we admit more than we can serve. So the law
+//! holds *our* part ([`Signals::checkout_ours_p95_ms`], the checkout's time minus the
+//! provider's, per request) under `checkout_p95_target_ms`, and reads a second sign of
+//! queueing straight from Little's law: checkouts doing our part at once (in flight,
+//! not waiting for the provider) against the connections that serve them. A provider
+//! at 250 ms with capacity to spare moves neither, and the rate holds.
+//!
+//! When our part does breach, the cut stops at what checkout is completing: the
+//! measured completion throughput divided by the buyers expected per admitted shopper
+//! is the admission rate checkout sustains, and admitting below it only idles the
+//! capacity we have.
+//!
+//! # A probe that completions confirm
+//!
+//! Before the first checkout completes the law knows nothing about the capacity, so the
+//! rate may rise only to [`PROBE_BLIND_CEILING`]; after that, to [`PROBE_HEADROOM`]
+//! times the rate the completions confirm. A blind +8% a tick would be ~1,000/s after
+//! 30 s with no evidence that checkout can take it.
 //!
 //! Little's law links the rate to concurrency: active shoppers ≈ admission rate × the
 //! time a shopper spends buying. So the merchant's `max_active_shoppers` ceiling is
@@ -31,13 +55,27 @@ pub const INITIAL_RATE: f64 = 10.0;
 pub const DECREASE: f64 = 0.7;
 /// Additive increase per tick: this share of the rate, at least one shopper a second.
 pub const INCREASE_SHARE: f64 = 0.08;
-/// p95 below this share of the target counts as healthy (room to grow).
+/// Our p95 below this share of the target counts as healthy (room to grow).
 pub const HEALTHY_SHARE: f64 = 0.8;
 /// Outbox events older than this mean the order pipeline is saturated.
 pub const BACKLOG_AGE_LIMIT_MS: i64 = 2_000;
 /// Admitted shoppers expected to show up may exceed the free units by this factor
 /// (some shoppers buy less than the limit, some holds expire).
 pub const STOCK_OVERCOMMIT: f64 = 1.5;
+/// The highest rate before any checkout has completed (shoppers per second).
+pub const PROBE_BLIND_CEILING: f64 = 25.0;
+/// Once checkouts complete, the rate may be this many times the rate they confirm.
+pub const PROBE_HEADROOM: f64 = 2.0;
+/// Our checkouts in flight at this share of the connections serving them: queueing.
+pub const BUSY_SHARE: f64 = 0.9;
+/// … at this share: near capacity, hold.
+pub const NEAR_BUSY_SHARE: f64 = 0.7;
+/// On a breach the rate is not cut below this share of the rate checkout sustains
+/// (a little under it, so the queue drains).
+pub const DRAIN_SHARE: f64 = 0.8;
+/// The share of admitted shoppers expected to buy is taken as at least this (a sale
+/// whose first cohorts all left must not divide by zero).
+pub const MIN_BUYER_SHARE: f64 = 0.1;
 
 /// The merchant's settings that bound the controller.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,15 +86,25 @@ pub struct Limits {
     pub max_admit_per_second: Option<f64>,
     /// Ceiling on active shoppers.
     pub max_active_shoppers: Option<i64>,
-    /// The checkout p95 the controller keeps under.
+    /// The checkout p95 — our part of it — the controller keeps under.
     pub checkout_p95_target_ms: f64,
 }
 
 /// What the controller measured this tick.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Signals {
-    /// Checkout p95 over the last window, all processes; `None` before any checkout.
+    /// Checkout p95 over the last window as shoppers saw it (provider included), all
+    /// processes; `None` before any checkout. Shown, not acted on.
     pub checkout_p95_ms: Option<f64>,
+    /// p95 of our part of each checkout (its time minus the provider's); `None`
+    /// before any checkout completed in the window.
+    pub checkout_ours_p95_ms: Option<f64>,
+    /// Checkouts completed per second (placed or declined), all processes.
+    pub checkouts_per_second: f64,
+    /// Checkouts in flight doing our part (not waiting for the provider).
+    pub checkouts_ours_in_flight: i64,
+    /// Connections that serve checkouts, all processes (0: unknown).
+    pub checkout_capacity: i64,
     /// Age of the oldest unpublished outbox event.
     pub outbox_oldest_age_ms: i64,
     /// Admitted shoppers whose admission window is still open.
@@ -73,6 +121,32 @@ pub struct Signals {
     pub waiting: i64,
 }
 
+impl Signals {
+    /// The admission rate checkout is completing: completions per second over the
+    /// buyers expected per admitted shopper. 0 before any completion.
+    pub fn sustained_rate(&self) -> f64 {
+        let buyers = (1.0 - self.no_show_rate.clamp(0.0, 1.0)).max(MIN_BUYER_SHARE);
+        self.checkouts_per_second.max(0.0) / buyers
+    }
+
+    /// Our checkouts in flight against the connections serving them (0 when unknown).
+    fn busy(&self) -> f64 {
+        if self.checkout_capacity <= 0 {
+            return 0.0;
+        }
+        self.checkouts_ours_in_flight.max(0) as f64 / self.checkout_capacity as f64
+    }
+
+    /// The highest rate the evidence allows (see "A probe that completions confirm").
+    pub fn probe_ceiling(&self) -> f64 {
+        if self.checkout_ours_p95_ms.is_none() {
+            PROBE_BLIND_CEILING
+        } else {
+            (PROBE_HEADROOM * self.sustained_rate()).max(PROBE_BLIND_CEILING)
+        }
+    }
+}
+
 /// Why the rate is what it is (shown on the stats endpoint and the dashboard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -80,12 +154,16 @@ pub enum Reason {
     SoldOut,
     /// The merchant pinned the rate.
     FixedRate,
-    /// Checkout p95 above target: multiplicative decrease.
+    /// Our part of checkout p95 above target: multiplicative decrease.
     CheckoutSlow,
+    /// Our checkouts in flight near the connections serving them: decrease.
+    CheckoutBusy,
     /// The outbox backlog is old: multiplicative decrease.
     BacklogOld,
     /// Healthy: additive increase.
     Healthy,
+    /// Healthy, but as high as the completed checkouts confirm.
+    ProbeCeiling,
     /// Near the target: holding.
     NearTarget,
     /// At the merchant's rate ceiling.
@@ -105,8 +183,10 @@ impl Reason {
             Reason::SoldOut => "sold out: nothing left and no hold can return",
             Reason::FixedRate => "fixed rate set by the merchant",
             Reason::CheckoutSlow => "checkout_p95 above target",
+            Reason::CheckoutBusy => "checkouts in flight near capacity",
             Reason::BacklogOld => "outbox backlog older than 2 s",
             Reason::Healthy => "healthy: raising the rate",
+            Reason::ProbeCeiling => "healthy: as high as completed checkouts confirm",
             Reason::NearTarget => "checkout_p95 near target: holding the rate",
             Reason::RateCeiling => "at the merchant's max_admit_per_second",
             Reason::ActiveCeiling => "at the merchant's max_active_shoppers",
@@ -127,6 +207,45 @@ pub struct Decision {
     pub reason: Reason,
     /// True once everything is sold and no hold can return.
     pub sold_out: bool,
+}
+
+/// The feedback part of the law: the next rate from our latency, our queueing and
+/// the outbox (see the module docs).
+fn feedback(rate: f64, signals: &Signals, target: f64) -> (f64, Reason) {
+    let ours = signals.checkout_ours_p95_ms;
+    let busy = signals.busy();
+    let breach = if ours.is_some_and(|p95| p95 > target) {
+        Some(Reason::CheckoutSlow)
+    } else if busy >= BUSY_SHARE {
+        Some(Reason::CheckoutBusy)
+    } else if signals.outbox_oldest_age_ms > BACKLOG_AGE_LIMIT_MS {
+        Some(Reason::BacklogOld)
+    } else {
+        None
+    };
+    if let Some(reason) = breach {
+        // A checkout breach stops at what checkout is completing (less idles the
+        // capacity we have), never above the current rate. An old backlog is the
+        // relay falling behind checkout: completions say nothing about its capacity.
+        let sustained = if reason == Reason::BacklogOld {
+            0.0
+        } else {
+            (DRAIN_SHARE * signals.sustained_rate()).min(rate)
+        };
+        return ((rate * DECREASE).max(sustained).max(MIN_RATE), reason);
+    }
+    if ours.is_some_and(|p95| p95 > target * HEALTHY_SHARE) || busy >= NEAR_BUSY_SHARE {
+        return (rate, Reason::NearTarget);
+    }
+    let ceiling = signals.probe_ceiling();
+    let raised = rate + (rate * INCREASE_SHARE).max(1.0);
+    if raised >= ceiling {
+        // Down to the ceiling too: completions that fell (fewer buyers, a provider
+        // failing) bring the rate down with them.
+        (ceiling.min(raised).max(MIN_RATE), Reason::ProbeCeiling)
+    } else {
+        (raised, Reason::Healthy)
+    }
 }
 
 /// The control law. `rate` is the previous decision's rate.
@@ -154,15 +273,7 @@ pub fn decide(rate: f64, signals: &Signals, limits: &Limits) -> Decision {
             Reason::FixedRate,
         )
     } else {
-        let target = limits.checkout_p95_target_ms;
-        match signals.checkout_p95_ms {
-            Some(p95) if p95 > target => ((rate * DECREASE).max(MIN_RATE), Reason::CheckoutSlow),
-            _ if signals.outbox_oldest_age_ms > BACKLOG_AGE_LIMIT_MS => {
-                ((rate * DECREASE).max(MIN_RATE), Reason::BacklogOld)
-            }
-            Some(p95) if p95 > target * HEALTHY_SHARE => (rate, Reason::NearTarget),
-            _ => (rate + (rate * INCREASE_SHARE).max(1.0), Reason::Healthy),
-        }
+        feedback(rate, signals, limits.checkout_p95_target_ms)
     };
     if let Some(ceiling) = limits.max_admit_per_second {
         if next >= ceiling {
@@ -209,9 +320,13 @@ mod tests {
         }
     }
 
+    /// Checkout fast, completing far more than any rate below (no probe ceiling).
     fn healthy() -> Signals {
         Signals {
             checkout_p95_ms: Some(50.0),
+            checkout_ours_p95_ms: Some(50.0),
+            checkouts_per_second: 1_000.0,
+            checkout_capacity: 16,
             stock_left: 1_000,
             free_units: 1_000,
             waiting: 10_000,
@@ -229,8 +344,11 @@ mod tests {
     ) -> Vec<Decision> {
         (0..ticks)
             .map(|_| {
+                // Every admitted shopper checks out: completions follow the rate.
                 let signals = Signals {
                     checkout_p95_ms: Some(p95(rate)),
+                    checkout_ours_p95_ms: Some(p95(rate)),
+                    checkouts_per_second: rate,
                     ..healthy()
                 };
                 let d = decide(rate, &signals, limits);
@@ -256,8 +374,11 @@ mod tests {
 
     #[test]
     fn overload_cuts_the_rate_multiplicatively_and_recovery_raises_it_again() {
+        // Our part slow, nothing completing: nothing holds the cut up.
         let slow = Signals {
             checkout_p95_ms: Some(900.0),
+            checkout_ours_p95_ms: Some(900.0),
+            checkouts_per_second: 0.0,
             ..healthy()
         };
         let d = decide(100.0, &slow, &auto(300.0));
@@ -356,6 +477,8 @@ mod tests {
         let busy = Signals {
             active_shoppers: 10,
             checkout_p95_ms: Some(900.0),
+            checkout_ours_p95_ms: Some(900.0),
+            checkouts_per_second: 0.0,
             ..healthy()
         };
         assert_eq!(
@@ -414,5 +537,148 @@ mod tests {
             &busy,
         );
         assert_eq!((d.admit_rate, d.reason), (0.0, Reason::ActiveCeiling));
+    }
+
+    /// The rehearsal's plant, tick by tick (500 ms ticks): before and after, checkout
+    /// is fast; during, the provider takes `provider_ms` and, when `our_ms` is given,
+    /// our part takes that too. Completions follow the rate up to `capacity`.
+    fn timeline(
+        ticks: std::ops::Range<usize>,
+        rate: &mut f64,
+        capacity: f64,
+        during: impl Fn(usize) -> Option<(f64, f64)>,
+    ) -> Vec<Decision> {
+        ticks
+            .map(|t| {
+                let (provider_ms, our_ms) = during(t).unwrap_or((5.0, 20.0));
+                let signals = Signals {
+                    checkout_p95_ms: Some(provider_ms + our_ms),
+                    checkout_ours_p95_ms: Some(our_ms),
+                    checkouts_per_second: rate.min(capacity),
+                    // Little's law: in flight = completions × our time.
+                    checkouts_ours_in_flight: (rate.min(capacity) * our_ms / 1000.0) as i64,
+                    ..healthy()
+                };
+                let d = decide(*rate, &signals, &auto(300.0));
+                *rate = d.rate;
+                d
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_slow_provider_with_our_part_fast_keeps_at_least_half_the_rate() {
+        // Provider p95 800 ms for 30 s: checkout as shoppers see it is far above the
+        // 300 ms target, our part of it is not, and checkout completes what it gets.
+        let mut rate = 80.0;
+        let before = rate;
+        let slow = timeline(0..60, &mut rate, 1_000.0, |_| Some((800.0, 40.0)));
+        assert!(
+            slow.iter().all(|d| d.rate >= before * 0.5),
+            "the rate holds: {:?}",
+            slow.iter().map(|d| d.rate).collect::<Vec<_>>()
+        );
+        assert!(slow.iter().all(|d| d.reason != Reason::CheckoutSlow));
+    }
+
+    #[test]
+    fn our_queueing_high_cuts_the_rate_but_not_below_what_checkout_completes() {
+        // Our part over target (pool wait, a slow transaction): cut.
+        let slow = Signals {
+            checkout_ours_p95_ms: Some(600.0),
+            checkouts_per_second: 40.0,
+            ..healthy()
+        };
+        let d = decide(100.0, &slow, &auto(300.0));
+        assert_eq!((d.rate, d.reason), (70.0, Reason::CheckoutSlow));
+        // Cut after cut stops a little under the 40/s checkout completes.
+        let mut rate = 100.0;
+        for _ in 0..20 {
+            rate = decide(rate, &slow, &auto(300.0)).rate;
+        }
+        assert!(
+            (rate - DRAIN_SHARE * 40.0).abs() < 1e-9,
+            "floor at the sustained rate: {rate}"
+        );
+        // Half the shoppers never show up: each admitted one brings half a checkout,
+        // so 40 checkouts a second sustain 80 admissions a second.
+        let flaky = Signals {
+            no_show_rate: 0.5,
+            ..slow
+        };
+        assert!((flaky.sustained_rate() - 80.0).abs() < 1e-9);
+
+        // Our checkouts in flight at the connections serving them: queueing starts,
+        // even while the p95 of the window still looks fine.
+        let busy = Signals {
+            checkouts_ours_in_flight: 15,
+            checkout_capacity: 16,
+            checkouts_per_second: 0.0,
+            ..healthy()
+        };
+        let d = decide(100.0, &busy, &auto(300.0));
+        assert_eq!((d.rate, d.reason), (70.0, Reason::CheckoutBusy));
+        let near = Signals {
+            checkouts_ours_in_flight: 12,
+            ..busy
+        };
+        assert_eq!(
+            decide(100.0, &near, &auto(300.0)).reason,
+            Reason::NearTarget
+        );
+    }
+
+    #[test]
+    fn before_the_first_checkout_the_rate_rises_only_to_a_bounded_probe() {
+        let blind = Signals {
+            checkout_p95_ms: None,
+            checkout_ours_p95_ms: None,
+            checkouts_per_second: 0.0,
+            ..healthy()
+        };
+        let mut rate = INITIAL_RATE;
+        // 30 s of 500 ms ticks without a checkout (the old law: about 1,000/s).
+        for _ in 0..60 {
+            rate = decide(rate, &blind, &auto(300.0)).rate;
+        }
+        assert_eq!(rate, PROBE_BLIND_CEILING);
+        assert_eq!(
+            decide(rate, &blind, &auto(300.0)).reason,
+            Reason::ProbeCeiling
+        );
+        // Completions confirm 20 shoppers a second: the ceiling rises to twice that.
+        let confirmed = Signals {
+            checkouts_per_second: 20.0,
+            ..healthy()
+        };
+        for _ in 0..60 {
+            rate = decide(rate, &confirmed, &auto(300.0)).rate;
+        }
+        assert_eq!(rate, PROBE_HEADROOM * 20.0);
+        // And falls with them: a rate the completions no longer confirm comes down.
+        let fewer = Signals {
+            checkouts_per_second: 15.0,
+            ..healthy()
+        };
+        assert_eq!(decide(rate, &fewer, &auto(300.0)).rate, 30.0);
+    }
+
+    #[test]
+    fn the_rate_is_back_within_ten_seconds_after_a_slowdown_ends() {
+        // 500 ms ticks. The provider slow for 30 s (ticks 20–80), and our part slow
+        // for the first 5 s of it (checkouts piled up): the rate is cut, then holds.
+        let mut rate = 60.0;
+        let before = timeline(0..20, &mut rate, 200.0, |_| None);
+        let healthy_rate = before.last().unwrap().rate;
+        let slow = timeline(20..80, &mut rate, 200.0, |t| {
+            Some((250.0, if t < 30 { 400.0 } else { 40.0 }))
+        });
+        assert!(slow.iter().any(|d| d.rate < healthy_rate * 0.9), "cut");
+        let after = timeline(80..140, &mut rate, 1_000.0, |_| None);
+        let back = after
+            .iter()
+            .position(|d| d.rate >= healthy_rate * 0.9)
+            .expect("the rate comes back");
+        assert!(back <= 20, "back after {} ticks of 500 ms", back + 1);
     }
 }

@@ -22,8 +22,22 @@ use reservations::sales::{AdmissionMode, SaleState};
 /// signal publisher).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Measured {
-    /// Checkout p95 over the last window; `None` when there were no checkouts.
+    /// Checkout p95 over the last window as shoppers saw it (checkouts cut off or
+    /// failed included); `None` when no checkout completed.
     pub checkout_p95_ms: Option<f64>,
+    /// p95 of our part of each checkout: its time minus the payment provider's.
+    pub checkout_ours_p95_ms: Option<f64>,
+    /// p95 of the payment provider's time within each checkout.
+    pub provider_p95_ms: Option<f64>,
+    /// Checkouts completed per second (placed or declined), all processes.
+    pub checkouts_per_second: f64,
+    /// Checkouts per second that failed or were cut off (timeout, client gone,
+    /// provider unavailable), all processes.
+    pub checkouts_failed_per_second: f64,
+    /// Checkouts in flight that are doing our part (not waiting for the provider).
+    pub checkouts_ours_in_flight: i64,
+    /// Connections serving checkouts, all processes.
+    pub checkout_capacity: i64,
     /// Reserve p95 over the last window.
     pub reserve_p95_ms: Option<f64>,
     /// Time to get a checkout connection from the pool.
@@ -178,6 +192,10 @@ impl Controllers {
         let pending = (line.serving - reserved - expired_no_shows).max(0);
         let signals = Signals {
             checkout_p95_ms: measured.checkout_p95_ms,
+            checkout_ours_p95_ms: measured.checkout_ours_p95_ms,
+            checkouts_per_second: measured.checkouts_per_second,
+            checkouts_ours_in_flight: measured.checkouts_ours_in_flight,
+            checkout_capacity: measured.checkout_capacity,
             outbox_oldest_age_ms: measured.outbox_oldest_age_ms,
             active_shoppers: line.serving - serving_before,
             no_show_rate: no_show,
@@ -226,8 +244,13 @@ impl Controllers {
             .set(decision.rate);
         metrics::gauge!("flashsale_queue_waiting", "sale" => sale_label.clone())
             .set((line.seq - serving) as f64);
-        metrics::gauge!("flashsale_active_shoppers", "sale" => sale_label)
+        metrics::gauge!("flashsale_active_shoppers", "sale" => sale_label.clone())
             .set(signals.active_shoppers as f64);
+        // What the law read, next to what it decided (the slowdown rehearsal charts them).
+        metrics::gauge!("flashsale_admission_probe_ceiling", "sale" => sale_label.clone())
+            .set(signals.probe_ceiling());
+        metrics::gauge!("flashsale_admission_sustained_rate", "sale" => sale_label)
+            .set(signals.sustained_rate());
         if decision.reason.as_str() != line.reason.as_deref().unwrap_or_default() {
             tracing::info!(sale_id = %sale_id, rate = decision.rate, reason = decision.reason.as_str(), "admission rate changed");
         }

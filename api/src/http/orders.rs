@@ -77,19 +77,18 @@ async fn checkout(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let _in_flight = crate::signals::InFlight::start(&state.signals.inflight);
-    let started = std::time::Instant::now();
-    let answer = state
-        .checkout
-        .checkout(CheckoutRequest {
+    // Recorded however it ends, a cut-off included (the timer's drop).
+    let timer = crate::signals::CheckoutTimer::start(&state.signals);
+    let answer = timer
+        .time(state.checkout.checkout(CheckoutRequest {
             shopper,
             reservation: ReservationId(reservation),
             idempotency_key: key,
             payment_token,
             correlation_id,
-        })
+        }))
         .await;
-    state.signals.checkout.record(started.elapsed());
+    timer.finish(&answer);
     let (status, order) = match answer? {
         Placement::Placed(order) => (StatusCode::CREATED, order),
         // A replay answers what the first request answered (API.md: "a retry with the

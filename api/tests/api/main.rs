@@ -9,6 +9,7 @@ mod carts;
 mod checkout;
 mod codes;
 mod commit_cut;
+mod controller;
 mod door;
 mod events;
 mod helpers;
