@@ -178,6 +178,7 @@ def figures(folder):
         "waiting_at_end": count("shoppers_waiting_at_end"),
         "joins_not_sent": count("joins_not_sent"),
         "joins_retried": count("joins_retried"),
+        "no_answer": count("no_answer"),
         "slices": count("line_slices"),
         "dropped_ticks": count("dropped_iterations"),
         "served": {"join": count("line_served{step:join}"), "poll": count("line_served{step:poll}")},
@@ -233,9 +234,10 @@ def summary_lines(folder):
              f"{p['prequeue_s']} s pre-queue, {p['spike_share']:.0%} in the {p['spike_s']} s after the start, the rest "
              f"over {p['tail_s']} s"]
     lines.append(f"  arrived {f['arrived']} · tickets {f['tickets']} · admitted {f['admitted']} · orders {f['orders']} · "
-                 f"told sold out {f['told_sold_out']} · still in line at the end {f['waiting_at_end']} · left otherwise "
+                 f"told sold out {f['told_sold_out']} · still in line (or trying to join) at the end {f['waiting_at_end']} · left otherwise "
                  f"{f['left']} · joins never sent {f['joins_not_sent']} · joins sent again {f['joins_retried']} · "
-                 f"slices owned {f['slices']}/{p['line_vus']} · ticks dropped while every VU was busy {f['dropped_ticks']}")
+                 f"slices owned {f['slices']}/{p['line_vus']} · no answer (sent again) {f['no_answer']} · ticks dropped "
+                 f"while every VU was busy {f['dropped_ticks']}")
     for step in ("join", "poll"):
         r = f["rates"][step]
         lat = f["lateness_ms"][step]
