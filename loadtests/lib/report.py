@@ -6,8 +6,9 @@ Reads from the folder: meta.json (what ran), sale.json (the sale as created),
 stats.jsonl (GET /stats once a second), k6-summary.json (k6 handleSummary; storms keep
 one per sub-folder), verify.json / verify.txt (`flashsale verify`), and for the chaos
 scenarios chaos.json / chaos.txt (lib/chaos.py: the faults, marked on the charts), and
-for the bot-farm rehearsal bots-plan.json (lib/bots.py: each group's share).
-for the slowdown controller.jsonl (lib/controller_metrics.py: the controller's signals).
+for the bot-farm rehearsal bots-plan.json (lib/bots.py: each group's share), for the
+slowdown controller.jsonl (lib/controller_metrics.py: the controller's signals), and for
+the 100,000-shopper launch crowd-plan.json (lib/crowd.py: the line's figures).
 
     python3 loadtests/lib/report.py loadtests/reports/<run>
 """
@@ -19,6 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # importing lib/*.py leaves no __pycache__ in the tree
 import bots  # noqa: E402
+import crowd  # noqa: E402
 import variants  # noqa: E402
 from charts import (  # noqa: E402
     console_markers, fmt_num, get, load_json, load_stats, ms, parse_time, svg_chart,
@@ -155,6 +157,7 @@ def text_summary(folder, meta, sums, checks, variant_table=()):
     lines.extend(bots.summary_lines(folder))
     lines += slowdown_lines(folder, load_stats(os.path.join(folder, "stats.jsonl")),
                             load_json(os.path.join(folder, "sale.json"), {}))
+    lines.extend(crowd.summary_lines(folder))
     lines.append(f"report: {os.path.join(folder, 'report.html')}")
     return "\n".join(lines) + "\n"
 
@@ -280,6 +283,7 @@ per-shopper limit {get(sale, 'per_user_limit', default='-')} · sale <code>{html
     if os.path.isfile(chaos_path):
         parts.append("<h2>Faults (lib/chaos.py)</h2><pre>" + html.escape(open(chaos_path).read()) + "</pre>")
     parts.append(bots.html_section(folder))
+    parts.append(crowd.html_section(folder))
     for label, s in sums:
         parts.append(f"<h2>k6 — {html.escape(label)}: latency per step</h2><table>"
                      "<tr><th>step</th><th>requests</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>shed (429/503)</th></tr>")
