@@ -2,7 +2,7 @@
 // challenge, solves it in a Web Worker while the button shows its progress, and joins.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, PHONE, openBrowser, shot, createSale } from '../lib/harness.mjs';
+import { BASE, PHONE, MERCHANT_TOKEN, openBrowser, shot, createSale, call } from '../lib/harness.mjs';
 
 test('joining solves the door’s proof of work in a worker and shows its progress', async () => {
   // 17 bits: about 130,000 hashes on average — long enough to watch, short for a test.
@@ -28,6 +28,32 @@ test('joining solves the door’s proof of work in a worker and shows its progre
     await page.getByRole('heading', { name: "It's your turn!" }).waitFor({ timeout: 60_000 });
     assert.deepEqual(challenges, ['POST'], 'one challenge taken');
     assert.match(proof || '', /:[0-9a-z]{1,64}$/, `the join carried the proof: ${proof}`);
+    assert.deepEqual(b.errors, [], 'no script errors');
+  } finally {
+    await b.close();
+  }
+});
+
+test('an invitation-only sale asks for the access code and joins with it', async () => {
+  const sale = await createSale({ access: 'codes' });
+  const upload = await call('POST', `/v1/admin/sales/${sale.id}/access-codes`, {
+    token: MERCHANT_TOKEN,
+    body: { codes: [{ code: 'VIP-2026-ALPHA', uses: 1, priority: false }] },
+  });
+  assert.equal(upload.status, 201, JSON.stringify(upload.data));
+  const b = await openBrowser({ viewport: PHONE, name: 'codes' });
+  try {
+    const { page } = b;
+    await page.goto(`${BASE}/sales/${sale.id}`);
+    await page.getByRole('heading', { level: 1, name: sale.name }).waitFor();
+    await page.getByRole('button', { name: 'Buy now' }).click();
+    await page.locator('#notice-title').filter({ hasText: 'This sale is by invitation.' }).waitFor({ timeout: 20_000 });
+    const field = page.getByLabel('Access code');
+    assert.ok(await field.evaluate((el) => el === document.activeElement), 'focus lands in the code field');
+    await field.fill('VIP-2026-ALPHA');
+    await shot(page, 'codes-01-code');
+    await page.getByRole('button', { name: 'Buy now' }).click();
+    await page.getByRole('heading', { name: "It's your turn!" }).waitFor({ timeout: 60_000 });
     assert.deepEqual(b.errors, [], 'no script errors');
   } finally {
     await b.close();

@@ -55,6 +55,12 @@ function renderVariantRows(variants) {
   box.hidden = false;
 }
 
+/** Repaints what is left of each variant on the cart (after the sale data refreshed). */
+export function refreshCart() {
+  const variants = cartVariants();
+  if (variants) renderVariantRows(variants);
+}
+
 /** The admitted view: the turn's countdown and what the shopper may pick. */
 export function showAdmitted(t) {
   deadlines.admission = Date.parse(t.admission_expires_at);

@@ -22,7 +22,7 @@ let drawShown = false;
 async function joinThroughDoor(token, button) {
   const path = `/v1/sales/${saleId}/queue`;
   try {
-    return await api('POST', path, { token, headers: placeHeader() });
+    return await api('POST', path, { token, body: joinBody(), headers: placeHeader() });
   } catch (e) {
     if (e.code !== 'proof_required' && e.code !== 'proof_invalid') throw e;
   }
@@ -33,12 +33,18 @@ async function joinThroughDoor(token, button) {
     });
     try {
       const proof = `${challenge.challenge}:${nonce}`;
-      return await api('POST', path, { token, headers: { ...placeHeader(), 'X-Join-Proof': proof } });
+      return await api('POST', path, { token, body: joinBody(), headers: { ...placeHeader(), 'X-Join-Proof': proof } });
     } catch (e) {
       // A challenge that expired while solving: one more, then give up.
       if (e.code !== 'proof_invalid' || attempt >= 2) throw e;
     }
   }
+}
+
+/** The join's body: the access code the shopper typed, if any (API.md v1.1, "access codes"). */
+function joinBody() {
+  const code = $('access-code').value.trim();
+  return code ? { access_code: code } : undefined;
 }
 
 /** Solves a challenge in a Web Worker; `progress(share)` gets the expected share done. */
@@ -82,7 +88,12 @@ export async function join() {
     updateLocal({ initial_ahead: null, prequeued: null });
     handleTicket(res.data, { focus: true });
   } catch (e) {
-    if (e.code === 'sale_closed') {
+    if (e.code.startsWith('access_code_')) {
+      // An invitation-only sale (or a code that did not work): ask for the code.
+      $('code-field').hidden = false;
+      showProblem(e);
+      $('access-code').focus();
+    } else if (e.code === 'sale_closed') {
       await loadSale().catch(() => {});
       showView('ended');
     } else if (e.code === 'sale_not_found') {

@@ -63,7 +63,8 @@ export function renderVariants(sale) {
   saleId = sale.id;
   const variants = Array.isArray(sale.variants) ? sale.variants : [];
   const several = variants.length > 1;
-  $('variants-card').hidden = !variants.length || (!several && sale.status !== 'scheduled');
+  // Shown for a sale of several variants, and before the start (to add one).
+  $('variants-card').hidden = !several && sale.status !== 'scheduled';
   $('stock-form').hidden = several || sale.status === 'ended';
   $('variant-form').hidden = sale.status !== 'scheduled';
   const body = $('variant-rows');

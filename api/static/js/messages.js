@@ -62,6 +62,11 @@ const SHOPPER = {
   method_not_allowed: ['The request was not understood.', 'Reload the page and try again.', 'reload'],
   unsupported_media_type: ['The request was not understood.', 'Reload the page and try again.', 'reload'],
   not_ready: ['The shop is starting up.', 'We try again in a moment.', 'retry'],
+  access_code_required: ['This sale is by invitation.', 'Enter the access code you were given, then join.', 'fix'],
+  access_code_invalid: ["That access code isn't valid for this sale.", 'Check the code and try again.', 'fix'],
+  access_code_used_up: ['That access code has been used up.', 'Each code joins as many shoppers as it allows.', 'fix'],
+  variant_required: ['Choose which option you want.', 'Pick a size or option, then reserve.', 'fix'],
+  variant_not_found: ["That option isn't sold in this sale.", 'Reload the page to see the options.', 'reload'],
 };
 
 const MERCHANT = {
@@ -76,6 +81,11 @@ const MERCHANT = {
   ],
   insufficient_free_stock: ['Not enough free units to remove.', 'Held and sold units cannot be removed.', 'fix'],
   invalid_transition: ["That action isn't possible in the sale's current state.", '', 'reload'],
+  variant_required: ['This sale has several variants.', 'Change the stock of one variant in the Variants table.', 'fix'],
+  variant_not_found: ['No such variant in this sale.', 'Reload the sale to see its variants.', 'reload'],
+  invalid_beacon: ["That beacon round didn't verify.", "Check the round number and its signature from drand's quicknet chain.", 'fix'],
+  webhook_limit_reached: ['You have as many webhook endpoints as allowed.', 'Delete one you no longer use first.', 'fix'],
+  webhook_not_found: ['No such webhook endpoint among yours.', 'Reload the list.', 'reload'],
   invalid_field: ['Please check the highlighted field.', '', 'fix'],
   invalid_body: ['The form could not be sent.', 'A value has the wrong type.', 'fix'],
 };

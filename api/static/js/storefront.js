@@ -11,7 +11,7 @@ import {
   showProblem, showMessage, withRetries, setBusy,
 } from './page.js';
 import { ticket, join, rejoin, leave, pollTicket, showExpired } from './line.js';
-import { cartBody, showShortLines, linesText, linesTotal, renderOrderLines } from './cart.js';
+import { cartBody, showShortLines, linesText, linesTotal, renderOrderLines, refreshCart } from './cart.js';
 
 /** The public sale (GET /v1/sales/{id}). */
 export let sale = null;
@@ -54,6 +54,7 @@ function renderSale() {
   badge.dataset.status = sale.status;
   renderWhen();
   if (view === 'start' || view === null) renderStart();
+  if (view === 'admitted') refreshCart();
 }
 
 /** Each variant's price and what is left, on the product (a sale of several variants). */
