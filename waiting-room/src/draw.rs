@@ -34,12 +34,18 @@
 //! order above is computed over every ticket, then the priority tickets are moved to
 //! the front keeping their order ([`priority_first`]).
 //!
+//! Within each, tickets are taken in rounds by address ([`by_address_rounds`]): every
+//! address's first ticket (in key order), then every address's second, and so on, so a
+//! farm of few addresses gains one early place per address however many sessions it
+//! holds. Each ticket's address group is an HMAC tag ([`address_group`]), published
+//! beside the ticket in `/draw/tickets` (`groups`), so the rounds are recomputable too.
+//!
 //! This module also runs the draw on a sale's line ([`Queue::draw`]) and publishes it.
 //! The seed and its commitment are recorded in Postgres before the commitment is
 //! public, and the drawn order before any position is numbered (`marks`), so a line
 //! Redis lost keeps both.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rand::RngCore;
@@ -141,6 +147,68 @@ pub fn priority_first(order: Vec<String>, priority: &HashSet<String>) -> Vec<Str
     first
 }
 
+/// Pre-queue scores: `class * GROUP_SPAN + group`, class 0 for a priority code's holder
+/// and 1 for the public, `group` the ticket's address group (0: not known). 2^40 keeps
+/// both exact in Redis' double scores.
+pub const GROUP_SPAN: f64 = 1_099_511_627_776.0;
+
+/// The address group of a join from `ip` to `sale`: 40 bits of an HMAC (with the app's
+/// secret) of the address — the /32 of IPv4, the /64 of IPv6 — and the sale, so the
+/// published groups tell which tickets came from one address and nothing else (1..2^40;
+/// 0 is "not known").
+pub fn address_group(key: &[u8], sale: SaleId, ip: std::net::IpAddr) -> u64 {
+    use hmac::{Hmac, Mac};
+    let prefix = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("line-group:{sale}:{prefix}").as_bytes());
+    let tag = mac.finalize().into_bytes();
+    let value = tag[..5].iter().fold(0u64, |v, b| (v << 8) | u64::from(*b));
+    value.max(1)
+}
+
+/// Published name of a group (10 hex digits; empty for "not known").
+pub fn group_name(group: u64) -> String {
+    if group == 0 {
+        String::new()
+    } else {
+        format!("{group:010x}")
+    }
+}
+
+/// `order` with every address's first ticket ahead of every address's second, and so
+/// on ("rounds"), each round keeping the drawn order; tickets of no known address (an
+/// empty group) are each a round 0 of their own. A farm of a few addresses holding
+/// many sessions gets one early place per address, as a crowd of one session per
+/// address does — its other tickets follow everyone's first. Behind carrier-grade NAT
+/// many honest shoppers share an address and are spread over rounds too: the price of
+/// bounding what one address gains from many sessions.
+pub fn by_address_rounds(order: Vec<String>, group_of: &HashMap<String, String>) -> Vec<String> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut ranked: Vec<(usize, usize)> = Vec::with_capacity(order.len());
+    for (index, ticket) in order.iter().enumerate() {
+        let round = match group_of.get(ticket).map(String::as_str) {
+            Some(group) if !group.is_empty() => {
+                let count = seen.entry(group).or_insert(0);
+                *count += 1;
+                *count - 1
+            }
+            _ => 0,
+        };
+        ranked.push((round, index));
+    }
+    ranked.sort_unstable();
+    ranked
+        .into_iter()
+        .map(|(_, index)| order[index].clone())
+        .collect()
+}
+
 /// What one pass of the draw ended with.
 enum Drawn {
     /// The draw is complete (now or before).
@@ -226,12 +294,18 @@ impl Queue {
             Some(seed) => {
                 let priority: HashSet<String> = tickets
                     .iter()
-                    .filter(|(_, score)| *score == 0.0)
+                    .filter(|(_, score)| *score < GROUP_SPAN)
                     .map(|(t, _)| t.clone())
                     .collect();
+                let group_of: HashMap<String, String> = tickets
+                    .iter()
+                    .map(|(t, score)| (t.clone(), group_name((score % GROUP_SPAN) as u64)))
+                    .collect();
                 let ids: Vec<String> = tickets.into_iter().map(|(t, _)| t).collect();
-                let order = priority_first(draw_order_with(&seed, randomness, &ids), &priority);
-                self.marks.record_draw(sale, &order).await?
+                let drawn = draw_order_with(&seed, randomness, &ids);
+                let order = priority_first(by_address_rounds(drawn, &group_of), &priority);
+                let groups: Vec<String> = order.iter().map(|t| group_of[t].clone()).collect();
+                self.marks.record_draw(sale, &order, &groups).await?
             }
             None => self
                 .marks
@@ -369,7 +443,16 @@ impl Queue {
         let Some(tickets) = self.drawn_tickets(sale).await? else {
             return Ok(Arc::from(r#"{"tickets":[]}"#));
         };
-        let body: Arc<str> = serde_json::json!({ "tickets": tickets }).to_string().into();
+        // Draws recorded before groups existed publish an empty group for each ticket.
+        let groups = self
+            .marks
+            .drawn_groups(sale)
+            .await?
+            .filter(|g| g.len() == tickets.len())
+            .unwrap_or_else(|| vec![String::new(); tickets.len()]);
+        let body: Arc<str> = serde_json::json!({ "tickets": tickets, "groups": groups })
+            .to_string()
+            .into();
         self.drawn_bodies
             .lock()
             .expect("draw cache")
@@ -417,6 +500,42 @@ mod tests {
         let mut expected = tickets.clone();
         expected.sort_by_key(key);
         assert_eq!(with, expected);
+    }
+
+    #[test]
+    fn every_address_s_first_ticket_comes_before_any_address_s_second() {
+        let order: Vec<String> = ["f1", "f2", "c1", "f3", "c2", "u1", "c3"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let group_of: HashMap<String, String> = [
+            ("f1", "farm"),
+            ("f2", "farm"),
+            ("f3", "farm"),
+            ("c1", "a"),
+            ("c2", "b"),
+            ("c3", "c"),
+            ("u1", ""),
+        ]
+        .iter()
+        .map(|(t, g)| (t.to_string(), g.to_string()))
+        .collect();
+        assert_eq!(
+            by_address_rounds(order, &group_of),
+            ["f1", "c1", "c2", "u1", "c3", "f2", "f3"]
+        );
+        let key = [7u8; 32];
+        let sale = SaleId::new();
+        let a = address_group(&key, sale, "198.18.0.7".parse().unwrap());
+        assert_eq!(a, address_group(&key, sale, "198.18.0.7".parse().unwrap()));
+        assert_ne!(a, address_group(&key, sale, "198.18.0.8".parse().unwrap()));
+        assert_ne!(
+            a,
+            address_group(&key, SaleId::new(), "198.18.0.7".parse().unwrap())
+        );
+        assert!(a > 0 && (a as f64) < GROUP_SPAN);
+        let v6 = |s: &str| address_group(&key, sale, s.parse().unwrap());
+        assert_eq!(v6("2001:db8:1:2::1"), v6("2001:db8:1:2:ffff::9"), "one /64");
     }
 
     #[test]

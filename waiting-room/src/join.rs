@@ -3,6 +3,7 @@
 //! the draw, a higher ceiling), retried until it settles.
 
 use crate::codes::Pass;
+use crate::draw::address_group;
 use crate::queue::{Queue, Ticket};
 use crate::{Error, Result};
 use reservations::ids::{SaleId, ShopperId};
@@ -44,7 +45,8 @@ impl Queue {
         sale_id: SaleId,
         place_token: Option<&str>,
     ) -> Result<(Ticket, bool)> {
-        self.join_coded(shopper, sale_id, place_token, None).await
+        self.join_coded(shopper, sale_id, place_token, None, None)
+            .await
     }
 
     /// Like [`Queue::join_with`], with the access code the shopper sent (the join
@@ -57,8 +59,10 @@ impl Queue {
         sale_id: SaleId,
         place_token: Option<&str>,
         access_code: Option<&str>,
+        address: Option<std::net::IpAddr>,
     ) -> Result<(Ticket, bool)> {
         let sale = self.check_open(sale_id).await?;
+        let group = address.map_or(0, |ip| address_group(&self.group_key, sale_id, ip));
         let now = self.sales().now();
         if let Some(place) = self.stated(shopper, sale_id, place_token) {
             if self.restore(shopper, sale_id, &place).await? {
@@ -93,6 +97,7 @@ impl Queue {
                 .arg(self.cap)
                 .arg(self.floor(sale_id).seq)
                 .arg(i64::from(priority))
+                .arg(group)
                 .invoke_async(&mut self.connection())
                 .await?;
             match reply.first().map(String::as_str) {

@@ -118,19 +118,40 @@ impl LineMarks {
 
     /// Records the drawn order unless one is recorded already; returns the one that
     /// counts (a draw recomputed after a loss never replaces the published one).
-    pub async fn record_draw(&self, sale: SaleId, order: &[String]) -> Result<Vec<String>> {
+    pub async fn record_draw(
+        &self,
+        sale: SaleId,
+        order: &[String],
+        groups: &[String],
+    ) -> Result<Vec<String>> {
         let (recorded,): (Vec<String>,) = sqlx::query_as(
-            "insert into line_marks (sale_id, drawn_tickets) values ($1, $2) \
-             on conflict (sale_id) do update set drawn_tickets = \
-             coalesce(line_marks.drawn_tickets, excluded.drawn_tickets), updated_at = now() \
+            "insert into line_marks (sale_id, drawn_tickets, drawn_groups) values ($1, $2, $3) \
+             on conflict (sale_id) do update set \
+             drawn_groups = case when line_marks.drawn_tickets is null \
+               then excluded.drawn_groups else line_marks.drawn_groups end, \
+             drawn_tickets = coalesce(line_marks.drawn_tickets, excluded.drawn_tickets), \
+             updated_at = now() \
              returning drawn_tickets",
         )
         .bind(sale.0)
         .bind(order)
+        .bind(groups)
         .fetch_one(&self.db)
         .await
         .map_err(anyhow::Error::from)?;
         Ok(recorded)
+    }
+
+    /// The address group of each drawn ticket, in drawn order (`None`: not drawn, or
+    /// drawn before groups were recorded).
+    pub async fn drawn_groups(&self, sale: SaleId) -> Result<Option<Vec<String>>> {
+        let row: Option<(Option<Vec<String>>,)> =
+            sqlx::query_as("select drawn_groups from line_marks where sale_id = $1")
+                .bind(sale.0)
+                .fetch_optional(&self.db)
+                .await
+                .map_err(anyhow::Error::from)?;
+        Ok(row.and_then(|(groups,)| groups))
     }
 
     async fn upsert(

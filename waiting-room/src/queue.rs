@@ -163,6 +163,8 @@ pub struct Queue {
     pub(crate) beacons: Arc<Beacons>,
     /// The sales' access codes (`codes`).
     pub(crate) codes: AccessCodes,
+    /// The key of the address groups the draw takes its rounds by (`draw`).
+    pub(crate) group_key: Arc<[u8]>,
     /// One draw at a time in this process: joins in the start second wait for it
     /// instead of each reading the whole pre-queue (`draw`).
     pub(crate) drawing: Arc<tokio::sync::Mutex<()>>,
@@ -186,6 +188,14 @@ impl Queue {
         let places = Arc::new(tokens.place_statements());
         let beacons = Arc::new(Beacons::new(marks.pool().clone(), None));
         let codes = AccessCodes::new(marks.pool().clone(), tokens.access_code_key());
+        // Derived from the codes' key (itself from the HMAC secret) under its own label.
+        let group_key: Arc<[u8]> = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(b"flashsale line address groups\0");
+            h.update(tokens.access_code_key());
+            h.finalize().to_vec().into()
+        };
         Self {
             conn,
             prefix: prefix.into(),
@@ -208,6 +218,7 @@ impl Queue {
             raising: Arc::new(tokio::sync::Mutex::new(())),
             beacons,
             codes,
+            group_key,
             drawing: Arc::new(tokio::sync::Mutex::new(())),
             drawn_bodies: Arc::new(Mutex::new(HashMap::new())),
         }

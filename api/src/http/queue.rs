@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::http::extract::{ClientCapped, IdPath, Shopper};
-use crate::http::proof;
+use crate::http::proof::{self, ClientAddress};
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::SaleId;
@@ -98,6 +98,7 @@ async fn join(
     _: ClientCapped,
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, axum::Json<Ticket>), ApiError> {
@@ -112,6 +113,7 @@ async fn join(
             SaleId(sale),
             place_token(&headers),
             body.access_code.as_deref(),
+            address,
         )
         .await?;
     let status = if created {

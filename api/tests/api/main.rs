@@ -11,6 +11,7 @@ mod codes;
 mod commit_cut;
 mod controller;
 mod door;
+mod draw_rounds;
 mod events;
 mod helpers;
 mod line_holes;

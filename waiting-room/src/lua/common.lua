@@ -11,9 +11,10 @@
 --              j joined ms, a admitted ms (when the serving position passed p, from the
 --              log: the admission window runs from then, not from the first poll),
 --              r 1 for a priority code's holder}
---   3 pre      sorted set of pre-queued ticket ids, scored 0 (a priority code's holder)
---              or 1 (the public): leaving is one ZREM, not a scan of a list, and the
---              draw reads both groups in one ZRANGE
+--   3 pre      sorted set of pre-queued ticket ids, scored class * 2^40 + address
+--              group (class 0: a priority code's holder, 1: the public; the group as
+--              draw.rs `address_group`, 0 when not known): leaving is one ZREM, not a
+--              scan of a list, and the draw reads both classes in one ZRANGE
 --   4 owners   hash: ticket id -> shopper id ('' once the shopper left that ticket)
 --   5 log      sorted set: "<ms>:<serving>" scored by ms (serving position over time)
 --

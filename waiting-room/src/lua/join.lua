@@ -4,7 +4,8 @@
 -- ARGV: 1 shopper id, 2 new ticket id, 3 now_ms, 4 starts_ms, 5 line cap,
 --       6 floor: the highest position the calling process knows was handed out,
 --       7 priority (1: the shopper used a priority access code, drawn ahead of the
---       public pre-queue; after the draw they queue in arrival order like everyone).
+--       public pre-queue; after the draw they queue in arrival order like everyone),
+--       8 the join's address group (0: not known; see draw.rs, `address_group`).
 -- Returns {'existing', ticket json}, {'created', ticket json}, {'full'},
 --         {'needs_draw'} (the sale started; the caller runs the draw and retries),
 --         {'needs_marks'} (the line is not marked from Postgres: new, or lost),
@@ -25,7 +26,9 @@ if not drawn and now < starts then
   if meta_int('prequeue') >= cap then return {'full'} end
   -- The seed is fixed in Postgres before its hash is public (here, from now on).
   if redis.call('HEXISTS', K_META, 'commitment') == 0 then return {'needs_seed'} end
-  redis.call('ZADD', K_PRE, ARGV[7] == '1' and 0 or 1, id)
+  -- Scored class * 2^40 + address group (draw.rs, GROUP_SPAN): exact in a double.
+  local class = ARGV[7] == '1' and 0 or 1
+  redis.call('ZADD', K_PRE, class * 1099511627776 + (tonumber(ARGV[8]) or 0), id)
   redis.call('HINCRBY', K_META, 'prequeue', 1)
   ticket = {i = id, p = 0, j = now}
 elseif not drawn then

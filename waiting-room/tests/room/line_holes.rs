@@ -107,7 +107,7 @@ async fn priority_code_holders_are_all_ahead_of_the_public_pre_queue_after_the_d
         let code = (i % 7 == 3).then(|| format!("VIP-{:04}", i / 7));
         let (ticket, _) = room
             .queue
-            .join_coded(shopper, sale, None, code.as_deref())
+            .join_coded(shopper, sale, None, code.as_deref(), None)
             .await
             .unwrap();
         if code.is_some() {
@@ -270,7 +270,7 @@ async fn a_priority_holder_restored_after_redis_lost_the_pre_queue_is_still_draw
     let holder = ShopperId::new();
     let (ticket, _) = room
         .queue
-        .join_coded(holder, sale, None, Some("VIP-RESTORED"))
+        .join_coded(holder, sale, None, Some("VIP-RESTORED"), None)
         .await
         .unwrap();
     statements.push((holder, ticket.place_token));
