@@ -45,6 +45,9 @@ struct OrderData<'a> {
     amount: &'a reservations::sales::Money,
     status: &'static str,
     created_at: String,
+    /// The order's lines (v1.1): variant, SKU, quantity, unit price and amount.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    lines: &'a [reservations::checkout::lines::OrderLine],
 }
 
 /// A message ready to store: its type, the sale whose merchant hears of it, the order
@@ -79,6 +82,7 @@ fn message(incoming: &Incoming) -> Result<Option<Message>> {
                 amount: &order.amount,
                 status: "confirmed",
                 created_at: rfc3339(incoming.occurred_at),
+                lines: &order.lines,
             }),
         ),
         DomainEvent::SaleStarted(moment)
