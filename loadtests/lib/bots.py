@@ -17,18 +17,14 @@ import json
 import os
 import sys
 
+from charts import load_json
+
 GROUPS = ("crowd", "farm")
 # (figure, k6 counter): the columns of the table, in the order of a shopper's path.
 FIGURES = (("sessions", "sessions_created"), ("tickets", "tickets_joined"),
            ("admitted", "shoppers_admitted"), ("units", "orders_placed"))
 
 
-def _load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _value(metrics, name, group, stat):
@@ -37,11 +33,11 @@ def _value(metrics, name, group, stat):
 
 def figures(folder):
     """The groups' figures and shares, or None when k6 left no summary."""
-    summary = _load(os.path.join(folder, "k6-summary.json"))
+    summary = load_json(os.path.join(folder, "k6-summary.json"))
     if not summary:
         return None
     metrics = summary.get("metrics", {})
-    plan = _load(os.path.join(folder, "bots-plan.json")) or {}
+    plan = load_json(os.path.join(folder, "bots-plan.json")) or {}
     groups = {}
     for group in GROUPS:
         row = {name: int(_value(metrics, counter, group, "count") or 0) for name, counter in FIGURES}
@@ -61,7 +57,7 @@ def figures(folder):
             shares.setdefault(g, {})[name] = groups[g][name] / total if total else None
     farm_units, farm_addresses = shares["farm"]["units"], shares["farm"]["addresses"]
     ratio = farm_units / farm_addresses if farm_units is not None and farm_addresses else None
-    verify = _load(os.path.join(folder, "verify.json")) or {}
+    verify = load_json(os.path.join(folder, "verify.json")) or {}
     return {
         "plan": plan,
         "groups": groups,

@@ -19,40 +19,16 @@ import html
 import json
 import os
 import sys
-from datetime import datetime
+
+from charts import load_json, load_stats, parse_time
 
 WINDOW_S = 5  # k6/lib/crowd.js BUCKET_MS
 
 
-def _load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
-def _lines(path):
-    rows = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    pass
-    except OSError:
-        pass
-    return rows
 
 
-def _epoch(text):
-    text = text.replace("Z", "+00:00")
-    if "." in text:
-        head, rest = text.split(".", 1)
-        frac = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{frac[:6]}{rest[len(frac):]}"
-    return datetime.fromisoformat(text).timestamp()
 
 
 def _metric(metrics, name, stat, default=None):
@@ -106,7 +82,7 @@ def admission_changes(stats, start):
             continue
         reason = a.get("last_change_reason")
         if reason is not None and reason != last:
-            out.append((round(_epoch(s["at"]) - start, 1), a.get("rate_per_second"), reason))
+            out.append((round(parse_time(s["at"]) - start, 1), a.get("rate_per_second"), reason))
             last = reason
     return out
 
@@ -118,7 +94,7 @@ def sold_out_at(stats, total):
         stock = s.get("stock")
         if not stock or "at" not in s:
             continue
-        t = _epoch(s["at"])
+        t = parse_time(s["at"])
         if held_all is None and stock.get("available", 1) == 0:
             held_all = t
         if sold_all is None and total and stock.get("sold", 0) >= total:
@@ -141,16 +117,16 @@ def resource_figures(rows, t_from, t_to):
 
 
 def figures(folder):
-    summary = _load(os.path.join(folder, "k6-summary.json"))
-    plan = _load(os.path.join(folder, "crowd-plan.json"))
+    summary = load_json(os.path.join(folder, "k6-summary.json"))
+    plan = load_json(os.path.join(folder, "crowd-plan.json"))
     if not summary or not plan:
         return None
     m = summary.get("metrics", {})
-    mint = _load(os.path.join(folder, "crowd-mint.json")) or {}
-    verify = _load(os.path.join(folder, "verify.json")) or {}
-    stats = [s for s in _lines(os.path.join(folder, "stats.jsonl")) if "error" not in s]
+    mint = load_json(os.path.join(folder, "crowd-mint.json")) or {}
+    verify = load_json(os.path.join(folder, "verify.json")) or {}
+    stats = [s for s in load_stats(os.path.join(folder, "stats.jsonl")) if "error" not in s]
     first = (plan.get("first_arrival_ms") or 0) / 1000
-    start = _epoch(plan["starts_at"]) if plan.get("starts_at") else first
+    start = parse_time(plan["starts_at"]) if plan.get("starts_at") else first
     windows = rate_windows(folder)
     total = verify.get("total") or ((stats[-1].get("stock") or {}).get("total") if stats else None)
     held_all, sold_all = sold_out_at(stats, total)
@@ -186,7 +162,7 @@ def figures(folder):
         "lateness_ms": lat,
         "steps": steps,
         "admission": {"changes": changes, "peak_rate": max(rates) if rates else None},
-        "resources": resource_figures(_lines(os.path.join(folder, "resources.jsonl")), first, end),
+        "resources": resource_figures(load_stats(os.path.join(folder, "resources.jsonl")), first, end),
         "units_sold": verify.get("units_sold"),
         "total": total,
         "oversold": verify.get("oversold"),
