@@ -29,14 +29,7 @@ const GENESIS: i64 = 1_692_803_367;
 
 /// A sale starting in a minute whose draw names `round` (written directly: see above).
 async fn beacon_sale(app: &TestApp, round: u64) -> Uuid {
-    let now = app.clock_now();
-    let created = app
-        .create_sale(sale_body_with(json!({
-            "starts_at": now + chrono::Duration::minutes(1),
-            "ends_at": now + chrono::Duration::hours(2),
-        })))
-        .await;
-    let sale = sale_id(&created);
+    let sale = app.sale_starting_in_a_minute().await;
     sqlx::query("update sales set draw_beacon = $1 where id = $2")
         .bind(json!({ "chain": "drand-quicknet", "round": round }))
         .bind(sale)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -73,14 +73,7 @@ async fn a_farm_on_one_address_gets_one_early_place_and_the_published_groups_rec
     // from each of six others, all pre-queued.
     let app =
         spawn_app_with(|c| c.client_ip_header = Some("x-forwarded-for".parse().unwrap())).await;
-    let now = app.clock_now();
-    let created = app
-        .create_sale(sale_body_with(json!({
-            "starts_at": now + chrono::Duration::minutes(1),
-            "ends_at": now + chrono::Duration::hours(2),
-        })))
-        .await;
-    let sale = sale_id(&created);
+    let sale = app.sale_starting_in_a_minute().await;
     let mut farm = Vec::new();
     let mut crowd = Vec::new();
     for i in 1..=6 {

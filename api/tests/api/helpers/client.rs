@@ -218,6 +218,17 @@ impl TestApp {
         sale_id(&self.create_sale(sale_body_with(json!({}))).await)
     }
 
+    /// A sale starting a minute from the app's clock (advance it past to start the
+    /// sale and draw its pre-queue).
+    pub async fn sale_starting_in_a_minute(&self) -> Uuid {
+        let now = self.clock_now();
+        let body = sale_body_with(json!({
+            "starts_at": now + chrono::Duration::minutes(1),
+            "ends_at": now + chrono::Duration::hours(2),
+        }));
+        sale_id(&self.create_sale(body).await)
+    }
+
     /// The merchant's view of one of its sales (200 expected).
     pub async fn admin_get_sale(&self, sale: Uuid) -> Sale {
         let response = self.admin_sale(Method::GET, sale, "").send().await.unwrap();
