@@ -221,7 +221,20 @@ impl Effects {
     /// Captures an order's payment: the one its event names, or — for events written
     /// before they named it — the one the provider authorized for the order id (the
     /// attempt id).
+    ///
+    /// A closed order (cancelled or refunded: `reservations::order_life`) is not
+    /// captured: its money is being released. Should the close commit between this
+    /// read and the capture, the provider serialises the two: a capture after the void
+    /// fails (and the retry reads the order closed), a void after the capture is
+    /// refused and the release refunds instead.
     async fn capture(&self, order: &OrderPlaced) -> Result<()> {
+        let status: Option<String> = sqlx::query_scalar("select status from orders where id = $1")
+            .bind(order.order_id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        if status.as_deref().is_some_and(|s| s != "confirmed") {
+            return Ok(());
+        }
         let payment = match &order.payment {
             Some(payment) => payment.clone(),
             None => match self.payments.find(order.order_id).await? {

@@ -140,6 +140,17 @@ impl Checkout {
         self
     }
 
+    /// The order's life after the purchase (cancel, refund: `crate::order_life`), over
+    /// this checkout's pools and provider.
+    pub fn life(&self) -> crate::order_life::OrderLife {
+        crate::order_life::OrderLife::new(
+            self.clone(),
+            self.sales.clone(),
+            self.pool.clone(),
+            self.payments.clone(),
+        )
+    }
+
     /// The payment gateway (the capture worker and tests share it).
     pub fn payments(&self) -> Arc<dyn PaymentGateway> {
         self.payments.clone()
@@ -308,6 +319,9 @@ impl Checkout {
                 Vec::new()
             },
             status: OrderStatus::Confirmed,
+            // Filled by the order reads (they know the sale's window); the checkout
+            // answer leaves it null rather than read the sale on the buy path.
+            cancellable_until: None,
             created_at: self.sales.now(),
             confirmation: Confirmation {
                 status: ConfirmationStatus::Pending,

@@ -1,0 +1,158 @@
+//! After a close committed: the order's units leave `sold` in Redis and its money goes
+//! back through the provider, both idempotent, finished by the completer when the
+//! process died between (a `payment_releases` row still `pending`).
+//!
+//! The money: the payment is read from the provider; authorized → void, captured →
+//! refund (idempotency key: the order id, so the provider refunds once), already
+//! voided or refunded → done. A void the provider refuses because the capture worker
+//! captured meanwhile is followed by a second read, which then refunds.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::checkout::Order;
+use crate::ids::ReservationId;
+use crate::payment::{PaymentGateway, PaymentRef, PaymentState};
+use crate::projection::Projection;
+use crate::Result;
+
+/// Most pending releases the completer finishes in one pass.
+const COMPLETER_BATCH: i64 = 100;
+
+/// Returns the units and releases the money of the order just closed. Failures are
+/// logged, never the caller's: the order is closed, and the completer retries.
+pub(super) async fn after_commit(
+    pool: &PgPool,
+    projection: &Projection,
+    payments: &dyn PaymentGateway,
+    closed: &Order,
+    restock: bool,
+) {
+    let payment = sqlx::query_scalar::<_, String>(
+        "select payment_ref from payment_releases where order_id = $1",
+    )
+    .bind(closed.order_id.0)
+    .fetch_optional(pool)
+    .await;
+    let payment = match payment {
+        Ok(Some(payment)) => PaymentRef(payment),
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, order_id = %closed.order_id, "could not read the payment release; the completer finishes it");
+            return;
+        }
+    };
+    if let Err(e) = finish(
+        pool,
+        projection,
+        payments,
+        closed.order_id.0,
+        closed.reservation_id,
+        &payment,
+        restock,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, order_id = %closed.order_id, "could not finish a closed order's release; the completer retries it");
+    }
+}
+
+/// Units, then money, then the mark.
+async fn finish(
+    pool: &PgPool,
+    projection: &Projection,
+    payments: &dyn PaymentGateway,
+    order: Uuid,
+    reservation: ReservationId,
+    payment: &PaymentRef,
+    restock: bool,
+) -> Result<()> {
+    projection.return_units(reservation, restock).await?;
+    let state = release_money(payments, order, payment).await?;
+    sqlx::query(
+        "update payment_releases set state = $2, updated_at = now() where order_id = $1 and state = 'pending'",
+    )
+    .bind(order)
+    .bind(state)
+    .execute(pool)
+    .await?;
+    metrics::counter!("flashsale_payment_releases_total", "state" => state).increment(1);
+    Ok(())
+}
+
+/// Voids or refunds `payment`; answers the state it ends in (`voided`, `refunded`).
+async fn release_money(
+    payments: &dyn PaymentGateway,
+    order: Uuid,
+    payment: &PaymentRef,
+) -> Result<&'static str> {
+    for _ in 0..3 {
+        let now = payments.retrieve(payment).await.map_err(unavailable)?;
+        match now.state {
+            PaymentState::Voided | PaymentState::Declined => return Ok("voided"),
+            PaymentState::Captured if now.refunded_minor > 0 => return Ok("refunded"),
+            PaymentState::Captured => {
+                payments
+                    .refund(payment, None, order)
+                    .await
+                    .map_err(unavailable)?;
+                return Ok("refunded");
+            }
+            PaymentState::Authorized => match payments.void(payment).await {
+                Ok(()) => return Ok("voided"),
+                // Captured meanwhile (the capture worker raced us): read it again.
+                Err(e) => {
+                    tracing::info!(error = %e, order_id = %order, "void refused; reading the payment again")
+                }
+            },
+        }
+    }
+    Err(crate::Error::PaymentUnavailable)
+}
+
+fn unavailable(e: crate::payment::PaymentError) -> crate::Error {
+    tracing::warn!(error = ?e, "payment release failed at the provider");
+    crate::Error::PaymentUnavailable
+}
+
+/// Finishes releases left `pending` for longer than `grace`.
+pub(super) async fn complete(
+    pool: &PgPool,
+    projection: &Projection,
+    payments: &dyn PaymentGateway,
+    grace: Duration,
+) -> Result<usize> {
+    let pending: Vec<(Uuid, Uuid, String, bool)> = sqlx::query_as(
+        "select p.order_id, o.reservation_id, p.payment_ref, \
+                coalesce((select bool_and(r.restocked) from released_units r where r.order_id = p.order_id), true) \
+         from payment_releases p join orders o on o.id = p.order_id \
+         where p.state = 'pending' and p.updated_at < now() - make_interval(secs => $1) \
+         order by p.updated_at limit $2",
+    )
+    .bind(grace.as_secs_f64())
+    .bind(COMPLETER_BATCH)
+    .fetch_all(pool)
+    .await?;
+    let mut finished = 0;
+    for (order, reservation, payment, restock) in pending {
+        match finish(
+            pool,
+            projection,
+            payments,
+            order,
+            ReservationId(reservation),
+            &PaymentRef(payment),
+            restock,
+        )
+        .await
+        {
+            Ok(()) => finished += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, order_id = %order, "payment release still pending")
+            }
+        }
+    }
+    Ok(finished)
+}
