@@ -33,6 +33,12 @@ use crate::mailer::{Mailer, OrderConfirmation};
 pub(crate) struct Parsed {
     pub(crate) event_id: Uuid,
     pub(crate) order: OrderPlaced,
+    /// The order was cancelled or refunded (an `OrderCancelled` / `OrderRefunded`
+    /// event, read as the order it closes): only the sales ledger takes these, and
+    /// counts the order's units and revenue down. The confirmation consumer ignores
+    /// them (the cancel's answer is the shopper's notice) and the capture consumer too
+    /// (`reservations::order_life` releases the money).
+    pub(crate) closes: bool,
 }
 
 /// How an event that did not fail ended.
@@ -355,9 +361,10 @@ impl Effects {
                 // A BTreeMap orders the sales, so concurrent ledgers lock rows alike.
                 let mut totals: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
                 for event in &fresh {
+                    let sign = if event.closes { -1 } else { 1 };
                     let total = totals.entry(event.order.sale_id.0).or_default();
-                    total.0 += i64::from(event.order.quantity);
-                    total.1 += event.order.amount.amount_minor;
+                    total.0 += sign * i64::from(event.order.quantity);
+                    total.1 += sign * event.order.amount.amount_minor;
                 }
                 let sales: Vec<Uuid> = totals.keys().copied().collect();
                 let units: Vec<i64> = totals.values().map(|t| t.0).collect();

@@ -95,7 +95,7 @@ async fn release_money(
             PaymentState::Captured if now.refunded_minor > 0 => return Ok("refunded"),
             PaymentState::Captured => {
                 payments
-                    .refund(payment, None, order)
+                    .refund(payment, None, refund_key(order))
                     .await
                     .map_err(unavailable)?;
                 return Ok("refunded");
@@ -110,6 +110,21 @@ async fn release_money(
         }
     }
     Err(crate::Error::PaymentUnavailable)
+}
+
+/// The refund's idempotency key: derived from the order id (one refund per order,
+/// however often asked), never the order id itself, which keyed its authorization.
+fn refund_key(order: Uuid) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(order.as_bytes())
+        .chain_update(b"order closed")
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Uuid::from_bytes(bytes)
 }
 
 fn unavailable(e: crate::payment::PaymentError) -> crate::Error {
