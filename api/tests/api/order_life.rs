@@ -211,3 +211,71 @@ async fn a_refund_of_a_cancelled_order_is_not_refundable() {
         .unwrap();
     assert_problem(keyless, 400, "idempotency_key_required").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_after_the_capture_refunds_once() {
+    // Arrange: the capture worker captures alice's order.
+    let app = spawn_app().await;
+    let sale = app.live_sale(2, 2).await;
+    let alice = app.shopper().await;
+    let pipeline = Pipeline::start(&app).await;
+    let order = buy(&app, &alice, sale, 1).await;
+    for _ in 0..100 {
+        if intent(&app, order).status == payment_simulator::IntentStatus::Succeeded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Act
+    let cancelled = cancel(&app, &alice, order, "c-1").await;
+
+    // Assert: refunded in full, once; the units are free; verify passes.
+    assert_eq!(cancelled.status(), 200);
+    let paid = intent(&app, order);
+    assert_eq!(paid.status, payment_simulator::IntentStatus::Succeeded);
+    assert_eq!(paid.amount_refunded, paid.amount, "{paid:?}");
+    let stock = app.admin_get_sale(sale).await.stock;
+    assert_eq!((stock.total, stock.available, stock.sold), (2, 2, 0));
+    let report = check(&app, sale, Duration::from_secs(30)).await;
+    pipeline.stop().await;
+    assert!(report.passed(), "{}", report.render());
+}
+
+#[tokio::test]
+async fn the_cancel_window_is_a_sale_setting_and_zero_allows_no_cancel() {
+    let app = spawn_app().await;
+    let now = app.clock_now();
+    let body = |window: i64| {
+        crate::helpers::sale_body_with(json!({
+            "stock": { "total": 3 }, "per_user_limit": 2, "cancel_window_seconds": window,
+            "starts_at": now - chrono::Duration::minutes(1),
+            "ends_at": now + chrono::Duration::hours(2),
+        }))
+    };
+    let refused = app
+        .merchant(Method::POST, "/v1/admin/sales")
+        .json(&body(86_401))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_invalid_field(refused, "cancel_window_seconds").await;
+    let sale = app.create_sale(body(0)).await;
+    assert_eq!(sale["cancel_window_seconds"], 0);
+    let sale = crate::helpers::sale_id(&sale);
+    let alice = app.shopper().await;
+    let order = buy(&app, &alice, sale, 1).await;
+    let shown: Value = answer(
+        app.get(&format!("/v1/orders/{order}"), Some(&alice.token))
+            .await,
+    )
+    .await
+    .unwrap();
+    assert!(shown["cancellable_until"].is_null(), "{shown}");
+    assert_problem(
+        cancel(&app, &alice, order, "c-1").await,
+        409,
+        "not_cancellable",
+    )
+    .await;
+}
