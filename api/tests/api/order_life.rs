@@ -279,3 +279,29 @@ async fn the_cancel_window_is_a_sale_setting_and_zero_allows_no_cancel() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_checkout_answer_and_its_replay_say_until_when_the_order_may_be_cancelled() {
+    let app = spawn_app().await;
+    let sale = app.live_sale(3, 2).await;
+    let alice = app.shopper().await;
+    let held = app.reserve(&alice, sale, 1).await.unwrap();
+    let placed = app
+        .checkout(&alice, held.reservation_id, Some("k-1"), "tok_ok")
+        .await;
+    assert_eq!(placed.status(), 201);
+    let placed: Value = placed.json().await.unwrap();
+    let replayed: Value = app
+        .checkout(&alice, held.reservation_id, Some("k-1"), "tok_ok")
+        .await
+        .json()
+        .await
+        .unwrap();
+    for answer in [&placed, &replayed] {
+        let until = answer["cancellable_until"].as_str().expect("a time");
+        let created = answer["created_at"].as_str().unwrap();
+        let span = chrono::DateTime::parse_from_rfc3339(until).unwrap()
+            - chrono::DateTime::parse_from_rfc3339(created).unwrap();
+        assert_eq!(span.num_seconds(), 900, "{answer}");
+    }
+}
