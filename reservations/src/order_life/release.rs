@@ -171,3 +171,145 @@ pub(super) async fn complete(
     }
     Ok(finished)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::{DateTime, Utc};
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::ids::OrderId;
+    use crate::payment::{Payment, PaymentError};
+    use crate::sales::Money;
+
+    /// A provider holding one payment; its void can lose the race to a capture that
+    /// lands between the release's read and its void (the capture worker's).
+    struct Racing {
+        state: Mutex<(PaymentState, i64)>,
+        capture_wins: bool,
+        refunds: Mutex<Vec<Uuid>>,
+    }
+
+    impl Racing {
+        fn new(state: PaymentState, capture_wins: bool) -> Racing {
+            Racing {
+                state: Mutex::new((state, 0)),
+                capture_wins,
+                refunds: Mutex::default(),
+            }
+        }
+    }
+
+    impl PaymentGateway for Racing {
+        fn authorize<'a>(
+            &'a self,
+            _: OrderId,
+            _: &'a Money,
+            _: &'a str,
+        ) -> BoxFuture<'a, std::result::Result<PaymentRef, PaymentError>> {
+            unreachable!("a release never authorizes")
+        }
+        fn capture<'a>(
+            &'a self,
+            _: &'a PaymentRef,
+        ) -> BoxFuture<'a, std::result::Result<(), PaymentError>> {
+            unreachable!("a release never captures")
+        }
+        fn void<'a>(
+            &'a self,
+            _: &'a PaymentRef,
+        ) -> BoxFuture<'a, std::result::Result<(), PaymentError>> {
+            Box::pin(async move {
+                let mut state = self.state.lock().unwrap();
+                if self.capture_wins {
+                    state.0 = PaymentState::Captured;
+                    return Err(PaymentError::Refused("already captured".into()));
+                }
+                state.0 = PaymentState::Voided;
+                Ok(())
+            })
+        }
+        fn refund<'a>(
+            &'a self,
+            _: &'a PaymentRef,
+            _: Option<i64>,
+            key: Uuid,
+        ) -> BoxFuture<'a, std::result::Result<(), PaymentError>> {
+            Box::pin(async move {
+                self.refunds.lock().unwrap().push(key);
+                self.state.lock().unwrap().1 = 500;
+                Ok(())
+            })
+        }
+        fn retrieve<'a>(
+            &'a self,
+            payment: &'a PaymentRef,
+        ) -> BoxFuture<'a, std::result::Result<Payment, PaymentError>> {
+            Box::pin(async move {
+                let (state, refunded_minor) = *self.state.lock().unwrap();
+                Ok(Payment {
+                    reference: payment.clone(),
+                    attempt: None,
+                    state,
+                    amount: Money {
+                        amount_minor: 500,
+                        currency: "EUR".into(),
+                    },
+                    refunded_minor,
+                    created_at: Utc::now(),
+                })
+            })
+        }
+        fn find(
+            &self,
+            _: OrderId,
+        ) -> BoxFuture<'_, std::result::Result<Option<Payment>, PaymentError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn list<'a>(
+            &'a self,
+            _: DateTime<Utc>,
+            _: Option<&'a PaymentRef>,
+        ) -> BoxFuture<'a, std::result::Result<(Vec<Payment>, bool), PaymentError>> {
+            Box::pin(async { Ok((Vec::new(), false)) })
+        }
+    }
+
+    fn payment() -> PaymentRef {
+        PaymentRef("pi_1".into())
+    }
+
+    #[tokio::test]
+    async fn an_authorized_payment_is_voided() {
+        let provider = Racing::new(PaymentState::Authorized, false);
+        let order = Uuid::new_v4();
+        assert_eq!(
+            release_money(&provider, order, &payment()).await.unwrap(),
+            "voided"
+        );
+        assert!(provider.refunds.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_capture_that_wins_the_race_with_the_void_is_refunded_once() {
+        let provider = Racing::new(PaymentState::Authorized, true);
+        let order = Uuid::new_v4();
+        assert_eq!(
+            release_money(&provider, order, &payment()).await.unwrap(),
+            "refunded"
+        );
+        // Asked again (the completer after a lost mark): nothing more is refunded.
+        assert_eq!(
+            release_money(&provider, order, &payment()).await.unwrap(),
+            "refunded"
+        );
+        assert_eq!(*provider.refunds.lock().unwrap(), vec![refund_key(order)]);
+        assert_ne!(
+            refund_key(order),
+            order,
+            "the order id keyed the authorization"
+        );
+    }
+}
