@@ -83,6 +83,12 @@ async fn a_cancelled_orders_units_are_held_by_the_next_shopper_and_its_payment_v
     assert!(first["cancellable_until"].is_null());
     assert_eq!(replay, first);
     assert_eq!(again["status"], "cancelled");
+    // Its reservation still reads checked out (never held again).
+    let reservation = first["reservation_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        app.reservation(&alice, reservation).await.unwrap().status,
+        "checked_out"
+    );
     let held = app
         .reserve(&bob, sale, 2)
         .await
