@@ -124,6 +124,8 @@ impl ApiError {
                 Domain::UnitUnavailable => (S::CONFLICT, "unit_unavailable", detail),
                 Domain::CheckoutInProgress => (S::CONFLICT, "request_in_progress", detail),
                 Domain::OrderNotFound => (S::NOT_FOUND, "order_not_found", detail),
+                Domain::NotCancellable(_) => (S::CONFLICT, "not_cancellable", detail),
+                Domain::NotRefundable(_) => (S::CONFLICT, "not_refundable", detail),
                 Domain::Redis(_) | Domain::Database(_) => (
                     S::SERVICE_UNAVAILABLE,
                     "dependency_unavailable",

@@ -192,11 +192,11 @@ async fn confirmations_sent(db: &PgPool, sale: SaleId, sold: &Sold) -> Result<Ch
 }
 
 /// The `sales_ledger` row (the `sales-ledger` consumer's effect) counts exactly the
-/// orders' units and revenue.
+/// confirmed orders' units and revenue (a cancel or refund counts its order down).
 async fn ledger_matches_orders(db: &PgPool, sale: SaleId, sold: &Sold) -> Result<Check> {
     let units_sold = sold.units_sold;
     let (revenue,): (i64,) = sqlx::query_as(
-        "select coalesce(sum(amount_minor), 0)::bigint from orders where sale_id = $1",
+        "select coalesce(sum(amount_minor), 0)::bigint from orders where sale_id = $1 and status = 'confirmed'",
     )
     .bind(sale.0)
     .fetch_one(db)

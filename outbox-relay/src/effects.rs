@@ -33,6 +33,12 @@ use crate::mailer::{Mailer, OrderConfirmation};
 pub(crate) struct Parsed {
     pub(crate) event_id: Uuid,
     pub(crate) order: OrderPlaced,
+    /// The order was cancelled or refunded (an `OrderCancelled` / `OrderRefunded`
+    /// event, read as the order it closes): only the sales ledger takes these, and
+    /// counts the order's units and revenue down. The confirmation consumer ignores
+    /// them (the cancel's answer is the shopper's notice) and the capture consumer too
+    /// (`reservations::order_life` releases the money).
+    pub(crate) closes: bool,
 }
 
 /// How an event that did not fail ended.
@@ -221,7 +227,20 @@ impl Effects {
     /// Captures an order's payment: the one its event names, or — for events written
     /// before they named it — the one the provider authorized for the order id (the
     /// attempt id).
+    ///
+    /// A closed order (cancelled or refunded: `reservations::order_life`) is not
+    /// captured: its money is being released. Should the close commit between this
+    /// read and the capture, the provider serialises the two: a capture after the void
+    /// fails (and the retry reads the order closed), a void after the capture is
+    /// refused and the release refunds instead.
     async fn capture(&self, order: &OrderPlaced) -> Result<()> {
+        let status: Option<String> = sqlx::query_scalar("select status from orders where id = $1")
+            .bind(order.order_id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        if status.as_deref().is_some_and(|s| s != "confirmed") {
+            return Ok(());
+        }
         let payment = match &order.payment {
             Some(payment) => payment.clone(),
             None => match self.payments.find(order.order_id).await? {
@@ -342,9 +361,10 @@ impl Effects {
                 // A BTreeMap orders the sales, so concurrent ledgers lock rows alike.
                 let mut totals: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
                 for event in &fresh {
+                    let sign = if event.closes { -1 } else { 1 };
                     let total = totals.entry(event.order.sale_id.0).or_default();
-                    total.0 += i64::from(event.order.quantity);
-                    total.1 += event.order.amount.amount_minor;
+                    total.0 += sign * i64::from(event.order.quantity);
+                    total.1 += sign * event.order.amount.amount_minor;
                 }
                 let sales: Vec<Uuid> = totals.keys().copied().collect();
                 let units: Vec<i64> = totals.values().map(|t| t.0).collect();

@@ -92,6 +92,13 @@ pub enum Error {
     /// No such order, or another shopper's.
     #[error("order not found")]
     OrderNotFound,
+    /// The order cannot be cancelled (its window passed, the sale ended, or it was
+    /// refunded).
+    #[error("{0}")]
+    NotCancellable(String),
+    /// The order cannot be refunded (it was cancelled).
+    #[error("{0}")]
+    NotRefundable(String),
     /// Redis failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

@@ -28,6 +28,12 @@ pub const ORDER_AGGREGATE: &str = "order";
 /// entry's `type`).
 pub const ORDER_PLACED: &str = "OrderPlaced";
 
+/// The event type of [`DomainEvent::OrderCancelled`].
+pub const ORDER_CANCELLED: &str = "OrderCancelled";
+
+/// The event type of [`DomainEvent::OrderRefunded`].
+pub const ORDER_REFUNDED: &str = "OrderRefunded";
+
 /// The aggregate type of sales: `outbox.aggregate_type` of the sale lifecycle events,
 /// and so the name of the sale stream.
 pub const SALE_AGGREGATE: &str = "sale";
@@ -47,12 +53,40 @@ pub const SALE_ENDED: &str = "SaleEnded";
 pub enum DomainEvent {
     /// An order committed; its money is authorized and waits for capture.
     OrderPlaced(OrderPlaced),
+    /// The shopper cancelled a confirmed order (its units are free again).
+    OrderCancelled(OrderClosed),
+    /// The merchant refunded a confirmed order (its units restocked or retired).
+    OrderRefunded(OrderClosed),
     /// A sale's start time passed (noticed once per sale).
     SaleStarted(SaleMoment),
     /// A live sale sold its last unit (noticed once per sale).
     SaleSoldOut(SaleMoment),
     /// A sale ended: its end time passed or the merchant ended it (once per sale).
     SaleEnded(SaleMoment),
+}
+
+/// The payload of [`ORDER_CANCELLED`] and [`ORDER_REFUNDED`]: which order left
+/// `confirmed`, what it was worth, and where its units went.
+///
+/// Stored format, like [`OrderPlaced`]: fields may be added, never renamed or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderClosed {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its sale.
+    pub sale_id: SaleId,
+    /// Its shopper.
+    pub shopper_id: ShopperId,
+    /// The hold it came from.
+    pub reservation_id: ReservationId,
+    /// Units it had.
+    pub quantity: i32,
+    /// What it was charged.
+    pub amount: Money,
+    /// Whether its units went back on sale (false: retired).
+    pub restocked: bool,
+    /// When the status moved.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The payload of the sale lifecycle events ([`SALE_STARTED`], [`SALE_SOLD_OUT`],
@@ -106,6 +140,8 @@ impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             DomainEvent::OrderPlaced(_) => ORDER_PLACED,
+            DomainEvent::OrderCancelled(_) => ORDER_CANCELLED,
+            DomainEvent::OrderRefunded(_) => ORDER_REFUNDED,
             DomainEvent::SaleStarted(_) => SALE_STARTED,
             DomainEvent::SaleSoldOut(_) => SALE_SOLD_OUT,
             DomainEvent::SaleEnded(_) => SALE_ENDED,
@@ -115,7 +151,9 @@ impl DomainEvent {
     /// The kind of thing it happened to (e.g. [`ORDER_AGGREGATE`]); picks the stream.
     pub fn aggregate_type(&self) -> &'static str {
         match self {
-            DomainEvent::OrderPlaced(_) => ORDER_AGGREGATE,
+            DomainEvent::OrderPlaced(_)
+            | DomainEvent::OrderCancelled(_)
+            | DomainEvent::OrderRefunded(_) => ORDER_AGGREGATE,
             DomainEvent::SaleStarted(_)
             | DomainEvent::SaleSoldOut(_)
             | DomainEvent::SaleEnded(_) => SALE_AGGREGATE,
@@ -126,6 +164,7 @@ impl DomainEvent {
     pub fn aggregate_id(&self) -> Uuid {
         match self {
             DomainEvent::OrderPlaced(e) => e.order_id.0,
+            DomainEvent::OrderCancelled(e) | DomainEvent::OrderRefunded(e) => e.order_id.0,
             DomainEvent::SaleStarted(e)
             | DomainEvent::SaleSoldOut(e)
             | DomainEvent::SaleEnded(e) => e.sale_id.0,
@@ -136,6 +175,9 @@ impl DomainEvent {
     pub fn payload(&self) -> serde_json::Result<serde_json::Value> {
         match self {
             DomainEvent::OrderPlaced(e) => serde_json::to_value(e),
+            DomainEvent::OrderCancelled(e) | DomainEvent::OrderRefunded(e) => {
+                serde_json::to_value(e)
+            }
             DomainEvent::SaleStarted(e)
             | DomainEvent::SaleSoldOut(e)
             | DomainEvent::SaleEnded(e) => serde_json::to_value(e),
@@ -149,6 +191,8 @@ impl DomainEvent {
     pub fn parse(event_type: &str, payload: &str) -> serde_json::Result<Option<DomainEvent>> {
         Ok(match event_type {
             ORDER_PLACED => Some(DomainEvent::OrderPlaced(serde_json::from_str(payload)?)),
+            ORDER_CANCELLED => Some(DomainEvent::OrderCancelled(serde_json::from_str(payload)?)),
+            ORDER_REFUNDED => Some(DomainEvent::OrderRefunded(serde_json::from_str(payload)?)),
             SALE_STARTED => Some(DomainEvent::SaleStarted(serde_json::from_str(payload)?)),
             SALE_SOLD_OUT => Some(DomainEvent::SaleSoldOut(serde_json::from_str(payload)?)),
             SALE_ENDED => Some(DomainEvent::SaleEnded(serde_json::from_str(payload)?)),

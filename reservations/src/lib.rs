@@ -39,6 +39,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod order_life;
 pub mod payment;
 pub mod projection;
 pub mod redis_conn;

@@ -25,6 +25,7 @@ struct SaleRow {
     total: i32,
     per_user_limit: i32,
     hold_ttl_seconds: i32,
+    cancel_window_seconds: i32,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
     state: String,
@@ -53,6 +54,7 @@ impl From<SaleRow> for Sale {
             total: r.total,
             per_user_limit: r.per_user_limit,
             hold_ttl_seconds: r.hold_ttl_seconds,
+            cancel_window_seconds: r.cancel_window_seconds,
             starts_at: r.starts_at,
             ends_at: r.ends_at,
             state: SaleState::parse(&r.state),
@@ -71,7 +73,7 @@ impl From<SaleRow> for Sale {
 // `returning`), so reading a sale stays one round trip. `sales.` is spelled out: inside
 // the subquery a bare `id` would be the variant's.
 const COLUMNS: &str = "id, merchant_id, name, sku, description, price_minor, currency, unit_count, \
-     total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, version, admission, access, message, created_at, draw_beacon, \
+     total, per_user_limit, hold_ttl_seconds, cancel_window_seconds, starts_at, ends_at, state, version, admission, access, message, created_at, draw_beacon, \
      coalesce((select json_agg(json_build_object('id', v.id, 'ordinal', v.ordinal, 'sku', v.sku, \
        'name', v.name, 'price', json_build_object('amount_minor', v.price_minor, 'currency', sales.currency), \
        'per_user_limit', v.per_user_limit, 'total', v.total, \
@@ -112,8 +114,8 @@ impl SaleStore {
         let sql = format!(
             "insert into sales (id, merchant_id, name, sku, description, price_minor, currency, \
              unit_count, total, per_user_limit, hold_ttl_seconds, starts_at, ends_at, state, admission, \
-             draw_beacon, access) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, 'active', $13, $14, $15) \
+             draw_beacon, access, cancel_window_seconds) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, 'active', $13, $14, $15, $16) \
              returning {COLUMNS}"
         );
         let row: SaleRow = sqlx::query_as(&sql)
@@ -132,6 +134,7 @@ impl SaleStore {
             .bind(sqlx::types::Json(&spec.admission))
             .bind(spec.draw_beacon.as_ref().map(sqlx::types::Json))
             .bind(spec.access.as_str())
+            .bind(spec.cancel_window_seconds)
             .fetch_one(&mut *tx)
             .await?;
         let mut sale: Sale = row.into();
@@ -202,7 +205,7 @@ impl SaleStore {
         let sql = format!(
             "update sales set name = $3, sku = $4, description = $5, price_minor = $6, currency = $7, \
              per_user_limit = $8, hold_ttl_seconds = $9, starts_at = $10, ends_at = $11, state = $12, \
-             admission = $13, draw_beacon = $14, access = $15, message = $16, \
+             admission = $13, draw_beacon = $14, access = $15, message = $16, cancel_window_seconds = $17, \
              version = version + 1, updated_at = now() \
              where id = $1 and ($2::int is null or version = $2) returning {COLUMNS}"
         );
@@ -223,6 +226,7 @@ impl SaleStore {
             .bind(sale.draw_beacon.as_ref().map(sqlx::types::Json))
             .bind(sale.access.as_str())
             .bind(&sale.message)
+            .bind(sale.cancel_window_seconds)
             .fetch_optional(&self.pool)
             .await?;
         match (row, expected) {

@@ -143,6 +143,7 @@ fn sale(id: SaleId, base_ms: i64) -> Sale {
         total: TOTAL as i32,
         per_user_limit: LIMIT as i32,
         hold_ttl_seconds: (TTL_MS / 1000) as i32,
+        cancel_window_seconds: 900,
         starts_at: Utc.timestamp_millis_opt(base_ms - 1000).unwrap(),
         ends_at: Utc.timestamp_millis_opt(base_ms + 10 * 86_400_000).unwrap(),
         state: SaleState::Active,

@@ -53,6 +53,8 @@ pub struct SaleView {
     stock: StockView,
     per_user_limit: i32,
     hold_ttl_seconds: i32,
+    /// How long after an order its shopper may cancel it (v1.1; 0: never).
+    cancel_window_seconds: i32,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
     status: SaleStatus,
@@ -121,6 +123,7 @@ impl SaleView {
             stock,
             per_user_limit: sale.per_user_limit,
             hold_ttl_seconds: sale.hold_ttl_seconds,
+            cancel_window_seconds: sale.cancel_window_seconds,
             starts_at: sale.starts_at,
             ends_at: sale.ends_at,
             version: sale.version,

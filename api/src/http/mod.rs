@@ -7,6 +7,7 @@ pub mod beacon;
 pub mod codes;
 pub mod extract;
 pub mod ops;
+pub mod order_life;
 pub mod orders;
 pub mod pages;
 pub mod proof;
@@ -118,6 +119,7 @@ pub struct AppParts {
         queue::join, queue::me, queue::leave, queue::draw, queue::drawn_tickets, proof::challenge,
         reservations::reserve, reservations::get_reservation, reservations::release,
         orders::checkout, orders::get_order, orders::list_orders, orders::sale_orders,
+        order_life::cancel, order_life::refund,
         admin::create_sale, admin::list_sales, admin::get_sale, admin::patch_sale, admin::change_stock,
         admin::add_variant, admin::change_variant_stock,
         admin::pause, admin::resume, admin::end, admin::stats, beacon::supply,
@@ -263,6 +265,7 @@ pub fn router(state: AppState) -> Router {
         .merge(proof::router())
         .merge(reservations::router())
         .merge(orders::router())
+        .merge(order_life::router())
         .merge(admin::router())
         .merge(beacon::router())
         .merge(codes::router())

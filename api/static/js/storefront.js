@@ -415,6 +415,7 @@ async function showOrder(orderId, order) {
   $('o-amount').textContent = fmt.money(order.amount);
   $('o-created').textContent = fmt.when(order.created_at);
   renderOrderLines(order);
+  renderCancel(order);
   const line = $('o-confirmation');
   const sent = order.confirmation && order.confirmation.status === 'sent';
   if (sent) {
@@ -429,6 +430,55 @@ async function showOrder(orderId, order) {
     orderPolls += 1;
     // Every second at first, then every 5 s: the worker usually sends it within seconds.
     schedule(() => showOrder(orderId), orderPolls < 30 ? 1000 : 5000);
+  }
+}
+
+// The order page's Cancel button: shown while `cancellable_until` is in the future
+// (API.md v1.1), then the outcome. One key per order page: a retry of the press (a
+// network failure) is answered the first answer, never a second cancel.
+let cancelKey = null;
+
+function renderCancel(order) {
+  const until = order.cancellable_until ? Date.parse(order.cancellable_until) : NaN;
+  const open = order.status === 'confirmed' && until > serverNow();
+  $('o-cancel-line').hidden = !open;
+  if (open) $('o-cancel-until').textContent = `You may cancel until ${fmt.timeOfDay(order.cancellable_until)}.`;
+  const closed = $('o-closed');
+  closed.hidden = order.status === 'confirmed';
+  if (order.status === 'cancelled') {
+    closed.textContent = 'Order cancelled — your payment was released and the units went back on sale.';
+  } else if (order.status === 'refunded') {
+    closed.textContent = 'The shop refunded this order.';
+  }
+}
+
+async function cancelOrder() {
+  const s = session();
+  if (!s) return renderStart();
+  const orderId = $('o-id').textContent;
+  const btn = $('o-cancel');
+  cancelKey = cancelKey || newKey();
+  setBusy(btn, true, 'Cancelling…');
+  try {
+    const { data } = await withRetries(
+      () =>
+        api('POST', `/v1/orders/${orderId}/cancel`, {
+          token: s.token,
+          headers: { 'Idempotency-Key': cancelKey },
+        }),
+      { codes: [...TRANSIENT, 'request_in_progress'], tries: 5, waitMs: 1000 },
+    );
+    setBusy(btn, false);
+    renderCancel(data);
+    announce('Your order is cancelled.', { force: true });
+  } catch (e) {
+    setBusy(btn, false);
+    if (e.code === 'not_cancellable') {
+      $('o-cancel-line').hidden = true;
+      showMessage('This order can no longer be cancelled.', e.detail || '', e.code);
+    } else {
+      showProblem(e, cancelOrder);
+    }
   }
 }
 
@@ -509,6 +559,7 @@ async function main() {
   $('leave').addEventListener('click', leave);
   $('reserve-form').addEventListener('submit', reserve);
   $('pay-form').addEventListener('submit', pay);
+  $('o-cancel').addEventListener('click', cancelOrder);
   $('release').addEventListener('click', release);
   if (!/^[0-9a-f-]{36}$/i.test(saleId)) {
     showView('notfound');

@@ -42,6 +42,7 @@ async fn create_returns_201_with_the_full_sale_and_etag_v1() {
             "stock",
             "per_user_limit",
             "hold_ttl_seconds",
+            "cancel_window_seconds",
             "starts_at",
             "ends_at",
             "status",

@@ -16,6 +16,7 @@ mod events;
 mod helpers;
 mod line_holes;
 mod ops;
+mod order_life;
 mod pages;
 mod payments;
 mod queue;

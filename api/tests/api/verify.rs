@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::helpers::{answer, spawn_app, spawn_app_with, Order, TestApp, TestShopper};
 
 /// Reserves `quantity` units and checks them out with tok_ok; returns the order id.
-async fn buy(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
+pub(crate) async fn buy(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) -> Uuid {
     let held = app
         .reserve(shopper, sale, quantity)
         .await
@@ -32,13 +32,13 @@ async fn buy(app: &TestApp, shopper: &TestShopper, sale: Uuid, quantity: i64) ->
 }
 
 /// The relay and the event workers of `app`'s deployment, in this process.
-struct Pipeline {
+pub(crate) struct Pipeline {
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Pipeline {
-    async fn start(app: &TestApp) -> Pipeline {
+    pub(crate) async fn start(app: &TestApp) -> Pipeline {
         let pool = PgPoolOptions::new()
             .max_connections(6)
             .connect(app.config.database_url.expose())
@@ -69,7 +69,7 @@ impl Pipeline {
         Pipeline { stop, tasks }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         for task in self.tasks {
             tokio::time::timeout(Duration::from_secs(15), task)
@@ -80,7 +80,7 @@ impl Pipeline {
     }
 }
 
-async fn check(app: &TestApp, sale: Uuid, drain: Duration) -> Report {
+pub(crate) async fn check(app: &TestApp, sale: Uuid, drain: Duration) -> Report {
     let projection = Projection::new(app.app_state.redis.clone(), app.prefix.clone())
         .with_stripes(app.config.stock_stripes);
     let options = Options {

@@ -50,6 +50,20 @@ struct OrderData<'a> {
     lines: &'a [reservations::checkout::lines::OrderLine],
 }
 
+/// The `data` of `order.cancelled` and `order.refunded`: the order as it left
+/// `confirmed`, whether its units went back on sale, and when.
+#[derive(Serialize)]
+struct ClosedData<'a> {
+    order_id: Uuid,
+    sale_id: Uuid,
+    reservation_id: Uuid,
+    quantity: i32,
+    amount: &'a reservations::sales::Money,
+    status: &'static str,
+    restocked: bool,
+    closed_at: String,
+}
+
 /// A message ready to store: its type, the sale whose merchant hears of it, the order
 /// or sale it is about, and the body.
 struct Message {
@@ -83,6 +97,24 @@ fn message(incoming: &Incoming) -> Result<Option<Message>> {
                 status: "confirmed",
                 created_at: rfc3339(incoming.occurred_at),
                 lines: &order.lines,
+            }),
+        ),
+        DomainEvent::OrderCancelled(closed) | DomainEvent::OrderRefunded(closed) => (
+            closed.sale_id.0,
+            closed.order_id.0,
+            serde_json::to_value(ClosedData {
+                order_id: closed.order_id.0,
+                sale_id: closed.sale_id.0,
+                reservation_id: closed.reservation_id.0,
+                quantity: closed.quantity,
+                amount: &closed.amount,
+                status: if matches!(incoming.event, DomainEvent::OrderCancelled(_)) {
+                    "cancelled"
+                } else {
+                    "refunded"
+                },
+                restocked: closed.restocked,
+                closed_at: rfc3339(closed.at),
             }),
         ),
         DomainEvent::SaleStarted(moment)

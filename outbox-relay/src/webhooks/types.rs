@@ -53,10 +53,11 @@ impl EventType {
     pub fn of(event: &DomainEvent) -> Option<EventType> {
         match event {
             DomainEvent::OrderPlaced(_) => Some(EventType::OrderPlaced),
+            DomainEvent::OrderCancelled(_) => Some(EventType::OrderCancelled),
+            DomainEvent::OrderRefunded(_) => Some(EventType::OrderRefunded),
             DomainEvent::SaleStarted(_) => Some(EventType::SaleStarted),
             DomainEvent::SaleSoldOut(_) => Some(EventType::SaleSoldOut),
             DomainEvent::SaleEnded(_) => Some(EventType::SaleEnded),
-            // Newer events map here when they exist (OrderCancelled, OrderRefunded).
             _ => None,
         }
     }

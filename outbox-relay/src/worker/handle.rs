@@ -97,6 +97,27 @@ impl Consumer {
                     parsed.push(Parsed {
                         event_id: event.id,
                         order,
+                        closes: false,
+                    });
+                    parsed_at.push(i);
+                }
+                // A closed order counts down in the sales ledger (see `Parsed::closes`).
+                Ok(Some(
+                    DomainEvent::OrderCancelled(closed) | DomainEvent::OrderRefunded(closed),
+                )) if self.kind == ConsumerKind::SalesLedger => {
+                    parsed.push(Parsed {
+                        event_id: event.id,
+                        order: reservations::events::OrderPlaced {
+                            order_id: closed.order_id,
+                            sale_id: closed.sale_id,
+                            shopper_id: closed.shopper_id,
+                            reservation_id: closed.reservation_id,
+                            quantity: closed.quantity,
+                            amount: closed.amount,
+                            payment: None,
+                            lines: Vec::new(),
+                        },
+                        closes: true,
                     });
                     parsed_at.push(i);
                 }

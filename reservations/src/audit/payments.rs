@@ -5,6 +5,10 @@
 //! captured — or left authorized past a grace period — for an order that does not
 //! exist.
 //!
+//! A cancelled or refunded order (`crate::order_life`) is not paid but released: its
+//! payment must end voided or refunded at the provider (a refund is keyed by the order
+//! id, so the provider shows one refund at most), once its release has settled.
+//!
 //! It also checks the payment attempts (`payment_attempts`, [`crate::checkout`]'s
 //! durable record of every authorization asked for) against the provider: every
 //! attempt ends committed with its order, voided, or never authorized, and no
@@ -108,7 +112,7 @@ async fn audit_loaded(
     let mut checks = Vec::new();
     let uncaptured: Vec<(Uuid, Option<String>)> = sqlx::query_as(
         "select o.id, p.status from orders o left join provider_payments p on p.attempt_id = o.id \
-         where o.sale_id = $1 and (p.status is distinct from 'captured' \
+         where o.sale_id = $1 and o.status = 'confirmed' and (p.status is distinct from 'captured' \
                or p.amount_minor <> o.amount_minor or p.currency <> o.currency) order by o.id",
     )
     .bind(sale.id.0)
@@ -116,12 +120,41 @@ async fn audit_loaded(
     .await?;
     checks.push(Check::from_offenders(
         "orders_paid",
-        "every order has a captured payment of its amount",
+        "every confirmed order has a captured payment of its amount",
         format!("{} of {orders} captured", orders - uncaptured.len() as i64),
         uncaptured
             .iter()
             .map(|(order, status)| {
                 format!("{order} ({})", status.as_deref().unwrap_or("no payment"))
+            })
+            .collect(),
+    ));
+    let unreleased: Vec<(Uuid, Option<String>, Option<String>)> = sqlx::query_as(
+        "select o.id, r.state, p.status from orders o \
+         left join payment_releases r on r.order_id = o.id \
+         left join provider_payments p on p.attempt_id = o.id \
+         where o.sale_id = $1 and o.status <> 'confirmed' \
+         and (r.order_id is null or p.status is null or p.status not in ('voided', 'refunded') \
+              or (r.state = 'voided') <> (p.status = 'voided')) \
+         and (r.state is distinct from 'pending' or r.updated_at < now() - make_interval(secs => $2)) \
+         order by o.id",
+    )
+    .bind(sale.id.0)
+    .bind(ATTEMPT_SETTLE_SECS)
+    .fetch_all(&mut *db)
+    .await?;
+    checks.push(Check::from_offenders(
+        "closed_orders_released",
+        "every cancelled or refunded order's payment was voided or refunded, as its release says",
+        "closed orders of the sale",
+        unreleased
+            .iter()
+            .map(|(order, release, status)| {
+                format!(
+                    "{order} (release: {}, provider: {})",
+                    release.as_deref().unwrap_or("none"),
+                    status.as_deref().unwrap_or("none")
+                )
             })
             .collect(),
     ));
@@ -196,7 +229,7 @@ async fn audit_loaded(
     // Only the status counts here, not the amount: an order whose capture happened is
     // not lost, even when `orders_paid` fails it for a wrong amount.
     let unpaid: Vec<Uuid> = sqlx::query_scalar(
-        "select o.id from orders o where o.sale_id = $1 \
+        "select o.id from orders o where o.sale_id = $1 and o.status = 'confirmed' \
          and not exists (select 1 from provider_payments p where p.attempt_id = o.id and p.status = 'captured')",
     )
     .bind(sale.id.0)
@@ -209,13 +242,17 @@ async fn audit_loaded(
 }
 
 /// Payment attempts since `sale` was created that the completer has yet to settle
-/// (`authorizing` or `void_pending`): work still moving, which the checker waits for.
+/// (`authorizing` or `void_pending`), and the sale's payment releases still `pending`:
+/// work still moving, which the checker waits for.
 pub async fn attempts_in_doubt(db: &PgPool, sale: &AuditedSale) -> Result<i64> {
     Ok(sqlx::query_scalar(
-        "select count(*) from payment_attempts \
-         where created_at >= $1 and state in ('authorizing', 'void_pending')",
+        "select (select count(*) from payment_attempts \
+                 where created_at >= $1 and state in ('authorizing', 'void_pending')) \
+              + (select count(*) from payment_releases r join orders o on o.id = r.order_id \
+                 where o.sale_id = $2 and r.state = 'pending')",
     )
     .bind(sale.created_at)
+    .bind(sale.id.0)
     .fetch_one(db)
     .await?)
 }

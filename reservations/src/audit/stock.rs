@@ -83,7 +83,7 @@ async fn unit_checks(db: &PgPool, sale: &AuditedSale) -> Result<(Vec<Check>, Sol
     let total = sale.total;
     let mut checks = Vec::new();
     let (orders, units_sold): (i64, i64) = sqlx::query_as(
-        "select (select count(*) from orders where sale_id = $1), \
+        "select (select count(*) from orders where sale_id = $1 and status = 'confirmed'), \
                 (select count(*) from order_units where sale_id = $1)",
     )
     .bind(sale.id.0)
@@ -127,7 +127,7 @@ async fn unit_checks(db: &PgPool, sale: &AuditedSale) -> Result<(Vec<Check>, Sol
     ));
     let mismatched: Vec<Uuid> = sqlx::query_scalar(
         "select o.id from orders o left join order_units u on u.order_id = o.id \
-         where o.sale_id = $1 group by o.id, o.quantity \
+         where o.sale_id = $1 and o.status = 'confirmed' group by o.id, o.quantity \
          having count(u.unit_no) <> o.quantity or bool_or(u.sale_id <> o.sale_id) order by o.id",
     )
     .bind(sale.id.0)
@@ -135,9 +135,29 @@ async fn unit_checks(db: &PgPool, sale: &AuditedSale) -> Result<(Vec<Check>, Sol
     .await?;
     checks.push(Check::from_offenders(
         "order_units_match_quantity",
-        "every order has exactly `quantity` unit rows, all of its own sale",
+        "every confirmed order has exactly `quantity` unit rows, all of its own sale",
         format!("{orders} orders"),
         ids(&mismatched),
+    ));
+    // A cancelled or refunded order (`crate::order_life`) holds no unit: each of its
+    // units left `order_units` with a `released_units` row, and a retired one is in
+    // `retired_units` (so it is neither sold nor free).
+    let unreleased: Vec<Uuid> = sqlx::query_scalar(
+        "select o.id from orders o where o.sale_id = $1 and o.status <> 'confirmed' and ( \
+             exists (select 1 from order_units u where u.order_id = o.id) \
+          or (select count(*) from released_units r where r.order_id = o.id) <> o.quantity \
+          or exists (select 1 from released_units r where r.order_id = o.id and not r.restocked \
+                     and not exists (select 1 from retired_units t where t.sale_id = r.sale_id and t.unit_no = r.unit_no))) \
+         order by o.id",
+    )
+    .bind(sale.id.0)
+    .fetch_all(db)
+    .await?;
+    checks.push(Check::from_offenders(
+        "closed_orders_released_units",
+        "every cancelled or refunded order's units left it: back on sale, or retired",
+        "closed orders",
+        ids(&unreleased),
     ));
     let sold = Sold { orders, units_sold };
     Ok((checks, sold, oversold + sold_twice))

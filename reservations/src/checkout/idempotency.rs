@@ -135,7 +135,7 @@ pub(crate) fn answer_json<T: Serialize>(answer: &T) -> Result<serde_json::Value>
 }
 
 /// Deletes the claim only while it has no answer: an answered key is never lost.
-async fn release_on(pool: &PgPool, key: IdempotencyKey<'_>) -> Result<()> {
+pub(crate) async fn release_on(pool: &PgPool, key: IdempotencyKey<'_>) -> Result<()> {
     sqlx::query(
         "delete from idempotency_keys where shopper_id = $1 and key = $2 and response is null",
     )

@@ -107,8 +107,12 @@ pub struct Checkout {
     /// How long a payment attempt is presumed in flight before the completer judges it.
     attempt_grace: Duration,
     /// Started sales' variants (prices) and limit ([`Checkout::terms`]).
-    terms: Arc<RwLock<HashMap<SaleId, (Vec<crate::sales::Variant>, String, i32)>>>,
+    terms: Arc<RwLock<HashMap<SaleId, Terms>>>,
 }
+
+/// What checkout reads of a sale once it started: variants (prices), currency,
+/// per-shopper limit, cancel window (seconds).
+type Terms = (Vec<crate::sales::Variant>, String, i32, i32);
 
 /// The default grace of a payment attempt: twice the default payment timeout (3 s).
 const DEFAULT_ATTEMPT_GRACE: Duration = Duration::from_secs(6);
@@ -138,6 +142,17 @@ impl Checkout {
     pub fn with_attempt_grace(mut self, grace: Duration) -> Self {
         self.attempt_grace = grace;
         self
+    }
+
+    /// The order's life after the purchase (cancel, refund: `crate::order_life`), over
+    /// this checkout's pools and provider.
+    pub fn life(&self) -> crate::order_life::OrderLife {
+        crate::order_life::OrderLife::new(
+            self.clone(),
+            self.sales.clone(),
+            self.pool.clone(),
+            self.payments.clone(),
+        )
     }
 
     /// The payment gateway (the capture worker and tests share it).
@@ -260,7 +275,7 @@ impl Checkout {
         let abort =
             |finish| projection.finish_checkout(stripe, request.reservation, order_id, finish);
 
-        let (variants, currency, limit) = match self.terms(sale_id).await {
+        let (variants, currency, limit, cancel_window) = match self.terms(sale_id).await {
             Ok(terms) => terms,
             Err(e) => {
                 abort(Finish::Abort).await?;
@@ -295,6 +310,7 @@ impl Checkout {
             }
         };
 
+        let created_at = self.sales.now();
         let order = Order {
             order_id,
             sale_id,
@@ -308,7 +324,11 @@ impl Checkout {
                 Vec::new()
             },
             status: OrderStatus::Confirmed,
-            created_at: self.sales.now(),
+            // The window as the sale's terms were cached when it started (the order
+            // reads judge by the sale as it is now).
+            cancellable_until: (cancel_window > 0)
+                .then(|| created_at + chrono::Duration::seconds(cancel_window.into())),
+            created_at,
             confirmation: Confirmation {
                 status: ConfirmationStatus::Pending,
                 sent_at: None,
@@ -320,6 +340,7 @@ impl Checkout {
             units: &units,
             lines: &lines,
             limit,
+            cancel_window,
             correlation_id: &request.correlation_id,
             payment: &payment,
         };
@@ -388,7 +409,7 @@ impl Checkout {
     /// started (the rules shoppers rely on), and a hold is only checked out of a started
     /// sale: read from Postgres once, then kept for the life of the process (a few bytes
     /// per sale; forgotten all at once past 10,000 sales).
-    async fn terms(&self, sale: SaleId) -> Result<(Vec<crate::sales::Variant>, String, i32)> {
+    async fn terms(&self, sale: SaleId) -> Result<Terms> {
         if let Some(terms) = self
             .terms
             .read()
@@ -402,6 +423,7 @@ impl Checkout {
             record.variants,
             record.price.currency,
             record.per_user_limit,
+            record.cancel_window_seconds,
         );
         if record.starts_at <= self.sales.now() {
             let mut known = self.terms.write().unwrap_or_else(|e| e.into_inner());

@@ -34,8 +34,31 @@ pub struct Confirmation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
-    /// Always, for now: an order exists only once committed.
+    /// Committed and paid (an order exists only once committed).
     Confirmed,
+    /// The shopper cancelled it within the sale's window (see `crate::order_life`).
+    Cancelled,
+    /// The merchant refunded it.
+    Refunded,
+}
+
+impl OrderStatus {
+    /// The name stored in `orders.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    fn parse(stored: &str) -> OrderStatus {
+        match stored {
+            "cancelled" => OrderStatus::Cancelled,
+            "refunded" => OrderStatus::Refunded,
+            _ => OrderStatus::Confirmed,
+        }
+    }
 }
 
 /// An order as the API shows it. It is also what the idempotency record stores and
@@ -57,8 +80,14 @@ pub struct Order {
     /// stored before lines existed, which replay without them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<super::lines::OrderLine>,
-    /// Always `confirmed`: an order exists only once committed.
+    /// `confirmed`, then `cancelled` or `refunded` (v1.1).
     pub status: OrderStatus,
+    /// Until when the shopper may cancel it (v1.1): `created_at` + the sale's
+    /// `cancel_window_seconds`, while that is in the future, the sale has not ended
+    /// and the order is `confirmed`; null otherwise. Absent from answers stored
+    /// before it existed, which replay it as null.
+    #[serde(default)]
+    pub cancellable_until: Option<DateTime<Utc>>,
     /// When it was committed.
     pub created_at: DateTime<Utc>,
     /// Filled in by the confirmation worker.
@@ -75,6 +104,47 @@ struct OrderRow {
     currency: String,
     created_at: DateTime<Utc>,
     sent_at: Option<DateTime<Utc>>,
+    status: String,
+    cancel_window_seconds: i32,
+    sale_ends_at: DateTime<Utc>,
+    sale_ended: bool,
+}
+
+/// Until when an order made at `created_at` may be cancelled, as of `now` (see
+/// [`Order::cancellable_until`]); `crate::order_life` checks a cancel by the same rule.
+pub(crate) fn cancellable_until(
+    status: OrderStatus,
+    created_at: DateTime<Utc>,
+    window_seconds: i32,
+    sale_ends_at: DateTime<Utc>,
+    sale_ended: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let until = created_at + chrono::Duration::seconds(window_seconds.into());
+    (status == OrderStatus::Confirmed
+        && window_seconds > 0
+        && now < until
+        && now < sale_ends_at
+        && !sale_ended)
+        .then_some(until)
+}
+
+impl OrderRow {
+    fn into_order(self, now: DateTime<Utc>) -> Order {
+        let status = OrderStatus::parse(&self.status);
+        let until = cancellable_until(
+            status,
+            self.created_at,
+            self.cancel_window_seconds,
+            self.sale_ends_at,
+            self.sale_ended,
+            now,
+        );
+        let mut order = Order::from(self);
+        order.status = status;
+        order.cancellable_until = until;
+        order
+    }
 }
 
 impl From<OrderRow> for Order {
@@ -90,6 +160,7 @@ impl From<OrderRow> for Order {
             },
             lines: Vec::new(),
             status: OrderStatus::Confirmed,
+            cancellable_until: None,
             created_at: r.created_at,
             confirmation: Confirmation {
                 status: if r.sent_at.is_some() {
@@ -105,7 +176,9 @@ impl From<OrderRow> for Order {
 
 const ORDER_SELECT: &str =
     "select o.id, o.sale_id, o.reservation_id, o.quantity, o.amount_minor, o.currency, \
-     o.created_at, n.sent_at from orders o left join notifications n on n.order_id = o.id";
+     o.created_at, n.sent_at, o.status, s.cancel_window_seconds, s.ends_at as sale_ends_at, \
+     s.state = 'ended' as sale_ended \
+     from orders o join sales s on s.id = o.sale_id left join notifications n on n.order_id = o.id";
 
 impl Checkout {
     /// A shopper's own order.
@@ -116,12 +189,26 @@ impl Checkout {
             .bind(shopper.0)
             .fetch_optional(&self.reads)
             .await?;
-        let order = row.map(Order::from).ok_or(Error::OrderNotFound)?;
+        let now = self.sales.now();
+        let order = row.map(|r| r.into_order(now)).ok_or(Error::OrderNotFound)?;
+        Ok(self.with_lines(vec![order]).await?.remove(0))
+    }
+
+    /// An order of `sale` (the merchant has been checked).
+    pub(crate) async fn order_of_sale(&self, sale: SaleId, id: OrderId) -> Result<Order> {
+        let sql = format!("{ORDER_SELECT} where o.id = $1 and o.sale_id = $2");
+        let row: Option<OrderRow> = sqlx::query_as(&sql)
+            .bind(id.0)
+            .bind(sale.0)
+            .fetch_optional(&self.reads)
+            .await?;
+        let now = self.sales.now();
+        let order = row.map(|r| r.into_order(now)).ok_or(Error::OrderNotFound)?;
         Ok(self.with_lines(vec![order]).await?.remove(0))
     }
 
     /// The orders with their lines (one query for all of them).
-    async fn with_lines(&self, mut orders: Vec<Order>) -> Result<Vec<Order>> {
+    pub(crate) async fn with_lines(&self, mut orders: Vec<Order>) -> Result<Vec<Order>> {
         let ids: Vec<Uuid> = orders.iter().map(|o| o.order_id.0).collect();
         let mut lines = super::lines::lines_for(&self.reads, &ids).await?;
         for order in &mut orders {
@@ -171,7 +258,8 @@ impl Checkout {
             .bind(limit)
             .fetch_all(&self.reads)
             .await?;
-        self.with_lines(rows.into_iter().map(Order::from).collect())
+        let now = self.sales.now();
+        self.with_lines(rows.into_iter().map(|r| r.into_order(now)).collect())
             .await
     }
 }

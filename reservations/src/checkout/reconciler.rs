@@ -55,6 +55,10 @@ impl Checkout {
                 finished += 1;
             }
         }
+        // Closed orders whose units or money a dead process left to return.
+        if let Err(e) = self.life().complete_releases(stale_after).await {
+            tracing::warn!(error = %e, "could not complete pending payment releases");
+        }
         if finished > 0 {
             metrics::counter!("flashsale_checkouts_reconciled_total").increment(finished as u64);
             tracing::warn!(

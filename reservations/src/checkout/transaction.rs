@@ -34,7 +34,8 @@ use crate::Error;
 /// 5. `attempt`: the payment attempt marked `committed` — only from `authorizing`: an
 ///    attempt the completer already settled (it judged the request dead and voided it)
 ///    refuses the order, so an order never stands on a voided payment.
-/// 6. `answer`: the idempotency answer (`$16`, with the order's `created_at` set here).
+/// 6. `answer`: the idempotency answer (`$16`, with the order's `created_at` set here,
+///    and its `cancellable_until`: `created_at` + the sale's cancel window `$19`).
 ///
 /// It answers the order's `created_at` (null: over the limit), whether the attempt was
 /// marked, and the backend running the transaction, which an ambiguous COMMIT needs (see
@@ -58,7 +59,8 @@ const ORDER_STATEMENT: &str = "\
         where id = $1 and state = 'authorizing' and exists (select 1 from placed) \
         returning 1 \
     ), answer as ( \
-        update idempotency_keys set response = jsonb_set($16::jsonb, '{created_at}', to_jsonb(placed.created_at)) \
+        update idempotency_keys set response = jsonb_set(jsonb_set($16::jsonb, '{created_at}', to_jsonb(placed.created_at)), \
+            '{cancellable_until}', case when $19 > 0 then to_jsonb(placed.created_at + make_interval(secs => $19)) else 'null'::jsonb end) \
         from placed where shopper_id = $3 and key = $18 \
     ) \
     select (select created_at from placed), exists (select 1 from attempt), pg_backend_pid()";
@@ -104,6 +106,8 @@ pub(super) struct Commit<'a> {
     pub(super) lines: &'a [super::lines::OrderLine],
     /// The sale's per-shopper limit (see [`LIMIT_CHECKED_INSERT`]).
     pub(super) limit: i32,
+    /// The sale's cancel window in seconds (0: no cancel), for the saved answer.
+    pub(super) cancel_window: i32,
     /// The request behind it, carried into the event.
     pub(super) correlation_id: &'a str,
     /// The provider's payment: the order's `payment_auth_id`, carried by the event so
@@ -155,6 +159,7 @@ pub(super) async fn commit(
             .bind(answer)
             .bind(c.correlation_id)
             .bind(c.key.key)
+            .bind(c.cancel_window)
             .fetch_one(&mut *tx)
             .await?;
     if created_at.is_none() {

@@ -25,6 +25,7 @@
 //! - `stock`: loading from Postgres, unit changes, stock reads, the rebuild lock.
 //! - `sweep`: the sweeper's set of sales and hold expiry.
 //! - `reconcile`: making a stripe agree with Postgres after Redis came back older.
+//! - `returns`: a cancelled or refunded order's units leave `sold`.
 //! - `variants`: a multi-variant sale's keys and counters, the cart reserve, per-variant
 //!   stock (its `//!` docs hold the decisions: one state per stripe, one free list per
 //!   variant, a cart in one stripe).
@@ -33,6 +34,7 @@ mod directory;
 mod holds;
 pub mod keys;
 mod reconcile;
+mod returns;
 mod scripts;
 mod stock;
 mod sweep;
@@ -45,6 +47,7 @@ use crate::Error;
 pub use holds::{Ask, Finish, HoldLine, HoldRecord, Release, ReserveOutcome};
 pub use keys::{home_stripe, SaleKeys, Stripe, MAX_STRIPES};
 pub use reconcile::{StripeReconciled, StripeRecord};
+pub use returns::Returned;
 pub use scripts::{BeginCheckout, Purge};
 pub use stock::free_ranges;
 

@@ -388,6 +388,7 @@ mod tests {
             total: 0,
             per_user_limit: 1,
             hold_ttl_seconds: 60,
+            cancel_window_seconds: 900,
             starts_at: now,
             ends_at: now,
             state: SaleState::Active,

@@ -46,6 +46,9 @@ pub struct SaleInput {
     /// 30–3600 seconds a hold lasts (default 600).
     #[serde(default = "default_hold_ttl")]
     pub hold_ttl_seconds: i64,
+    /// 0–86,400 seconds after an order its shopper may cancel it (v1.1; default 900).
+    #[serde(default = "default_cancel_window")]
+    pub cancel_window_seconds: i64,
     /// When the sale opens.
     pub starts_at: DateTime<Utc>,
     /// When it closes (after `starts_at`).
@@ -69,6 +72,10 @@ fn default_hold_ttl() -> i64 {
     600
 }
 
+fn default_cancel_window() -> i64 {
+    900
+}
+
 /// A sale definition that passed every rule of API.md. Only `parse` builds one.
 #[derive(Debug, Clone)]
 pub struct SaleSpec {
@@ -79,6 +86,7 @@ pub struct SaleSpec {
     pub(crate) total: i32,
     pub(crate) per_user_limit: i32,
     pub(crate) hold_ttl_seconds: i32,
+    pub(crate) cancel_window_seconds: i32,
     pub(crate) starts_at: DateTime<Utc>,
     pub(crate) ends_at: DateTime<Utc>,
     pub(crate) admission: Admission,
@@ -229,6 +237,11 @@ impl SaleSpec {
                 "hold_ttl_seconds",
                 input.hold_ttl_seconds,
                 limits::HOLD_TTL_SECONDS,
+            )?,
+            cancel_window_seconds: parse_bounded(
+                "cancel_window_seconds",
+                input.cancel_window_seconds,
+                limits::CANCEL_WINDOW_SECONDS,
             )?,
             starts_at: input.starts_at,
             ends_at: input.ends_at,

@@ -72,6 +72,8 @@ pub mod limits {
     pub const PER_USER_LIMIT: std::ops::RangeInclusive<i64> = 1..=100;
     /// Hold lifetime in seconds.
     pub const HOLD_TTL_SECONDS: std::ops::RangeInclusive<i64> = 30..=3600;
+    /// How long after an order its shopper may cancel it (v1.1; 0: never).
+    pub const CANCEL_WINDOW_SECONDS: std::ops::RangeInclusive<i64> = 0..=86_400;
     /// Admission p95 target in milliseconds.
     pub const P95_TARGET_MS: std::ops::RangeInclusive<i64> = 10..=60_000;
     /// Admission rate and active-shopper caps.

@@ -27,6 +27,8 @@ pub struct SalePatch {
     pub per_user_limit: Option<i64>,
     /// New hold lifetime (applies to new holds).
     pub hold_ttl_seconds: Option<i64>,
+    /// New cancel window (v1.1; applies to every order from now on).
+    pub cancel_window_seconds: Option<i64>,
     /// New start (only before the start).
     pub starts_at: Option<DateTime<Utc>>,
     /// New end.
@@ -103,6 +105,13 @@ impl SalePatch {
         if let Some(ttl) = self.hold_ttl_seconds {
             sale.hold_ttl_seconds =
                 parse_bounded("hold_ttl_seconds", ttl, limits::HOLD_TTL_SECONDS)?;
+        }
+        if let Some(window) = self.cancel_window_seconds {
+            sale.cancel_window_seconds = parse_bounded(
+                "cancel_window_seconds",
+                window,
+                limits::CANCEL_WINDOW_SECONDS,
+            )?;
         }
         if let Some(starts_at) = self.starts_at {
             lock("starts_at", starts_at != sale.starts_at)?;

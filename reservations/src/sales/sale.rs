@@ -92,6 +92,9 @@ pub struct Sale {
     pub per_user_limit: i32,
     /// How long a hold lasts.
     pub hold_ttl_seconds: i32,
+    /// How long after an order its shopper may cancel it (v1.1; 0: never; see
+    /// `crate::order_life`).
+    pub cancel_window_seconds: i32,
     /// Opening time.
     pub starts_at: DateTime<Utc>,
     /// Closing time.

@@ -162,7 +162,9 @@ impl Sales {
         };
         let now_ms = self.now().timestamp_millis();
         let status = match hold.status.as_str() {
-            "checked_out" => ReservationStatus::CheckedOut,
+            // `returned`: checked out, and its order cancelled or refunded since
+            // (`crate::order_life`); the reservation itself was checked out.
+            "checked_out" | "returned" => ReservationStatus::CheckedOut,
             "released" => ReservationStatus::Released,
             "expired" => ReservationStatus::Expired,
             // Past its deadline but not yet swept: it can no longer be checked out.
