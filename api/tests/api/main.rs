@@ -18,6 +18,7 @@ mod ops;
 mod pages;
 mod payments;
 mod queue;
+mod report;
 mod reservations;
 mod reservations_by_id;
 mod rollback;
