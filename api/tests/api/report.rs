@@ -9,12 +9,14 @@ use flashsale::verify::{self, Options};
 use reqwest::Method;
 use reservations::ids::SaleId;
 use reservations::projection::Projection;
-use serde_json::Value;
+use serde_json::{json, Value};
 use test_support::eventually_within;
 use uuid::Uuid;
 
-use crate::helpers::spawn_app;
-use crate::helpers::{answer, assert_keys, assert_problem, Order, TestApp, TestShopper};
+use crate::helpers::{
+    answer, assert_keys, assert_problem, sale_body_with, sale_id, spawn_app, Order, TestApp,
+    TestShopper,
+};
 
 async fn report(app: &TestApp, sale: Uuid) -> Value {
     let response = app
@@ -122,13 +124,12 @@ async fn the_reports_counts_are_what_shoppers_did_and_agree_with_verify() {
     assert_eq!(body["revenue"]["amount_minor"], revenue);
     assert_eq!(body["revenue"]["currency"], "EUR");
     let sold_out: DateTime<Utc> = body["sold_out_at"].as_str().unwrap().parse().unwrap();
-    let last: DateTime<Utc> = carols.created_at.parse().unwrap();
-    // The order's answer states its time to the millisecond.
-    assert_eq!(
-        sold_out.timestamp_millis(),
-        last.timestamp_millis(),
-        "sold out with the last order"
-    );
+    let last: DateTime<Utc> = sqlx::query_scalar("select created_at from orders where id = $1")
+        .bind(carols.order_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(sold_out, last, "sold out with the last order");
     let variants = body["variants"].as_array().unwrap();
     assert_eq!(variants.len(), 1);
     assert_eq!(variants[0]["variant_id"], sale.to_string());
@@ -163,6 +164,30 @@ async fn the_reports_counts_are_what_shoppers_did_and_agree_with_verify() {
     assert_eq!(
         (body["orders"].as_i64(), body["units_sold"].as_i64()),
         (Some(verified.orders), Some(verified.units_sold)),
+    );
+
+    // Assert: the CSV has each order's line with its status.
+    let csv = app
+        .merchant(Method::GET, &format!("/v1/admin/sales/{sale}/orders.csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    let line_of = |order: Uuid| {
+        csv.lines()
+            .find(|l| l.starts_with(&order.to_string()))
+            .unwrap_or_else(|| panic!("{order} in {csv}"))
+            .to_owned()
+    };
+    assert!(line_of(bobs.order_id).contains(",cancelled,"), "{csv}");
+    let alices_line = line_of(alices.order_id);
+    assert!(alices_line.contains(",confirmed,"), "{csv}");
+    assert!(
+        alices_line.ends_with(",TR-LE-42,2,12900,25800,EUR"),
+        "{csv}"
     );
 
     // Arrange: the line's Redis keys and the reserve step's set are gone (purged or
@@ -279,6 +304,43 @@ async fn the_csv_of_a_20000_order_sale_streams_without_holding_it_in_memory() {
         growth_kib * 1024 < (bytes as i64) / 2,
         "VmRSS grew {growth_kib} kB for a {bytes}-byte CSV"
     );
+}
+
+#[tokio::test]
+async fn before_the_start_the_report_so_far_counts_the_pre_queue_and_no_waits() {
+    // Arrange: two shoppers join a sale that starts in five minutes.
+    let app = spawn_app().await;
+    let now = app.clock_now();
+    let created = app
+        .create_sale(sale_body_with(json!({
+            "stock": { "total": 5 },
+            "starts_at": now + chrono::Duration::minutes(5),
+            "ends_at": now + chrono::Duration::hours(1),
+        })))
+        .await;
+    let sale = sale_id(&created);
+    for _ in 0..2 {
+        let (status, ticket) = app.join_queue(&app.direct_shopper(), sale).await.unwrap();
+        assert_eq!((status.as_u16(), ticket.state.as_str()), (201, "prequeue"));
+    }
+
+    // Act
+    let body = report(&app, sale).await;
+
+    // Assert: joined and pre-queued, nobody admitted yet, nothing told or waited.
+    for (k, v) in [
+        ("joined", 2),
+        ("prequeued", 2),
+        ("admitted", 0),
+        ("no_shows", 0),
+        ("orders", 0),
+    ] {
+        assert_eq!(body[k], v, "{k}: {body}");
+    }
+    assert_eq!(body["revenue"]["amount_minor"], 0);
+    assert!(body["sold_out_at"].is_null());
+    let waits = body["admission_wait_seconds"].as_object().unwrap();
+    assert!(waits.values().all(Value::is_null), "{waits:?}");
 }
 
 #[tokio::test]
