@@ -13,10 +13,12 @@ use serde_json::{json, Value};
 use test_support::eventually_within;
 use uuid::Uuid;
 
+use crate::carts::reserve_cart;
 use crate::helpers::{
     answer, assert_keys, assert_problem, sale_body_with, sale_id, spawn_app, Order, TestApp,
     TestShopper,
 };
+use crate::variants::{variant_id, variant_sale};
 
 async fn report(app: &TestApp, sale: Uuid) -> Value {
     let response = app
@@ -341,6 +343,77 @@ async fn before_the_start_the_report_so_far_counts_the_pre_queue_and_no_waits() 
     assert!(body["sold_out_at"].is_null());
     let waits = body["admission_wait_seconds"].as_object().unwrap();
     assert!(waits.values().all(Value::is_null), "{waits:?}");
+}
+
+#[tokio::test]
+async fn a_cart_is_one_order_of_two_csv_lines_and_each_variant_sells_out_on_its_own() {
+    // Arrange: variants A (1 unit) and B (3 units); one cart of one of each.
+    let app = spawn_app().await;
+    let created = variant_sale(&app, &[("A", 1, 100), ("B", 3, 200)], 5).await;
+    let sale = sale_id(&created);
+    let shopper = app.direct_shopper();
+    let lines = json!([
+        { "variant_id": variant_id(&created, 0), "quantity": 1 },
+        { "variant_id": variant_id(&created, 1), "quantity": 1 },
+    ]);
+    let held: Value = reserve_cart(&app, &shopper, sale, &lines, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let reservation: Uuid = held["reservation_id"].as_str().unwrap().parse().unwrap();
+    let key = Uuid::new_v4().to_string();
+    let order: Order = answer(
+        app.checkout(&shopper, reservation, Some(&key), "tok_ok")
+            .await,
+    )
+    .await
+    .expect("an order");
+
+    // Act
+    let body = report(&app, sale).await;
+    let csv = app
+        .merchant(Method::GET, &format!("/v1/admin/sales/{sale}/orders.csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert: A sold out with the order, B did not, so the sale did not.
+    let at: DateTime<Utc> = sqlx::query_scalar("select created_at from orders where id = $1")
+        .bind(order.order_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let variants = body["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2, "{body}");
+    assert_eq!(variants[0]["units_sold"], 1);
+    let a_sold_out: DateTime<Utc> = variants[0]["sold_out_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(a_sold_out, at);
+    assert_eq!(variants[1]["units_sold"], 1);
+    assert!(variants[1]["sold_out_at"].is_null(), "{body}");
+    assert!(body["sold_out_at"].is_null(), "{body}");
+    assert_eq!(
+        (body["orders"].as_i64(), body["units_sold"].as_i64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(body["revenue"]["amount_minor"], 300);
+    // One line per order line, in variant order.
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(
+        rows.iter()
+            .all(|r| r.starts_with(&order.order_id.to_string())),
+        "{csv}"
+    );
+    assert!(rows[0].ends_with(",A,1,100,100,EUR"), "{csv}");
+    assert!(rows[1].ends_with(",B,1,200,200,EUR"), "{csv}");
 }
 
 #[tokio::test]
