@@ -146,6 +146,10 @@ impl Queue {
                             .await?;
                     }
                     let ticket = self.ticket(shopper, sale_id).await?;
+                    if created {
+                        // What this shopper was told at join, for the report.
+                        self.count_join(sale_id, &ticket).await?;
+                    }
                     return Ok((ticket, created));
                 }
                 None => {

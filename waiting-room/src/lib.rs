@@ -25,6 +25,8 @@
 //! - [`marks`]: what Postgres records of each line (ceiling, serving position, draw).
 //! - `heal`: how the line survives Redis losing it (emptied or rolled back), from the
 //!   marks and the statements.
+//! - [`report`]: the line's figures for the post-event report (joins, admissions,
+//!   estimated against actual admission waits), kept in Postgres after the sale.
 //! - [`error`]: the crate's error type.
 
 pub mod admission;
@@ -38,6 +40,7 @@ mod join;
 pub mod marks;
 pub mod place;
 pub mod queue;
+pub mod report;
 pub mod runner;
 pub mod signer;
 

@@ -323,6 +323,7 @@ impl Queue {
             let seen_before = self.floor(sale_id).serving;
             let reply: Vec<String> = self
                 .invoke(sale_id, &self.scripts.ticket)
+                .key(self.waits_key(sale_id))
                 .arg(shopper.to_string())
                 .arg(now.timestamp_millis())
                 .arg(stated_ticket)

@@ -156,7 +156,10 @@ impl Controllers {
         let sale = self.queue.sale(sale_id).await?;
         let now = self.queue.sales().now();
         if sale.state == SaleState::Ended || now >= sale.ends_at {
-            // Over for good: stop visiting this line (tickets read `closed` from the sale).
+            // Over for good: keep the line's report figures in Postgres (the reserve
+            // step's keys go after the retention), and stop visiting this line
+            // (tickets read `closed` from the sale).
+            self.queue.snapshot_report(sale_id).await?;
             let _: i64 = redis::cmd("SREM")
                 .arg(self.queue.lines_key())
                 .arg(sale_id.to_string())

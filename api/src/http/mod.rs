@@ -13,6 +13,7 @@ pub mod pages;
 pub mod proof;
 pub mod public;
 pub mod queue;
+pub mod report;
 pub mod reservations;
 pub mod shed;
 pub mod webhooks;
@@ -123,6 +124,7 @@ pub struct AppParts {
         admin::create_sale, admin::list_sales, admin::get_sale, admin::patch_sale, admin::change_stock,
         admin::add_variant, admin::change_variant_stock,
         admin::pause, admin::resume, admin::end, admin::stats, beacon::supply,
+        report::report, report::orders_csv,
         codes::upload_codes, codes::list_codes, codes::set_message,
         webhooks::create, webhooks::list, webhooks::delete, webhooks::rotate_secret, webhooks::deliveries,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::get_simulator, ops::put_simulator,
@@ -267,6 +269,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::router())
         .merge(order_life::router())
         .merge(admin::router())
+        .merge(report::router())
         .merge(beacon::router())
         .merge(codes::router())
         .merge(webhooks::router())

@@ -8,6 +8,7 @@ import { explain } from './messages.js';
 import * as fmt from './format.js';
 import { TimeChart } from './chart.js';
 import { initVariants, renderVariants, updateVariantStock } from './merchant-variants.js';
+import { initReport, loadReport } from './merchant-report.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'flashsale.merchantToken';
@@ -519,6 +520,7 @@ async function openDetail(id) {
     showError($('d-error'), e);
     return;
   }
+  loadReport(id, ['ended', 'sold_out'].includes(current.sale.status));
   pollStats(id);
 }
 
@@ -681,6 +683,7 @@ initVariants({
     renderSaleHead(res.data);
   },
 });
+initReport({ call, token: () => token });
 window.addEventListener('hashchange', navigate);
 window.addEventListener('resize', () => {
   if (charts && route.name === 'detail') for (const c of Object.values(charts)) c.render();

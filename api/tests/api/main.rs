@@ -20,6 +20,7 @@ mod order_life;
 mod pages;
 mod payments;
 mod queue;
+mod report;
 mod reservations;
 mod reservations_by_id;
 mod rollback;

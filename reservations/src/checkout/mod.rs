@@ -23,6 +23,8 @@
 //! - [`orders`]: the order read model ([`Order`]) and the order queries.
 //! - [`lines`]: an order's lines per variant ([`lines::OrderLine`]), derived from its
 //!   units.
+//! - [`report`]: a sale's order figures for the post-event report and the orders
+//!   export, page by page.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -41,6 +43,7 @@ mod commit_outcome;
 pub mod idempotency;
 pub mod lines;
 pub mod orders;
+pub mod report;
 mod reconciler;
 mod transaction;
 

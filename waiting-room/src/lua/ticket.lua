@@ -3,7 +3,7 @@
 -- read from the serving log, not when they first polled (a shopper who polls late
 -- has less of the window left, never a fresh one: no banked admissions).
 --
--- KEYS: the five line keys (see common.lua).
+-- KEYS: the five line keys (see common.lua), and 6 the report's wait histograms (report.rs).
 -- ARGV: 1 shopper id, 2 now_ms, 3 the ticket id and 4 the admitted ms the shopper's
 --       signed statement gives ('' when none): an older copy of the line may not know
 --       the shopper was admitted already; the window never starts later than the
@@ -37,6 +37,14 @@ if ticket.p > 0 and ticket.p <= serving and ticket.a == nil then
   local now = tonumber(ARGV[2])
   local stated = ARGV[3] == ticket.i and tonumber(ARGV[4])
   ticket.a = math.min(now, admitted_at(ticket.p) or now, stated or now)
+  -- The report's actual-wait histogram (KEYS[6], see report.rs): counted once, here,
+  -- where the admission time is stamped; quarter-octave buckets, 0 under one second.
+  if (ticket.j or 0) > 0 and KEYS[6] then
+    local wait = (ticket.a - ticket.j) / 1000
+    local bucket = 0
+    if wait >= 1 then bucket = math.floor(4 * math.log(wait) / math.log(2)) + 1 end
+    redis.call('HINCRBY', KEYS[6], 'a:' .. bucket, 1)
+  end
   raw = cjson.encode(ticket)
   redis.call('HSET', K_TICKETS, ARGV[1], raw)
 end
