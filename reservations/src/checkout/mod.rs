@@ -43,8 +43,8 @@ mod commit_outcome;
 pub mod idempotency;
 pub mod lines;
 pub mod orders;
-pub mod report;
 mod reconciler;
+pub mod report;
 mod transaction;
 
 pub use orders::{Confirmation, ConfirmationStatus, Order, OrderStatus};
