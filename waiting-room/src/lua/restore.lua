@@ -24,7 +24,9 @@ if position == 0 then
     if seq + 1 > meta_int('ceiling') then return {'needs_ceiling', tostring(seq)} end
     position = redis.call('HINCRBY', K_META, 'seq', 1)
   else
-    redis.call('ZADD', K_PRE, ARGV[6] == '1' and 0 or 1, ARGV[2])
+    -- Scored as join.lua scores (class * 2^40 + address group); the group is not
+    -- in the statement, so 0: a round of its own in the draw (draw.rs).
+    redis.call('ZADD', K_PRE, (ARGV[6] == '1' and 0 or 1) * 1099511627776, ARGV[2])
     redis.call('HINCRBY', K_META, 'prequeue', 1)
   end
 end
