@@ -66,6 +66,11 @@ const SHOPPER = {
   access_code_invalid: ["That access code isn't valid for this sale.", 'Check the code and try again.', 'fix'],
   access_code_used_up: ['That access code has been used up.', 'Each code joins as many shoppers as it allows.', 'fix'],
   variant_required: ['Choose which option you want.', 'Pick a size or option, then reserve.', 'fix'],
+  not_cancellable: [
+    'This order can no longer be cancelled.',
+    'The time to cancel has passed, the sale has ended, or it was already refunded.',
+    'none',
+  ],
   variant_not_found: ["That option isn't sold in this sale.", 'Reload the page to see the options.', 'reload'],
 };
 
@@ -86,6 +91,7 @@ const MERCHANT = {
   invalid_beacon: ["That beacon round didn't verify.", "Check the round number and its signature from drand's quicknet chain.", 'fix'],
   webhook_limit_reached: ['You have as many webhook endpoints as allowed.', 'Delete one you no longer use first.', 'fix'],
   webhook_not_found: ['No such webhook endpoint among yours.', 'Reload the list.', 'reload'],
+  not_refundable: ["This order can't be refunded.", 'It was already cancelled or refunded.', 'reload'],
   invalid_field: ['Please check the highlighted field.', '', 'fix'],
   invalid_body: ['The form could not be sent.', 'A value has the wrong type.', 'fix'],
 };
