@@ -126,6 +126,13 @@ impl ApiError {
                 Domain::OrderNotFound => (S::NOT_FOUND, "order_not_found", detail),
                 Domain::NotCancellable(_) => (S::CONFLICT, "not_cancellable", detail),
                 Domain::NotRefundable(_) => (S::CONFLICT, "not_refundable", detail),
+                // Text Postgres cannot hold (a NUL character): the client's input, not
+                // a store failure — whichever field it came in.
+                Domain::Database(e) if unstorable_text(e) => (
+                    S::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    "a text field holds a character that cannot be stored (NUL)".to_owned(),
+                ),
                 Domain::Redis(_) | Domain::Database(_) => (
                     S::SERVICE_UNAVAILABLE,
                     "dependency_unavailable",
@@ -237,6 +244,13 @@ pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
         HeaderValue::from_static("application/problem+json"),
     );
     response
+}
+
+/// Postgres refused a text value (SQLSTATE 22021, a NUL byte; 22P05, untranslatable).
+fn unstorable_text(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "22021" || code == "22P05")
 }
 
 impl IntoResponse for ApiError {

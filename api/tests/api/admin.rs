@@ -189,6 +189,21 @@ async fn create_with_a_body_of_the_wrong_shape_returns_400_invalid_body() {
 }
 
 #[tokio::test]
+async fn a_text_field_with_a_nul_character_is_refused_with_422_not_a_store_error() {
+    let app = spawn_app().await;
+    for field in ["name", "description"] {
+        let body = sale_body_with(json!({ field: "Trail\u{0}runner" }));
+        let response = app
+            .merchant(Method::POST, "/v1/admin/sales")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 422, "invalid_body").await;
+    }
+}
+
+#[tokio::test]
 async fn create_without_content_type_returns_415() {
     let app = spawn_app().await;
 

@@ -42,6 +42,9 @@ impl Access {
 /// blank text clears it, as null does.
 pub fn parse_message(text: Option<String>) -> Result<Option<String>, FieldError> {
     let Some(text) = text else { return Ok(None) };
+    if text.contains('\0') {
+        return Err(invalid("text", "must not contain a NUL character"));
+    }
     if text.chars().count() > MESSAGE_CHARS {
         return Err(invalid(
             "text",
