@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use reservations::payment::PaymentGateway;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -310,4 +311,97 @@ async fn the_checkout_answer_and_its_replay_say_until_when_the_order_may_be_canc
             - chrono::DateTime::parse_from_rfc3339(created).unwrap();
         assert_eq!(span.num_seconds(), 900, "{answer}");
     }
+}
+
+/// The release's void or refund does its work at the provider and the answer is lost:
+/// the order is closed either way. A lost void is resolved at once by reading the
+/// payment again; a lost refund leaves the release pending, and the completer finishes
+/// it by asking the provider. One void, or one refund, never a second.
+async fn close_with_the_release_answer_lost(captured: bool) {
+    // Arrange: alice's order, captured or not; every POST answer at the provider is lost.
+    let app = spawn_app().await;
+    let sale = app.live_sale(2, 2).await;
+    let alice = app.shopper().await;
+    let order = buy(&app, &alice, sale, 1).await;
+    let payment = app
+        .provider
+        .simulator
+        .intents()
+        .into_iter()
+        .find(|i| i.attempt_id.as_deref() == Some(order.to_string().as_str()))
+        .expect("the order's payment");
+    if captured {
+        let reference = reservations::payment::PaymentRef(payment.id.clone());
+        app.provider.gateway.capture(&reference).await.unwrap();
+    }
+    let healthy = app.provider.simulator.settings();
+    app.provider
+        .simulator
+        .set_settings(payment_simulator::Settings {
+            lost_answer_rate: 1.0,
+            ..healthy
+        });
+
+    // Act: the shopper cancels (the release's answer is lost); the provider is healthy
+    // again; the completer runs twice.
+    let cancelled = cancel(&app, &alice, order, "c-1").await;
+    assert_eq!(cancelled.status(), 200);
+    let pending: String =
+        sqlx::query_scalar("select state from payment_releases where order_id = $1")
+            .bind(order)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    app.provider.simulator.set_settings(healthy);
+    let life = app.app_state.checkout.life();
+    let finished = life.complete_releases(Duration::ZERO).await.unwrap();
+    let again = life.complete_releases(Duration::ZERO).await.unwrap();
+
+    // Assert: the void read back at once, the refund pending until the completer, then
+    // done once; the provider's ledger shows one release of the whole amount.
+    if captured {
+        assert_eq!(
+            pending, "pending",
+            "the lost refund is left to the completer"
+        );
+        assert_eq!((finished, again), (1, 0));
+    } else {
+        assert_eq!(pending, "voided", "the lost void is read back at once");
+        assert_eq!((finished, again), (0, 0));
+    }
+    let state: String =
+        sqlx::query_scalar("select state from payment_releases where order_id = $1")
+            .bind(order)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let paid = intent(&app, order);
+    if captured {
+        assert_eq!(state, "refunded");
+        assert_eq!(paid.status, payment_simulator::IntentStatus::Succeeded);
+        assert_eq!(paid.amount_refunded, paid.amount, "{paid:?}");
+    } else {
+        assert_eq!(state, "voided");
+        assert_eq!(
+            paid.status,
+            payment_simulator::IntentStatus::Canceled,
+            "{paid:?}"
+        );
+        assert_eq!(paid.amount_refunded, 0);
+    }
+    assert_eq!(app.provider.simulator.intents().len(), 1);
+    let pipeline = Pipeline::start(&app).await;
+    let report = check(&app, sale, Duration::from_secs(30)).await;
+    pipeline.stop().await;
+    assert!(report.passed(), "{}", report.render());
+}
+
+#[tokio::test]
+async fn a_cancel_whose_void_answer_is_lost_reads_the_payment_back_and_voids_once() {
+    close_with_the_release_answer_lost(false).await;
+}
+
+#[tokio::test]
+async fn a_cancel_whose_refund_answer_is_lost_is_refunded_once_by_the_completer() {
+    close_with_the_release_answer_lost(true).await;
 }
