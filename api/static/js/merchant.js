@@ -1,9 +1,9 @@
 // The merchant dashboard: sign in with a merchant token, list sales, pause / resume /
 // end, change stock, and a live view of one sale refreshed every second from
 // GET /v1/admin/sales/{id}/stats. Routes live in the URL hash (#/, #/new,
-// #/sales/<id>, #/sales/<id>/edit) so a refresh keeps the place. The panels of their
-// own live beside it: merchant-editor.js (create / edit), merchant-variants.js,
-// merchant-report.js.
+// #/sales/<id>, #/sales/<id>/edit, #/webhooks) so a refresh keeps the place. The panels
+// of their own live beside it: merchant-editor.js (create / edit), merchant-variants.js,
+// merchant-report.js, merchant-orders.js (orders and refunds), merchant-webhooks.js.
 
 import { api, loadJson, saveJson } from './api.js';
 import { explain } from './messages.js';
@@ -12,6 +12,8 @@ import { TimeChart } from './chart.js';
 import { initVariants, renderVariants, updateVariantStock } from './merchant-variants.js';
 import { initReport, loadReport } from './merchant-report.js';
 import { initEditor, openEditor } from './merchant-editor.js';
+import { initOrders, openOrders, stopOrders } from './merchant-orders.js';
+import { initWebhooks, openWebhooks, stopWebhooks } from './merchant-webhooks.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'flashsale.merchantToken';
@@ -70,6 +72,7 @@ function merchantIdOf(jwt) {
 function parseRoute() {
   const h = location.hash.replace(/^#\/?/, '');
   if (h === 'new') return { name: 'editor', id: null };
+  if (h === 'webhooks') return { name: 'webhooks' };
   let m = h.match(/^sales\/([0-9a-f-]{36})\/edit$/i);
   if (m) return { name: 'editor', id: m[1] };
   m = h.match(/^sales\/([0-9a-f-]{36})$/i);
@@ -84,6 +87,8 @@ function show(name) {
 async function navigate() {
   clearTimeout(statsTimer);
   statsTimer = 0;
+  stopOrders();
+  stopWebhooks();
   if (!token) {
     show('signin');
     $('account').hidden = true;
@@ -96,6 +101,7 @@ async function navigate() {
   if (route.name === 'list') await loadList(true);
   if (route.name === 'editor') await openEditor(route.id);
   if (route.name === 'detail') await openDetail(route.id);
+  if (route.name === 'webhooks') await openWebhooks();
   const heading = document.querySelector(`[data-route="${route.name}"] h1`);
   if (heading && document.activeElement === document.body) {
     heading.tabIndex = -1;
@@ -109,6 +115,8 @@ function signOut(message) {
   token = null;
   saveJson(TOKEN_KEY, null);
   clearTimeout(statsTimer);
+  stopOrders();
+  stopWebhooks();
   show('signin');
   $('account').hidden = true;
   const err = $('token-error');
@@ -274,6 +282,7 @@ async function openDetail(id) {
     return;
   }
   loadReport(id, ['ended', 'sold_out'].includes(current.sale.status));
+  openOrders(current.sale);
   pollStats(id);
 }
 
@@ -437,6 +446,8 @@ initVariants({
 });
 initReport({ call, token: () => token });
 initEditor({ call, announce, showError });
+initOrders({ call, announce });
+initWebhooks({ call, announce });
 window.addEventListener('hashchange', navigate);
 window.addEventListener('resize', () => {
   if (charts && route.name === 'detail') for (const c of Object.values(charts)) c.render();
