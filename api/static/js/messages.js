@@ -92,6 +92,11 @@ const MERCHANT = {
   webhook_limit_reached: ['You have as many webhook endpoints as allowed.', 'Delete one you no longer use first.', 'fix'],
   webhook_not_found: ['No such webhook endpoint among yours.', 'Reload the list.', 'reload'],
   not_refundable: ["This order can't be refunded.", 'It was already cancelled or refunded.', 'reload'],
+  order_not_found: ['No such order in this sale.', 'Refresh the orders to see the latest.', 'reload'],
+  request_in_progress: ['That refund is still being processed.', 'Press Refund again in a moment to see how it ended.', 'retry'],
+  payment_unavailable: ["The payment provider isn't answering.", 'The refund is not done yet: press Refund again in a moment.', 'retry'],
+  idempotency_key_reused: ['That refund attempt was already used for another choice.', 'Press Refund again to send a new one.', 'fix'],
+  idempotency_key_required: ['The refund could not be sent.', 'Press Refund again.', 'fix'],
   invalid_field: ['Please check the highlighted field.', '', 'fix'],
   invalid_body: ['The form could not be sent.', 'A value has the wrong type.', 'fix'],
 };
