@@ -31,6 +31,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use outbox_relay::audit::Backlog;
+use reservations::audit::variants::VariantSold;
 use reservations::audit::{payments, stock, AuditedSale};
 use reservations::ids::SaleId;
 use reservations::payment::PaymentGateway;
@@ -77,6 +78,9 @@ pub struct Report {
     pub units_sold: i64,
     /// Units above `total` that were sold (0 unless the sale was oversold).
     pub oversold: i64,
+    /// Per variant, in ordinal order: its total, units sold and oversold (one entry,
+    /// the sale's own, for a one-variant sale).
+    pub variants: Vec<VariantSold>,
     /// Orders whose events were not all published and consumed, or whose payment was
     /// not captured: orders the pipeline lost track of.
     pub lost: i64,
@@ -177,6 +181,7 @@ pub async fn verify(
         orders: sold.orders,
         units_sold: sold.units_sold,
         oversold: stock.figures.oversold,
+        variants: stock.figures.variants,
         lost: lost.len() as i64,
         redis: stock.figures.redis,
         drained,
@@ -245,6 +250,7 @@ mod tests {
             orders: 3,
             units_sold: 3,
             oversold: 0,
+            variants: Vec::new(),
             lost: 0,
             redis: Some(StockView {
                 total: 10,

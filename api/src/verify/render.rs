@@ -35,6 +35,15 @@ impl Report {
             self.total, self.orders, self.units_sold, self.oversold, self.lost
         );
         let _ = writeln!(out, "  redis:    {redis}");
+        if self.variants.len() > 1 {
+            for v in &self.variants {
+                let _ = writeln!(
+                    out,
+                    "  variant {}: total {} · units sold {} · oversold {}",
+                    v.sku, v.total, v.units_sold, v.oversold
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "  pipeline: {} after {:.1} s",

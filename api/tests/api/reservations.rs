@@ -241,9 +241,10 @@ async fn redis_wiped_mid_run_rebuilds_once_from_postgres_and_keeps_every_unit_on
     app.wipe_redis().await;
     let statuses = app.reserve_at_once(sale, 60).await;
 
-    // Assert: rebuilt once (no unit listed twice), holds lost with Redis are gone, the
-    // sold unit is not free, and every new reservation succeeded.
+    // Assert: rebuilt once (counted, and no unit listed twice), holds lost with Redis
+    // are gone, the sold unit is not free, and every new reservation succeeded.
     assert!(statuses.iter().all(|&s| s == 201), "{statuses:?}");
+    assert_eq!(app.rebuilds(sale).await, 1);
     let stock = assert_stock_conserved(&app, sale).await;
     assert_eq!(
         (stock.total, stock.sold, stock.held, stock.available),

@@ -256,15 +256,19 @@ async fn stats_and_the_public_page_list_each_variants_stock() {
     assert_eq!(public_variants[1]["sku"], "B");
 }
 
-#[tokio::test]
-async fn redis_wiped_mid_run_every_variant_is_rebuilt_from_postgres() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_wiped_mid_run_every_variant_is_rebuilt_once_from_postgres() {
+    // Arrange: three variants; a cart of A and C bought (in Postgres), a hold of B that
+    // lives only in Redis.
     let app = spawn_app().await;
-    let sale = variant_sale(&app, &[("A", 3, 100), ("B", 4, 200), ("C", 2, 300)], 5).await;
+    let sale = variant_sale(&app, &[("A", 40, 100), ("B", 40, 200), ("C", 20, 300)], 5).await;
+    let (a, b, c) = (
+        variant_id(&sale, 0),
+        variant_id(&sale, 1),
+        variant_id(&sale, 2),
+    );
     let buyer = app.direct_shopper();
-    let lines = json!([
-        { "variant_id": variant_id(&sale, 0), "quantity": 2 },
-        { "variant_id": variant_id(&sale, 2), "quantity": 1 }
-    ]);
+    let lines = json!([{ "variant_id": a, "quantity": 2 }, { "variant_id": c, "quantity": 1 }]);
     let held = crate::carts::reserve_cart(&app, &buyer, id(&sale), &lines, None).await;
     assert_eq!(held.status(), 201);
     let held: Value = held.json().await.unwrap();
@@ -272,24 +276,79 @@ async fn redis_wiped_mid_run_every_variant_is_rebuilt_from_postgres() {
     app.place_order(&buyer, reservation, "k1", "tok_ok")
         .await
         .expect("an order");
-    let holder = app.direct_shopper();
-    let lost = json!([{ "variant_id": variant_id(&sale, 1), "quantity": 3 }]);
-    let lost = crate::carts::reserve_cart(&app, &holder, id(&sale), &lost, None).await;
+    let lost = json!([{ "variant_id": b, "quantity": 3 }]);
+    let lost =
+        crate::carts::reserve_cart(&app, &app.direct_shopper(), id(&sale), &lost, None).await;
     assert_eq!(lost.status(), 201);
+    assert_eq!(app.rebuilds(id(&sale)).await, 0);
 
+    // Act: Redis loses everything; then, all at once, 30 carts of A and B, 10 carts of
+    // B and C (the lines overlap on B, which they empty) and 20 stock reads, each of
+    // which finds the state missing.
     app.wipe_redis().await;
+    let sale_id = id(&sale);
+    let ab = json!([{ "variant_id": a, "quantity": 1 }, { "variant_id": b, "quantity": 1 }]);
+    let bc = json!([{ "variant_id": b, "quantity": 1 }, { "variant_id": c, "quantity": 1 }]);
+    let carts = (0..40).map(|k| {
+        let lines = if k % 4 == 3 { bc.clone() } else { ab.clone() };
+        let app = &app;
+        async move {
+            let shopper = app.direct_shopper();
+            crate::carts::reserve_cart(app, &shopper, sale_id, &lines, None)
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let reads = (0..20).map(|_| async {
+        app.admin_sale(Method::GET, sale_id, "")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    let (carts, reads) = tokio::join!(
+        futures::future::join_all(carts),
+        futures::future::join_all(reads)
+    );
 
-    // Every variant comes back from Postgres at once: sold stays sold, the hold that
-    // lived only in Redis is gone, free units are all the others.
+    // Assert: the state was written once, for every variant at once (one script per
+    // stripe writes all of them): sold stays sold, the hold that lived only in Redis is
+    // gone, every cart was served from the one rebuilt state.
+    assert!(carts.iter().all(|&s| s == 201), "{carts:?}");
+    assert!(reads.iter().all(|&s| s == 200), "{reads:?}");
+    assert_eq!(
+        app.rebuilds(id(&sale)).await,
+        1,
+        "the sale's state was rebuilt more than once"
+    );
     let after = admin_sale_json(&app, id(&sale)).await;
     assert_eq!(
         variant_stock(&after),
-        [(3, 1, 0, 2), (4, 4, 0, 0), (2, 1, 0, 1)]
+        [(40, 8, 30, 2), (40, 0, 40, 0), (20, 9, 10, 1)]
     );
-    // And the cart script runs on the rebuilt state.
-    let again = json!([{ "variant_id": variant_id(&sale, 1), "quantity": 4 }]);
-    let again = crate::carts::reserve_cart(&app, &holder, id(&sale), &again, None).await;
-    assert_eq!(again.status(), 201);
+    // Each variant's free list: its own units, each once, none sold or held.
+    let sold: Vec<i32> = sqlx::query_scalar("select unit_no from order_units where sale_id = $1")
+        .bind(id(&sale))
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    for (k, units, available) in [(0, 1..=40, 8), (1, 41..=80, 0), (2, 81..=100, 9)] {
+        let mut free = variant_free(&app, id(&sale), k, 3).await;
+        let listed = free.len();
+        free.sort_unstable();
+        free.dedup();
+        assert_eq!(
+            (listed, free.len()),
+            (available, available),
+            "variant {k}: {free:?}"
+        );
+        assert!(
+            free.iter().all(|u| units.contains(u) && !sold.contains(u)),
+            "variant {k}: {free:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -332,9 +332,10 @@ async fn the_checker_passes_a_sale_of_variants_sold_in_carts_and_fails_a_unit_un
     // Act
     let clean = check(&app, sale_id, Duration::from_secs(30)).await;
 
-    // Assert: every check holds, per variant too.
+    // Assert: every check holds, per variant too, and each variant's figures are its own.
     assert!(clean.passed(), "{}", clean.render());
     assert_eq!((clean.orders, clean.units_sold), (1, 3));
+    assert_eq!(variant_figures(&clean), [(4, 2, 0), (3, 1, 0)]);
 
     // A free unit of B filed under A: the per-variant checks see it.
     let projection = Projection::new(app.app_state.redis.clone(), app.prefix.clone());
@@ -364,5 +365,53 @@ async fn the_checker_passes_a_sale_of_variants_sold_in_carts_and_fails_a_unit_un
         "{}",
         corrupt.render()
     );
+
+    // The unit put back where it belongs; then B's free unit retired, then an order forged over B's unsold units: B (now 2 units)
+    // is oversold by one, A is not.
+    let _: i64 = redis::cmd("RPOP")
+        .arg(keys.variant_free(0))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("RPUSH")
+        .arg(keys.variant_free(1))
+        .arg(unit)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let retired = app
+        .admin_sale(
+            reqwest::Method::POST,
+            sale_id,
+            &format!("/variants/{variant_b}/stock"),
+        )
+        .json(&serde_json::json!({ "delta": -1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retired.status(), 200);
+    let sold: Vec<i32> = sqlx::query_scalar("select unit_no from order_units where sale_id = $1")
+        .bind(sale_id)
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let b_unsold: Vec<i32> = (5..=7).filter(|u| !sold.contains(u)).collect();
+    crate::reservations::insert_order(&app, sale_id, Uuid::new_v4(), &b_unsold)
+        .await
+        .unwrap();
+    let oversold = check(&app, sale_id, Duration::from_secs(30)).await;
+    assert_eq!(variant_figures(&oversold), [(4, 2, 0), (2, 3, 1)]);
+    assert!(oversold
+        .render()
+        .contains("variant B: total 2 · units sold 3 · oversold 1"));
     pipeline.stop().await;
+}
+
+/// Each variant's (total, units sold, oversold) in a report.
+fn variant_figures(report: &Report) -> Vec<(i64, i64, i64)> {
+    report
+        .variants
+        .iter()
+        .map(|v| (v.total, v.units_sold, v.oversold))
+        .collect()
 }

@@ -411,9 +411,12 @@ function buy(journey, auth, ticket) {
 
 /**
  * Holds one unit: `{ quantity: 1 }` on a one-variant sale; with VARIANT_IDS (a sale of
- * several sizes) one line of a size drawn with a skewed popularity (weight 1/rank^
- * VARIANT_SKEW, so the first sizes sell out first), and when that size is gone
- * (409 sold_out naming it) up to two other sizes the shopper would settle for.
+ * several sizes) one line of the shopper's favourite size, drawn with a skewed
+ * popularity (weight 1/rank^VARIANT_SKEW, so the first sizes sell out first). When that
+ * size is gone (409 sold_out, whose `lines` name the short line), the shopper settles
+ * for the next popular size it has not found gone, as a shopper does with a size grid,
+ * until one is held or every size answered sold out: so the popular sizes sell out
+ * first and, with a crowd big enough, every size does by the end.
  */
 function reserveOne(journey, auth, ticket) {
   const headers = {
@@ -427,28 +430,38 @@ function reserveOne(journey, auth, ticket) {
   if (!VARIANT_IDS.length) {
     return request(journey, 'reserve', 'POST', path, JSON.stringify({ quantity: 1 }), { ...headers, 'Idempotency-Key': newKey() }, ok);
   }
-  const tried = new Set();
+  const gone = new Set();
+  let variant = favouriteVariant();
   let res = null;
-  for (let pick = 0; pick < 3 && tried.size < VARIANT_IDS.length; pick += 1) {
-    const variant = pickVariant(tried);
-    tried.add(variant);
-    if (pick > 0) variantFallbacks.add(1);
+  while (variant !== null) {
     const body = JSON.stringify({ lines: [{ variant_id: variant, quantity: 1 }] });
     res = request(journey, 'reserve', 'POST', path, body, { ...headers, 'Idempotency-Key': newKey() }, ok);
     if (!res || !soldOut(res)) return res;
+    for (const id of shortLines(res, variant)) gone.add(id);
+    gone.add(variant);
+    variant = VARIANT_IDS.find((id) => !gone.has(id)) || null;
+    if (variant !== null) variantFallbacks.add(1);
   }
   return res;
 }
 
-/** A size by popularity (weights 1/rank^VARIANT_SKEW), other than those in `skip`. */
-function pickVariant(skip) {
-  const open = VARIANT_IDS.map((id, rank) => [id, 1 / Math.pow(rank + 1, VARIANT_SKEW)]).filter(([id]) => !skip.has(id));
-  let roll = Math.random() * open.reduce((sum, [, w]) => sum + w, 0);
-  for (const [id, w] of open) {
+/** A shopper's favourite size, by popularity (weights 1/rank^VARIANT_SKEW). */
+function favouriteVariant() {
+  const weights = VARIANT_IDS.map((id, rank) => [id, 1 / Math.pow(rank + 1, VARIANT_SKEW)]);
+  let roll = Math.random() * weights.reduce((sum, [, w]) => sum + w, 0);
+  for (const [id, w] of weights) {
     roll -= w;
     if (roll <= 0) return id;
   }
-  return open[open.length - 1][0];
+  return weights[weights.length - 1][0];
+}
+
+/** The variants a `409 sold_out` names as short (`lines[].variant_id`); `picked` when it names none. */
+function shortLines(res, picked) {
+  const body = json(res);
+  const lines = body && Array.isArray(body.lines) ? body.lines : [];
+  const ids = lines.map((l) => l && l.variant_id).filter(Boolean);
+  return ids.length ? ids : [picked];
 }
 
 /** CHAOS=1: the checkout answer says the hold is gone (lost with Redis state, or expired meanwhile). */

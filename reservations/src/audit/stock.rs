@@ -32,6 +32,8 @@ pub struct StockFigures {
     pub oversold: i64,
     /// Redis' counters summed over the stripes, when Redis has the sale's state.
     pub redis: Option<StockView>,
+    /// What each variant sold (one entry, the sale's own, for a one-variant sale).
+    pub variants: Vec<super::variants::VariantSold>,
 }
 
 /// The stock audit's checks, in report order: units, then Redis, then the
@@ -48,13 +50,15 @@ pub async fn audit(
         redis_checks(projection, &mut redis, &stripes, sale, sold.units_sold).await?;
     checks.extend(redis_checks);
     checks.push(per_user_limit(db, &mut redis, &stripes, sale).await?);
-    checks.extend(super::variants::audit(db, projection, sale).await?);
+    let variants = super::variants::audit(db, projection, sale).await?;
+    checks.extend(variants.checks);
     Ok(Audit {
         checks,
         figures: StockFigures {
             sold,
             oversold,
             redis: stock,
+            variants: variants.figures,
         },
     })
 }

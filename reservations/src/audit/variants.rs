@@ -6,24 +6,47 @@
 //! only; a one-variant sale's variant is the sale, audited by [`super::stock`]):
 //! `available + held + sold = total` for each variant, each variant's total and sold
 //! are Postgres', and every free unit is in its own variant's free list.
+//!
+//! Besides its checks it measures each variant's units sold and oversold (the
+//! report's per-variant figures, which a rehearsal's report prints).
 
 use std::collections::HashMap;
 
+use serde::Serialize;
 use sqlx::PgPool;
+use uuid::Uuid;
 
-use super::{AuditedSale, Check};
+use super::{Audit, AuditedSale, Check};
 use crate::projection::Projection;
 use crate::redis_conn::RedisConn;
 use crate::sales::variant_of_unit;
 use crate::store::SaleStore;
 use crate::Result;
 
-/// The variant checks, in report order.
+/// What one variant sold, in Postgres (`order_units`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VariantSold {
+    /// The variant.
+    pub variant_id: Uuid,
+    /// Its SKU.
+    pub sku: String,
+    /// Its display name.
+    pub name: String,
+    /// Its sellable units.
+    pub total: i64,
+    /// Its units in `order_units`.
+    pub units_sold: i64,
+    /// Its units sold above `total`, plus its units sold more than once: 0 unless the
+    /// variant was oversold (the sale's figure, per variant).
+    pub oversold: i64,
+}
+
+/// The variant checks, in report order, and what each variant sold (ordinal order).
 pub async fn audit(
     db: &PgPool,
     projection: &Projection,
     audited: &AuditedSale,
-) -> Result<Vec<Check>> {
+) -> Result<Audit<Vec<VariantSold>>> {
     let sale = SaleStore::new(db.clone()).get(audited.id).await?;
     let mut checks = Vec::new();
 
@@ -58,11 +81,35 @@ pub async fn audit(
             .fetch_all(db)
             .await?;
     let mut sold: HashMap<i32, i64> = HashMap::new();
+    let mut rows_per_unit: HashMap<i32, i64> = HashMap::new();
     for &unit in &sold_units {
         if let Some(v) = variant_of_unit(&sale.variants, unit) {
             *sold.entry(v.ordinal).or_default() += 1;
         }
+        *rows_per_unit.entry(unit).or_default() += 1;
     }
+    let mut sold_twice: HashMap<i32, i64> = HashMap::new();
+    for (&unit, _) in rows_per_unit.iter().filter(|(_, &rows)| rows > 1) {
+        if let Some(v) = variant_of_unit(&sale.variants, unit) {
+            *sold_twice.entry(v.ordinal).or_default() += 1;
+        }
+    }
+    let figures: Vec<VariantSold> = sale
+        .variants
+        .iter()
+        .map(|v| {
+            let units_sold = sold.get(&v.ordinal).copied().unwrap_or(0);
+            let twice = sold_twice.get(&v.ordinal).copied().unwrap_or(0);
+            VariantSold {
+                variant_id: v.id.0,
+                sku: v.sku.clone(),
+                name: v.name.clone(),
+                total: i64::from(v.total),
+                units_sold,
+                oversold: (units_sold - i64::from(v.total)).max(0) + twice,
+            }
+        })
+        .collect();
     let over: Vec<String> = sale
         .variants
         .iter()
@@ -84,7 +131,7 @@ pub async fn audit(
     ));
 
     if !sale.has_variants() {
-        return Ok(checks);
+        return Ok(Audit { checks, figures });
     }
     let redis = projection.stock_by_variant(&sale).await?;
     let mut offenders = Vec::new();
@@ -122,7 +169,7 @@ pub async fn audit(
         format!("{} variant(s)", sale.variants.len()),
         misfiled(&mut conn, projection, &sale).await?,
     ));
-    Ok(checks)
+    Ok(Audit { checks, figures })
 }
 
 /// Free units in another variant's free list, as "unit <n> (free in <variant>)".

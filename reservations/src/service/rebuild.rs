@@ -24,6 +24,14 @@ impl Sales {
     /// holder of the per-sale lock loads every stripe that is missing (the others are
     /// left as they are: units never move between stripes, so a stripe's free units
     /// follow from Postgres alone); the others wait until every stripe is there.
+    ///
+    /// "Once" has three guards, so that a crowd of requests that all found the state
+    /// missing writes it one time: the lock (one loader at a time); the look under the
+    /// lock (a request that takes the lock after another's rebuild finds the state
+    /// there and reads nothing from Postgres); and `lua/load.lua`, which writes a
+    /// stripe only while its meta is absent (a loader whose lock expired mid-load
+    /// cannot overwrite what the next one wrote, holds taken since included). Each
+    /// write is counted in `flashsale_redis_state_rebuilt_total{sale}`.
     pub async fn rebuild(&self, id: SaleId) -> Result<()> {
         let token = uuid::Uuid::new_v4().to_string();
         for _ in 0..500 {
@@ -32,7 +40,11 @@ impl Sales {
                 .try_lock_rebuild(id, &token, REBUILD_LOCK_MS)
                 .await?
             {
-                let outcome = self.load_from_postgres(id, Load::Recovery).await;
+                let outcome = match self.projection.stock(id).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => self.load_from_postgres(id, Load::Recovery).await,
+                    Err(e) => Err(e),
+                };
                 self.projection.unlock_rebuild(id, &token).await?;
                 return outcome;
             }
@@ -96,7 +108,8 @@ impl Sales {
             .load(&sale, &taken, &sold_units, &bought, &bought_by_variant)
             .await?;
         if loaded && why == Load::Recovery {
-            metrics::counter!("flashsale_redis_state_rebuilt_total").increment(1);
+            metrics::counter!("flashsale_redis_state_rebuilt_total", "sale" => id.to_string())
+                .increment(1);
             tracing::warn!(sale_id = %id, sold, "sale state was missing in Redis; rebuilt from Postgres");
         }
         self.projection.track_for_sweep(id).await

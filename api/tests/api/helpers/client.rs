@@ -189,6 +189,26 @@ impl TestApp {
         }))
         .await
     }
+
+    /// How many times this process rebuilt `sale`'s Redis state from Postgres after it
+    /// went missing: `flashsale_redis_state_rebuilt_total{sale}` on `/metrics` (0 before
+    /// the first rebuild). The recorder is shared by every app of the test binary; the
+    /// label keeps each test's sale apart.
+    pub async fn rebuilds(&self, sale: Uuid) -> u64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = format!("flashsale_redis_state_rebuilt_total{{sale=\"{sale}\"}}");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |value| value.trim().parse().unwrap())
+    }
 }
 
 // ---- typed routes --------------------------------------------------------------------
