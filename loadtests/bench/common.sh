@@ -34,8 +34,14 @@ fi
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 command -v redis-benchmark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null; }
 
-cargo build --release --locked -q -p flashsale
-bin=$root/target/release/flashsale
+# Where cargo put it: CARGO_TARGET_DIR when set (a worktree with a target of its own);
+# BENCH_BIN names a release binary already built (then nothing is built).
+if [ -n "${BENCH_BIN:-}" ]; then
+  bin=$BENCH_BIN
+else
+  cargo build --release --locked -q -p flashsale
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/flashsale
+fi
 redis_port=${REDIS_URL##*:}
 if [ "$cluster" = 1 ]; then
   redis_nodes=$(tr ',' '\n' <<<"$REDIS_CLUSTER_URLS" | sed -E 's/.*:([0-9]+)$/\1/' | tr '\n' ' ')
