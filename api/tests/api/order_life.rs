@@ -313,6 +313,15 @@ async fn the_checkout_answer_and_its_replay_say_until_when_the_order_may_be_canc
     }
 }
 
+/// Where the order's payment release stands (`pending`, `voided`, `refunded`).
+async fn release_state(app: &TestApp, order: Uuid) -> String {
+    sqlx::query_scalar("select state from payment_releases where order_id = $1")
+        .bind(order)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
 /// The release's void or refund does its work at the provider and the answer is lost:
 /// the order is closed either way. A lost void is resolved at once by reading the
 /// payment again; a lost refund leaves the release pending, and the completer finishes
@@ -323,13 +332,7 @@ async fn close_with_the_release_answer_lost(captured: bool) {
     let sale = app.live_sale(2, 2).await;
     let alice = app.shopper().await;
     let order = buy(&app, &alice, sale, 1).await;
-    let payment = app
-        .provider
-        .simulator
-        .intents()
-        .into_iter()
-        .find(|i| i.attempt_id.as_deref() == Some(order.to_string().as_str()))
-        .expect("the order's payment");
+    let payment = intent(&app, order);
     if captured {
         let reference = reservations::payment::PaymentRef(payment.id.clone());
         app.provider.gateway.capture(&reference).await.unwrap();
@@ -346,12 +349,7 @@ async fn close_with_the_release_answer_lost(captured: bool) {
     // again; the completer runs twice.
     let cancelled = cancel(&app, &alice, order, "c-1").await;
     assert_eq!(cancelled.status(), 200);
-    let pending: String =
-        sqlx::query_scalar("select state from payment_releases where order_id = $1")
-            .bind(order)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let pending = release_state(&app, order).await;
     app.provider.simulator.set_settings(healthy);
     let life = app.app_state.checkout.life();
     let finished = life.complete_releases(Duration::ZERO).await.unwrap();
@@ -369,12 +367,7 @@ async fn close_with_the_release_answer_lost(captured: bool) {
         assert_eq!(pending, "voided", "the lost void is read back at once");
         assert_eq!((finished, again), (0, 0));
     }
-    let state: String =
-        sqlx::query_scalar("select state from payment_releases where order_id = $1")
-            .bind(order)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let state = release_state(&app, order).await;
     let paid = intent(&app, order);
     if captured {
         assert_eq!(state, "refunded");
