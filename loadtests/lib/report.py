@@ -314,7 +314,8 @@ def main():
     stats = load_stats(os.path.join(folder, "stats.jsonl"))
     sums = summaries(folder)
     checks = verifies(folder)
-    variant_table = variants.rows(sale, stats, parse_time)
+    checked = (checks[0][0].get("variants") if checks else None) or ()
+    variant_table = variants.rows(sale, stats, parse_time, checked)
     summary_text = text_summary(folder, meta, sums, checks, variant_table)
     with open(os.path.join(folder, "summary.txt"), "w") as f:
         f.write(summary_text)
