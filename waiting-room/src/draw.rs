@@ -35,10 +35,14 @@
 //! the front keeping their order ([`priority_first`]).
 //!
 //! Within each, tickets are taken in rounds by address ([`by_address_rounds`]): every
-//! address's first ticket (in key order), then every address's second, and so on, so a
-//! farm of few addresses gains one early place per address however many sessions it
-//! holds. Each ticket's address group is an HMAC tag ([`address_group`]), published
-//! beside the ticket in `/draw/tickets` (`groups`), so the rounds are recomputable too.
+//! address's first ticket, then every address's second, and so on, each round in key
+//! order, so a farm of few addresses gains one early place per address however many
+//! sessions it holds. Which of an address's tickets is its first is decided by a second
+//! hash, `turn(ticket) = SHA-256(key)`, not by the key: were it the lowest key, an
+//! address with twenty tickets would enter round 0 with the lowest of twenty keys —
+//! near the front of the round — where one shopper's one ticket lands anywhere. Each
+//! ticket's address group is an HMAC tag ([`address_group`]), published beside the
+//! ticket in `/draw/tickets` (`groups`), so the rounds are recomputable too.
 //!
 //! This module also runs the draw on a sale's line ([`Queue::draw`]) and publishes it.
 //! The seed and its commitment are recorded in Postgres before the commitment is
@@ -89,11 +93,23 @@ pub fn draw_order_with(
     beacon_randomness: Option<&[u8; 32]>,
     tickets: &[String],
 ) -> Vec<String> {
+    draw_keys_with(seed_hex, beacon_randomness, tickets)
+        .into_iter()
+        .map(|(_, ticket)| ticket)
+        .collect()
+}
+
+/// [`draw_order_with`] with each ticket's key: `(hex key, ticket)` in key order.
+pub fn draw_keys_with(
+    seed_hex: &str,
+    beacon_randomness: Option<&[u8; 32]>,
+    tickets: &[String],
+) -> Vec<(String, String)> {
     let seed = hex::decode(seed_hex).unwrap_or_default();
     let mut sorted: Vec<&str> = tickets.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     let list_digest = Sha256::digest(sorted.join("\n").as_bytes());
-    let mut keyed: Vec<(String, &String)> = tickets
+    let mut keyed: Vec<(String, String)> = tickets
         .iter()
         .map(|ticket| {
             let mut h = Sha256::new();
@@ -103,11 +119,11 @@ pub fn draw_order_with(
             }
             h.update(list_digest);
             h.update(ticket.as_bytes());
-            (hex::encode(h.finalize()), ticket)
+            (hex::encode(h.finalize()), ticket.clone())
         })
         .collect();
     keyed.sort();
-    keyed.into_iter().map(|(_, t)| t.clone()).collect()
+    keyed
 }
 
 /// The published draw of a sale.
@@ -181,32 +197,54 @@ pub fn group_name(group: u64) -> String {
     }
 }
 
-/// `order` with every address's first ticket ahead of every address's second, and so
-/// on ("rounds"), each round keeping the drawn order; tickets of no known address (an
-/// empty group) are each a round 0 of their own. A farm of a few addresses holding
-/// many sessions gets one early place per address, as a crowd of one session per
-/// address does — its other tickets follow everyone's first. Behind carrier-grade NAT
-/// many honest shoppers share an address and are spread over rounds too: the price of
+/// The drawn tickets with every address's first ticket ahead of every address's
+/// second, and so on ("rounds"), each round in key order; tickets of no known address
+/// (an empty group) are each a round 0 of their own. `keyed` is the draw: `(hex key,
+/// ticket)` in key order ([`draw_keys_with`]). An address's tickets take their rounds
+/// in the order of their turn, `SHA-256(key)` (module docs), so its round-0 ticket has
+/// a key as random as anyone's one ticket. A farm of a few addresses holding many
+/// sessions gets one early place per address, as a crowd of one session per address
+/// does — its other tickets follow everyone's first. Behind carrier-grade NAT many
+/// honest shoppers share an address and are spread over rounds too: the price of
 /// bounding what one address gains from many sessions.
-pub fn by_address_rounds(order: Vec<String>, group_of: &HashMap<String, String>) -> Vec<String> {
+pub fn by_address_rounds(
+    keyed: Vec<(String, String)>,
+    group_of: &HashMap<String, String>,
+) -> Vec<String> {
+    let group = |ticket: &str| {
+        group_of
+            .get(ticket)
+            .map(String::as_str)
+            .filter(|g| !g.is_empty())
+    };
+    let mut by_turn: Vec<(String, usize)> = keyed
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, ticket))| group(ticket).is_some())
+        .map(|(index, (key, _))| (turn(key), index))
+        .collect();
+    by_turn.sort_unstable();
+    let mut round = vec![0usize; keyed.len()];
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut ranked: Vec<(usize, usize)> = Vec::with_capacity(order.len());
-    for (index, ticket) in order.iter().enumerate() {
-        let round = match group_of.get(ticket).map(String::as_str) {
-            Some(group) if !group.is_empty() => {
-                let count = seen.entry(group).or_insert(0);
-                *count += 1;
-                *count - 1
-            }
-            _ => 0,
-        };
-        ranked.push((round, index));
+    for (_, index) in by_turn {
+        let count = seen
+            .entry(group(&keyed[index].1).unwrap_or_default())
+            .or_insert(0);
+        round[index] = *count;
+        *count += 1;
     }
+    let mut ranked: Vec<(usize, usize)> =
+        round.into_iter().enumerate().map(|(i, r)| (r, i)).collect();
     ranked.sort_unstable();
     ranked
         .into_iter()
-        .map(|(_, index)| order[index].clone())
+        .map(|(_, index)| keyed[index].1.clone())
         .collect()
+}
+
+/// A ticket's turn among its address's tickets: the hex SHA-256 of its key's bytes.
+fn turn(key_hex: &str) -> String {
+    hex::encode(Sha256::digest(hex::decode(key_hex).unwrap_or_default()))
 }
 
 /// What one pass of the draw ended with.
@@ -302,7 +340,7 @@ impl Queue {
                     .map(|(t, score)| (t.clone(), group_name((score % GROUP_SPAN) as u64)))
                     .collect();
                 let ids: Vec<String> = tickets.into_iter().map(|(t, _)| t).collect();
-                let drawn = draw_order_with(&seed, randomness, &ids);
+                let drawn = draw_keys_with(&seed, randomness, &ids);
                 let order = priority_first(by_address_rounds(drawn, &group_of), &priority);
                 let groups: Vec<String> = order.iter().map(|t| group_of[t].clone()).collect();
                 self.marks.record_draw(sale, &order, &groups).await?
@@ -502,28 +540,69 @@ mod tests {
         assert_eq!(with, expected);
     }
 
+    /// Groups for `tickets`: the first `farm` share the group "farm", the others have a
+    /// group each, and the last has none.
+    fn groups(tickets: &[String], farm: usize) -> HashMap<String, String> {
+        tickets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let group = match i {
+                    i if i < farm => "farm".to_owned(),
+                    i if i + 1 == tickets.len() => String::new(),
+                    i => format!("a{i}"),
+                };
+                (t.clone(), group)
+            })
+            .collect()
+    }
+
     #[test]
     fn every_address_s_first_ticket_comes_before_any_address_s_second() {
-        let order: Vec<String> = ["f1", "f2", "c1", "f3", "c2", "u1", "c3"]
-            .iter()
-            .map(|t| t.to_string())
+        let (seed, _) = new_seed();
+        let tickets: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+        let group_of = groups(&tickets, 4);
+        let keyed = draw_keys_with(&seed, None, &tickets);
+        let key_of: HashMap<String, String> =
+            keyed.iter().map(|(k, t)| (t.clone(), k.clone())).collect();
+        let order = by_address_rounds(keyed, &group_of);
+        // Round 0: the farm's ticket of the lowest turn and every other ticket, in key
+        // order; then the farm's other three, one round each, in turn order.
+        let mut farm: Vec<&String> = tickets[..4].iter().collect();
+        farm.sort_by_key(|t| turn(&key_of[*t]));
+        let mut first_round: Vec<&String> = std::iter::once(farm[0]).chain(&tickets[4..]).collect();
+        first_round.sort_by_key(|t| key_of[*t].clone());
+        let expected: Vec<&String> = first_round
+            .into_iter()
+            .chain(farm[1..].iter().copied())
             .collect();
-        let group_of: HashMap<String, String> = [
-            ("f1", "farm"),
-            ("f2", "farm"),
-            ("f3", "farm"),
-            ("c1", "a"),
-            ("c2", "b"),
-            ("c3", "c"),
-            ("u1", ""),
-        ]
-        .iter()
-        .map(|(t, g)| (t.to_string(), g.to_string()))
-        .collect();
-        assert_eq!(
-            by_address_rounds(order, &group_of),
-            ["f1", "c1", "c2", "u1", "c3", "f2", "f3"]
+        assert_eq!(order.iter().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn an_address_with_twenty_tickets_enters_round_0_at_a_random_place_not_near_the_front() {
+        // A farm address with 20 tickets among 200 addresses of one ticket each. Were
+        // its round-0 ticket its lowest key, it would sit at about 1/21 of round 0; its
+        // turn is independent of its key, so its place is uniform: 0.5 on average.
+        let tickets: Vec<String> = (0..220).map(|i| format!("ticket-{i:03}")).collect();
+        let group_of = groups(&tickets, 20);
+        let draws = 300;
+        let mut places = 0.0;
+        for _ in 0..draws {
+            let (seed, _) = new_seed();
+            let order = by_address_rounds(draw_keys_with(&seed, None, &tickets), &group_of);
+            let first_farm = order.iter().position(|t| group_of[t] == "farm").unwrap();
+            places += first_farm as f64 / 201.0;
+        }
+        let mean = places / draws as f64;
+        assert!(
+            (0.4..0.6).contains(&mean),
+            "the farm's round-0 place averaged {mean:.3} of the round (0.5 is fair)"
         );
+    }
+
+    #[test]
+    fn address_groups_are_per_sale_per_address_and_per_64() {
         let key = [7u8; 32];
         let sale = SaleId::new();
         let a = address_group(&key, sale, "198.18.0.7".parse().unwrap());

@@ -7,6 +7,7 @@
 //! round due after its start, so the tests that use it write the setting straight into
 //! Postgres after creating the sale (the setting's own rules have their test here).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,12 +58,16 @@ async fn draw(app: &TestApp, sale: Uuid) -> Value {
     response.json().await.unwrap()
 }
 
-async fn drawn_tickets(app: &TestApp, sale: Uuid) -> Vec<String> {
+/// The served order and each ticket's published address group.
+async fn drawn_tickets(app: &TestApp, sale: Uuid) -> (Vec<String>, HashMap<String, String>) {
     let response = app
         .get(&format!("/v1/sales/{sale}/draw/tickets"), None)
         .await;
     let body: Value = response.json().await.unwrap();
-    serde_json::from_value(body["tickets"].clone()).unwrap()
+    let tickets: Vec<String> = serde_json::from_value(body["tickets"].clone()).unwrap();
+    let groups: Vec<String> = serde_json::from_value(body["groups"].clone()).unwrap();
+    let group_of = tickets.iter().cloned().zip(groups).collect();
+    (tickets, group_of)
 }
 
 async fn post_beacon(app: &TestApp, sale: Uuid, round: u64, signature: &str) -> reqwest::Response {
@@ -82,8 +87,8 @@ async fn stored_beacons(app: &TestApp) -> i64 {
 }
 
 /// The README's recipe in code, written apart from the server's: commitment, beacon
-/// randomness = SHA-256(signature), then the keys and their order.
-fn recompute(draw: &Value, tickets: &[String]) -> Vec<String> {
+/// randomness = SHA-256(signature), then the keys, the rounds and their order.
+fn recompute(draw: &Value, tickets: &[String], group_of: &HashMap<String, String>) -> Vec<String> {
     let seed = hex::decode(draw["seed"].as_str().unwrap()).unwrap();
     assert_eq!(
         hex::encode(Sha256::digest(&seed)),
@@ -102,15 +107,7 @@ fn recompute(draw: &Value, tickets: &[String]) -> Vec<String> {
             randomness
         }
     };
-    let mut sorted = tickets.to_vec();
-    sorted.sort();
-    let digest = Sha256::digest(sorted.join("\n"));
-    let mut order = tickets.to_vec();
-    order.sort_by_key(|t| {
-        let bytes = [&seed[..], &randomness[..], &digest[..], t.as_bytes()].concat();
-        hex::encode(Sha256::digest(bytes))
-    });
-    order
+    crate::draw_rounds::recipe(&seed, &randomness, tickets, group_of)
 }
 
 /// A drand relay on a loopback port: serves `ROUND` as recorded and, for every other
@@ -207,9 +204,9 @@ async fn a_recorded_quicknet_round_verifies_is_published_with_its_signature_and_
         .as_str()
         .unwrap()
         .contains("beacon_randomness"));
-    let served = drawn_tickets(&app, sale).await;
+    let (served, groups) = drawn_tickets(&app, sale).await;
     let ids: Vec<String> = shoppers.iter().map(|(_, id)| id.clone()).collect();
-    assert_eq!(recompute(&info, &ids), served);
+    assert_eq!(recompute(&info, &ids, &groups), served);
     for (shopper, id) in &shoppers {
         let ticket = app.my_ticket(shopper, sale).await.unwrap();
         let place = served.iter().position(|t| t == id).unwrap() as i64 + 1;
@@ -218,7 +215,7 @@ async fn a_recorded_quicknet_round_verifies_is_published_with_its_signature_and_
     let mut seed_alone = info.clone();
     seed_alone["beacon"] = Value::Null;
     assert_ne!(
-        recompute(&seed_alone, &ids),
+        recompute(&seed_alone, &ids, &groups),
         served,
         "the beacon moved the order"
     );
@@ -304,9 +301,9 @@ async fn the_draw_fetches_its_round_from_the_configured_drand_endpoint() {
     assert_eq!(info["draw_beacon"]["status"], "verified");
     assert_eq!(info["beacon"]["signature"], SIGNATURE);
     assert_eq!(info["beacon"]["randomness"], RANDOMNESS);
-    let served = drawn_tickets(&app, sale).await;
+    let (served, groups) = drawn_tickets(&app, sale).await;
     let ids: Vec<String> = shoppers.iter().map(|(_, id)| id.clone()).collect();
-    assert_eq!(recompute(&info, &ids), served);
+    assert_eq!(recompute(&info, &ids, &groups), served);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -374,7 +371,7 @@ async fn a_round_that_never_comes_holds_the_draw_until_its_bound_then_the_seed_a
     .await;
     assert_eq!(info["beacon"], Value::Null);
     assert!(!info["algorithm"].as_str().unwrap().contains("beacon"));
-    let served = drawn_tickets(&app, sale).await;
+    let (served, groups) = drawn_tickets(&app, sale).await;
     let mut ids: Vec<String> = shoppers.iter().map(|(_, id)| id.clone()).collect();
     ids.push(late_ticket.ticket_id.to_string());
     assert_eq!(
@@ -382,7 +379,7 @@ async fn a_round_that_never_comes_holds_the_draw_until_its_bound_then_the_seed_a
         11,
         "the shopper who came while it waited was drawn too"
     );
-    assert_eq!(recompute(&info, &ids), served);
+    assert_eq!(recompute(&info, &ids, &groups), served);
     // The first drawn may be any of the eleven, the late shopper included.
     let late_id = late_ticket.ticket_id.to_string();
     let first = shoppers
@@ -508,7 +505,8 @@ async fn a_round_posted_after_the_draw_fell_back_is_refused_and_the_fallback_sta
     assert_eq!(info["draw_beacon"]["status"], "missed");
     assert_eq!(info["beacon"], Value::Null);
     let ids: Vec<String> = shoppers.iter().map(|(_, id)| id.clone()).collect();
-    assert_eq!(recompute(&info, &ids), drawn_tickets(&app, sale).await);
+    let (served, groups) = drawn_tickets(&app, sale).await;
+    assert_eq!(recompute(&info, &ids, &groups), served);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

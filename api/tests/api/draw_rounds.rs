@@ -30,41 +30,38 @@ async fn join_from(app: &TestApp, sale: Uuid, address: &str) -> String {
     ticket["ticket_id"].as_str().unwrap().to_owned()
 }
 
-/// The published recipe: keys from the seed and the digest, then rounds by group.
-fn recompute(
-    seed_hex: &str,
+/// The published recipe (README, "Checking the draw"), written apart from the
+/// server's code: keys from the seed, the beacon's randomness (empty without one) and
+/// the digest; rounds by group, an address's tickets taking them in the order of their
+/// turn (SHA-256 of the key's bytes); the order by round, then key.
+pub(crate) fn recipe(
+    seed: &[u8],
+    randomness: &[u8],
     tickets: &[String],
     group_of: &HashMap<String, String>,
 ) -> Vec<String> {
     let mut sorted = tickets.to_vec();
     sorted.sort();
     let digest = Sha256::digest(sorted.join("\n").as_bytes());
-    let key = |t: &String| {
-        let mut bytes = hex::decode(seed_hex).unwrap();
-        bytes.extend_from_slice(&digest);
-        bytes.extend_from_slice(t.as_bytes());
-        hex::encode(Sha256::digest(&bytes))
-    };
-    let mut by_key = tickets.to_vec();
-    by_key.sort_by_key(key);
+    let key = |t: &String| Sha256::digest([seed, randomness, &digest[..], t.as_bytes()].concat());
+    let mut by_turn = tickets.to_vec();
+    by_turn.sort_by_key(|t| hex::encode(Sha256::digest(key(t))));
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut ranked: Vec<(usize, usize, String)> = by_key
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let group = group_of[t].as_str();
-            let round = if group.is_empty() {
-                0
-            } else {
-                let n = seen.entry(group).or_insert(0);
-                *n += 1;
-                *n - 1
-            };
-            (round, i, t.clone())
-        })
-        .collect();
-    ranked.sort();
-    ranked.into_iter().map(|(_, _, t)| t).collect()
+    let mut round: HashMap<String, usize> = HashMap::new();
+    for t in &by_turn {
+        let group = group_of.get(t).map(String::as_str).unwrap_or_default();
+        let r = if group.is_empty() {
+            0
+        } else {
+            let n = seen.entry(group).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        round.insert(t.clone(), r);
+    }
+    let mut order = tickets.to_vec();
+    order.sort_by_key(|t| (round[t.as_str()], hex::encode(key(t))));
+    order
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -122,5 +119,6 @@ async fn a_farm_on_one_address_gets_one_early_place_and_the_published_groups_rec
         "groups are opaque tags: {groups:?}"
     );
     let seed = info["seed"].as_str().expect("the seed is revealed");
-    assert_eq!(recompute(seed, &tickets, &group_of), tickets);
+    let seed = hex::decode(seed).unwrap();
+    assert_eq!(recipe(&seed, &[], &tickets, &group_of), tickets);
 }
