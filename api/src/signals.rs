@@ -17,13 +17,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use reservations::checkout::Placement;
-use reservations::ids::OrderId;
-use reservations::payment::{Payment, PaymentError, PaymentGateway, PaymentRef};
+use reservations::payment::layer::{CallLayer, Layered};
+use reservations::payment::{PaymentError, PaymentGateway};
 use reservations::redis_conn::RedisConn;
-use reservations::sales::Money;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -308,18 +306,23 @@ impl Drop for CheckoutTimer {
 /// A payment gateway that counts its calls made for a checkout (inside
 /// [`CheckoutTimer::time`]) as that checkout's provider time, and the checkouts
 /// waiting for the provider. Calls outside a checkout (the capture worker, the
-/// completer) pass through untimed.
-pub struct TimedPayments {
+/// completer) pass through untimed; the checker's listing is never timed.
+pub type TimedPayments = Layered<ProviderTime>;
+
+/// Times `inner`'s calls into `signals` (see [`TimedPayments`]).
+pub fn timed_payments(
     inner: Arc<dyn PaymentGateway>,
+    signals: Arc<ProcessSignals>,
+) -> TimedPayments {
+    Layered::wrap(ProviderTime { signals }, inner)
+}
+
+/// The clock around each call of a [`TimedPayments`].
+pub struct ProviderTime {
     signals: Arc<ProcessSignals>,
 }
 
-impl TimedPayments {
-    /// Times `inner`'s calls into `signals`.
-    pub fn new(inner: Arc<dyn PaymentGateway>, signals: Arc<ProcessSignals>) -> Self {
-        Self { inner, signals }
-    }
-
+impl ProviderTime {
     async fn timed<T>(&self, call: BoxFuture<'_, T>) -> T {
         let Ok(clock) = PROVIDER_CLOCK.try_with(Arc::clone) else {
             return call.await;
@@ -333,50 +336,16 @@ impl TimedPayments {
     }
 }
 
-impl PaymentGateway for TimedPayments {
-    fn authorize<'a>(
+impl CallLayer for ProviderTime {
+    fn around<'a, T: Send + 'a>(
         &'a self,
-        attempt: OrderId,
-        amount: &'a Money,
-        token: &'a str,
-    ) -> BoxFuture<'a, Result<PaymentRef, PaymentError>> {
-        Box::pin(self.timed(self.inner.authorize(attempt, amount, token)))
+        call: BoxFuture<'a, Result<T, PaymentError>>,
+    ) -> BoxFuture<'a, Result<T, PaymentError>> {
+        Box::pin(self.timed(call))
     }
 
-    fn capture<'a>(&'a self, payment: &'a PaymentRef) -> BoxFuture<'a, Result<(), PaymentError>> {
-        Box::pin(self.timed(self.inner.capture(payment)))
-    }
-
-    fn void<'a>(&'a self, payment: &'a PaymentRef) -> BoxFuture<'a, Result<(), PaymentError>> {
-        Box::pin(self.timed(self.inner.void(payment)))
-    }
-
-    fn refund<'a>(
-        &'a self,
-        payment: &'a PaymentRef,
-        amount_minor: Option<i64>,
-        key: uuid::Uuid,
-    ) -> BoxFuture<'a, Result<(), PaymentError>> {
-        Box::pin(self.timed(self.inner.refund(payment, amount_minor, key)))
-    }
-
-    fn retrieve<'a>(
-        &'a self,
-        payment: &'a PaymentRef,
-    ) -> BoxFuture<'a, Result<Payment, PaymentError>> {
-        Box::pin(self.timed(self.inner.retrieve(payment)))
-    }
-
-    fn find(&self, attempt: OrderId) -> BoxFuture<'_, Result<Option<Payment>, PaymentError>> {
-        Box::pin(self.timed(self.inner.find(attempt)))
-    }
-
-    fn list<'a>(
-        &'a self,
-        since: DateTime<Utc>,
-        after: Option<&'a PaymentRef>,
-    ) -> BoxFuture<'a, Result<(Vec<Payment>, bool), PaymentError>> {
-        self.inner.list(since, after)
+    fn wraps_list(&self) -> bool {
+        false
     }
 }
 

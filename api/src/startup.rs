@@ -222,7 +222,7 @@ impl Application {
         let (provider, simulator) = payment_provider(&config, &shutdown).await?;
         let signals = Arc::new(ProcessSignals::default());
         // Timed outside the guard: a provider timeout is the provider's time.
-        let payments: Arc<dyn PaymentGateway> = Arc::new(signals::TimedPayments::new(
+        let payments: Arc<dyn PaymentGateway> = Arc::new(signals::timed_payments(
             guard(&config, provider.clone()),
             signals.clone(),
         ));

@@ -14,12 +14,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use chrono::{DateTime, Utc};
-use uuid::Uuid;
-
-use super::{Payment, PaymentError, PaymentGateway, PaymentRef};
-use crate::ids::OrderId;
-use crate::sales::Money;
+use super::layer::{CallLayer, Layered};
+use super::{PaymentError, PaymentGateway};
 
 /// Circuit breaker state: closed (counting consecutive failures), open until an
 /// instant, then one trial call (half-open) decides.
@@ -31,8 +27,10 @@ enum Breaker {
 }
 
 /// Timeout and circuit breaker around any gateway (see the module docs).
-pub struct GuardedGateway {
-    inner: Arc<dyn PaymentGateway>,
+pub type GuardedGateway = Layered<CircuitBreaker>;
+
+/// The timeout and the breaker's state, around each call of a [`GuardedGateway`].
+pub struct CircuitBreaker {
     timeout: Duration,
     failure_threshold: u32,
     open_for: Duration,
@@ -44,7 +42,7 @@ pub struct GuardedGateway {
 /// breaker with a deadline already past, so the next call becomes the trial instead of
 /// every call being refused as "trial in flight" for ever.
 struct Permit<'a> {
-    breaker: &'a GuardedGateway,
+    breaker: &'a CircuitBreaker,
     trial: bool,
     settled: bool,
 }
@@ -79,20 +77,22 @@ impl GuardedGateway {
         failure_threshold: u32,
         open_for: Duration,
     ) -> Self {
-        Self {
-            inner,
+        let breaker = CircuitBreaker {
             timeout,
             failure_threshold,
             open_for,
             state: Mutex::new(Breaker::Closed { failures: 0 }),
-        }
+        };
+        Layered::wrap(breaker, inner)
     }
 
     /// Whether the breaker currently refuses calls.
     pub fn is_open(&self) -> bool {
-        matches!(*self.lock(), Breaker::Open { until } if Instant::now() < until)
+        matches!(*self.layer().lock(), Breaker::Open { until } if Instant::now() < until)
     }
+}
 
+impl CircuitBreaker {
     fn lock(&self) -> MutexGuard<'_, Breaker> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -161,50 +161,12 @@ impl GuardedGateway {
     }
 }
 
-impl PaymentGateway for GuardedGateway {
-    fn authorize<'a>(
+impl CallLayer for CircuitBreaker {
+    fn around<'a, T: Send + 'a>(
         &'a self,
-        attempt: OrderId,
-        amount: &'a Money,
-        token: &'a str,
-    ) -> BoxFuture<'a, Result<PaymentRef, PaymentError>> {
-        Box::pin(self.guarded(self.inner.authorize(attempt, amount, token)))
-    }
-
-    fn capture<'a>(&'a self, payment: &'a PaymentRef) -> BoxFuture<'a, Result<(), PaymentError>> {
-        Box::pin(self.guarded(self.inner.capture(payment)))
-    }
-
-    fn void<'a>(&'a self, payment: &'a PaymentRef) -> BoxFuture<'a, Result<(), PaymentError>> {
-        Box::pin(self.guarded(self.inner.void(payment)))
-    }
-
-    fn refund<'a>(
-        &'a self,
-        payment: &'a PaymentRef,
-        amount_minor: Option<i64>,
-        key: Uuid,
-    ) -> BoxFuture<'a, Result<(), PaymentError>> {
-        Box::pin(self.guarded(self.inner.refund(payment, amount_minor, key)))
-    }
-
-    fn retrieve<'a>(
-        &'a self,
-        payment: &'a PaymentRef,
-    ) -> BoxFuture<'a, Result<Payment, PaymentError>> {
-        Box::pin(self.guarded(self.inner.retrieve(payment)))
-    }
-
-    fn find(&self, attempt: OrderId) -> BoxFuture<'_, Result<Option<Payment>, PaymentError>> {
-        Box::pin(self.guarded(self.inner.find(attempt)))
-    }
-
-    fn list<'a>(
-        &'a self,
-        since: DateTime<Utc>,
-        after: Option<&'a PaymentRef>,
-    ) -> BoxFuture<'a, Result<(Vec<Payment>, bool), PaymentError>> {
-        Box::pin(self.guarded(self.inner.list(since, after)))
+        call: BoxFuture<'a, Result<T, PaymentError>>,
+    ) -> BoxFuture<'a, Result<T, PaymentError>> {
+        Box::pin(self.guarded(call))
     }
 }
 
@@ -212,7 +174,13 @@ impl PaymentGateway for GuardedGateway {
 mod tests {
     use std::sync::atomic::{AtomicU8, Ordering};
 
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
     use super::*;
+    use crate::ids::OrderId;
+    use crate::payment::{Payment, PaymentRef};
+    use crate::sales::Money;
 
     fn money() -> Money {
         Money {

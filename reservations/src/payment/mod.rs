@@ -14,6 +14,7 @@
 //! - [`breaker`]: the timeout and circuit breaker around any gateway.
 
 mod breaker;
+pub mod layer;
 mod stripe;
 
 pub use breaker::GuardedGateway;
