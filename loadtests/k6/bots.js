@@ -56,8 +56,8 @@ const LATENCY = {
 /** The groups of the rehearsal: the scenarios' names, so `{scenario:…}` splits by group. */
 const GROUPS = ['crowd', 'farm'];
 /** The counters and trends the report splits by group. */
-const GROUP_COUNTERS = ['shoppers_arrived', 'sessions_created', 'tickets_joined', 'shoppers_admitted',
-  'holds_placed', 'orders_placed', 'shoppers_sold_out', 'shed_responses'];
+const GROUP_COUNTERS = ['shoppers_arrived', 'sessions_created', 'tickets_joined', 'prequeue_tickets',
+  'shoppers_admitted', 'holds_placed', 'orders_placed', 'prequeue_orders', 'shoppers_sold_out', 'shed_responses'];
 const GROUP_TRENDS = ['proof_bits', 'proof_solve_time'];
 
 function groupThresholds() {

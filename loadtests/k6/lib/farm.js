@@ -12,8 +12,8 @@ import { sleep } from 'k6';
 import { SALE_ID } from './common.js';
 import { proofFor } from './proof.js';
 import {
-  holdsPlaced, json, newKey, ordersPlaced, problemCode, request, sessionsCreated,
-  shoppersAdmitted, shoppersArrived, shoppersSoldOut, ticketsJoined,
+  holdsPlaced, json, newKey, ordersPlaced, prequeueOrders, prequeueTickets, problemCode, request,
+  sessionsCreated, shoppersAdmitted, shoppersArrived, shoppersSoldOut, ticketsJoined,
 } from './shopper.js';
 
 /**
@@ -40,6 +40,8 @@ export function botJourney(deadline, pollMs) {
   let ticket = json(res);
   if (!ticket || (res.status !== 201 && res.status !== 200)) return 'error';
   if (res.status === 201) ticketsJoined.add(1);
+  const prequeued = res.status === 201 && ticket.state === 'prequeue';
+  if (prequeued) prequeueTickets.add(1);
 
   while (ticket.state === 'prequeue' || ticket.state === 'waiting') {
     if (Date.now() + pollMs > deadline) return 'gave_up';
@@ -79,5 +81,6 @@ export function botJourney(deadline, pollMs) {
     (r) => r.status === 201);
   if (!res || res.status !== 201) return 'error';
   ordersPlaced.add(1);
+  if (prequeued) prequeueOrders.add(1);
   return 'bought';
 }

@@ -61,6 +61,8 @@ export const shoppersArrived = new Counter('shoppers_arrived');
 export const sessionsCreated = new Counter('sessions_created');
 /** Tickets taken (`201` from a join): entries in the line and the pre-queue draw. */
 export const ticketsJoined = new Counter('tickets_joined');
+/** Tickets taken before the start (state `prequeue`): the entries of the draw. */
+export const prequeueTickets = new Counter('prequeue_tickets');
 /** Shoppers whose ticket was admitted. */
 export const shoppersAdmitted = new Counter('shoppers_admitted');
 /** Shoppers told sold out, in line or at reserve. */
@@ -76,6 +78,8 @@ const holdsAbandoned = new Counter('holds_abandoned');
 const paymentsDeclined = new Counter('payments_declined');
 /** Orders placed (`201` from checkout): units bought, one per order at quantity 1. */
 export const ordersPlaced = new Counter('orders_placed');
+/** Orders placed by shoppers whose ticket was drawn (taken before the start). */
+export const prequeueOrders = new Counter('prequeue_orders');
 const confirmationsSent = new Counter('confirmations_sent');
 const confirmationsLate = new Counter('confirmations_late');
 const timeToAdmission = new Trend('time_to_admission', true);
@@ -273,6 +277,7 @@ export function shopperJourney(deadline) {
   if (bought.outcome !== 'bought') return bought.outcome;
   const order = bought.order;
   ordersPlaced.add(1);
+  if (line.prequeued) prequeueOrders.add(1);
   const placed = Date.now();
   timeToOrder.add(placed - arrived);
 
@@ -297,8 +302,8 @@ const MAX_REJOINS = 3;
 
 /**
  * Joins the line (201 first time, 200 on repeat; 409 sale_closed is an answer) and polls
- * at `poll_after_ms` until the line decides: `{ outcome, ticket }`, outcome `admitted`
- * or why not.
+ * at `poll_after_ms` until the line decides: `{ outcome, ticket, prequeued }`, outcome
+ * `admitted` or why not; `prequeued` when the ticket was taken before the start.
  */
 function waitInLine(journey, auth, deadline) {
   // The ticket's signed statement of its place, sent back on every poll and rejoin: a
@@ -321,6 +326,8 @@ function waitInLine(journey, auth, deadline) {
     let ticket = json(res);
     if (!ticket || (res.status !== 200 && res.status !== 201)) return { outcome: 'error' };
     if (res.status === 201) ticketsJoined.add(1);
+    const prequeued = joins === 0 && res.status === 201 && ticket.state === 'prequeue';
+    if (prequeued) prequeueTickets.add(1);
     placeToken = ticket.place_token || placeToken;
     let lost = false;
     while (ticket.state === 'prequeue' || ticket.state === 'waiting') {
@@ -363,7 +370,7 @@ function waitInLine(journey, auth, deadline) {
       record('poll', false);
       return { outcome: 'error' };
     }
-    return { outcome: 'admitted', ticket };
+    return { outcome: 'admitted', ticket, prequeued };
   }
 }
 
