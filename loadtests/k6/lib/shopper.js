@@ -1,7 +1,9 @@
 // The shopper of a launch rehearsal, as API.md describes the flow: session → join the
 // line → poll at `poll_after_ms` until admitted → reserve one unit → think → pay
 // (mostly tok_ok; some declined first, then a new key; some abandon the hold) → read
-// the order until its confirmation is sent.
+// the order until its confirmation is sent. CANCEL_SHARE (0) of the buyers instead
+// cancel the order after a short think (CANCEL_THINK_MS, 1000): one POST cancel with an
+// Idempotency-Key, sent again once with the same key after a 5xx or no answer.
 //
 // Every request carries a `step` tag (session, join, poll, reserve, checkout,
 // confirmation) and a fixed `name`, so per-step latency is `http_req_duration{step:…}`
@@ -76,6 +78,10 @@ const holdsAbandoned = new Counter('holds_abandoned');
 const paymentsDeclined = new Counter('payments_declined');
 /** Orders placed (`201` from checkout): units bought, one per order at quantity 1. */
 export const ordersPlaced = new Counter('orders_placed');
+/** Cancels answered `200` (the order cancelled), `409 not_cancellable`, or anything else. */
+const cancelsOk = new Counter('cancels_ok');
+const cancelsRefused = new Counter('cancels_not_cancellable');
+const cancelErrors = new Counter('cancel_errors');
 const confirmationsSent = new Counter('confirmations_sent');
 const confirmationsLate = new Counter('confirmations_late');
 const timeToAdmission = new Trend('time_to_admission', true);
@@ -84,7 +90,7 @@ const timeToConfirmation = new Trend('time_to_confirmation', true);
 
 /** The steps of a shopper, in order. */
 export const STEPS = ['session', 'challenge', 'join', 'poll', 'reserve', 'checkout', 'confirmation'];
-const ADMITTED_STEPS = new Set(['reserve', 'checkout', 'confirmation']);
+const ADMITTED_STEPS = new Set(['reserve', 'checkout', 'confirmation', 'cancel']);
 
 const NAMES = {
   session: 'POST /v1/sessions',
@@ -94,6 +100,7 @@ const NAMES = {
   reserve: 'POST /v1/sales/{id}/reservations',
   checkout: 'POST /v1/reservations/{id}/checkout',
   confirmation: 'GET /v1/orders/{id}',
+  cancel: 'POST /v1/orders/{id}/cancel',
 };
 
 const THINK_MS = envInt('THINK_MS', 500);
@@ -102,6 +109,8 @@ const ABANDON_SHARE = envFloat('ABANDON_SHARE', 0.05);
 const VARIANT_IDS = (__ENV.VARIANT_IDS || '').split(',').filter(Boolean);
 const VARIANT_SKEW = envFloat('VARIANT_SKEW', 1.2);
 const DECLINE_SHARE = envFloat('DECLINE_SHARE', 0.05);
+const CANCEL_SHARE = envFloat('CANCEL_SHARE', 0);
+const CANCEL_THINK_MS = envInt('CANCEL_THINK_MS', 1000);
 const CONFIRM_TIMEOUT_MS = envInt('CONFIRM_TIMEOUT_MS', 30000);
 const MAX_ATTEMPTS = envInt('MAX_ATTEMPTS', 10);
 const MAX_BACKOFF_SECS = envInt('MAX_BACKOFF_SECS', 16);
@@ -275,6 +284,7 @@ export function shopperJourney(deadline) {
   ordersPlaced.add(1);
   const placed = Date.now();
   timeToOrder.add(placed - arrived);
+  if (Math.random() < CANCEL_SHARE) return cancelOrder(journey, auth, order);
 
   // 7. Read the order until the confirmation is sent (bounded).
   while (Date.now() - placed < CONFIRM_TIMEOUT_MS) {
@@ -290,6 +300,28 @@ export function shopperJourney(deadline) {
   }
   confirmationsLate.add(1);
   return 'confirmation_late';
+}
+
+/**
+ * A buyer who changes their mind: a short think, then POST cancel with a fresh
+ * Idempotency-Key, sent again once with the same key after a 5xx or no answer.
+ * `200` and `409 not_cancellable` are answers; anything else is an error.
+ */
+function cancelOrder(journey, auth, order) {
+  sleep((CANCEL_THINK_MS * (0.5 + Math.random())) / 1000);
+  const headers = { ...auth, 'Idempotency-Key': newKey() };
+  let res;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    [res] = send(journey, 'cancel', 'POST', `/v1/orders/${order.order_id}/cancel`, null, headers);
+    if (res.status === 0) noAnswer.add(1, { step: 'cancel' });
+    if (res.status !== 0 && res.status < 500) break;
+  }
+  const refused = res.status === 409 && problemCode(res) === 'not_cancellable';
+  const good = res.status === 200 || refused;
+  (res.status === 200 ? cancelsOk : refused ? cancelsRefused : cancelErrors).add(1);
+  record('cancel', good);
+  check(res, { 'cancel: expected answer': () => good });
+  return res.status === 200 ? 'cancelled' : good ? 'bought' : 'error';
 }
 
 /** The most times a CHAOS=1 shopper rejoins a line that lost its ticket. */
@@ -550,6 +582,10 @@ export function shopperThresholds(strict, latency) {
     // only for thresholds).
     t[`http_reqs{step:${step}}`] = ['count>=0'];
     t[`shed_responses{step:${step}}`] = ['count>=0'];
+  }
+  if (CANCEL_SHARE > 0) {
+    t['http_req_duration{step:cancel}'] = ['max>=0'];
+    t['http_reqs{step:cancel}'] = ['count>=0'];
   }
   return t;
 }
