@@ -121,7 +121,7 @@ def figures(folder, api, token, sale, wait_s):
         by_id = orders(sale)
         want = expected(by_id)
         deliveries, first = received(hooks) if webhooks else ([], {})
-        missing = sorted(want - set(first))
+        missing = sorted(want - set(first)) if webhooks else []
         if not webhooks or not missing or time.time() >= t_end:
             break
         time.sleep(1)
@@ -180,7 +180,8 @@ def summary_lines(folder):
     if not f:
         return []
     k6, rep, u = f["k6"], f["report"], f["units"]
-    agree = "agree" if rep.get("cancelled") == f["cancelled"] == k6["cancels_ok"] else "DISAGREE"
+    agree = ("unavailable" if "error" in rep else
+             "agree" if rep.get("cancelled") == f["cancelled"] == k6["cancels_ok"] else "DISAGREE")
     lines = [f"order life: placed {f['placed']} (k6 {k6['orders_placed']}, /report {rep.get('orders', '-')}) · "
              f"cancelled {f['cancelled']} (k6 ok {k6['cancels_ok']}, not_cancellable {k6['cancels_not_cancellable']}, "
              f"errors {k6['cancel_errors']}; /report {rep.get('cancelled', '-')}: {agree})",
