@@ -22,6 +22,10 @@ Definitions:
   `order_units` of an order created at or after its release, or was itself released
   by such an order (sold again, then cancelled again). Cross-check: units sold at the
   end (/report `units_sold`) = units of all orders placed − units released.
+  Units are told apart by number, so in a sale that did not sell out a returned unit
+  may stay free while others sell: **sold beyond stock** (units of all orders placed −
+  the sale's total, at least 0; the total from verify.json) is the fungible view — sales
+  that only the returns made possible.
 - webhooks expected: one `order.placed` per order placed, one `order.cancelled` per
   order cancelled (`order.refunded` per refunded). **missing**: expected but never
   received with a valid signature, after waiting up to --wait seconds (30) for them.
@@ -150,12 +154,14 @@ def figures(folder, api, token, sale, wait_s):
         sec = int(d["received_at"] - t0)
         per_second[sec] = per_second.get(sec, 0) + 1
     placed_units = sum(o[1] for o in by_id.values())
+    total = (load_json(os.path.join(folder, "verify.json"), {}) or {}).get("total")
     return {
         "sale_id": sale, "webhooks": webhooks, "waited_s": waited,
         "placed": len(by_id), "cancelled": sum(o[0] == "cancelled" for o in by_id.values()),
         "refunded": sum(o[0] == "refunded" for o in by_id.values()), "k6": k6_counts(folder),
         "report": {k: report.get(k) for k in ("orders", "cancelled", "refunded", "units_sold", "error") if k in report},
         "units": {"placed": placed_units, "released": released, "returned": returned, "resold": resold,
+                  "beyond_stock": None if total is None else max(0, placed_units - total),
                   "sold_at_end_expected": placed_units - released},
         "deliveries": len(deliveries), "per_type": per_type, "duplicates": dups, "bad_signatures": bad,
         "expected": len(want), "missing": len(missing), "missing_sample": [list(m) for m in missing[:10]],
@@ -185,7 +191,8 @@ def summary_lines(folder):
     lines = [f"order life: placed {f['placed']} (k6 {k6['orders_placed']}, /report {rep.get('orders', '-')}) · "
              f"cancelled {f['cancelled']} (k6 ok {k6['cancels_ok']}, not_cancellable {k6['cancels_not_cancellable']}, "
              f"errors {k6['cancel_errors']}; /report {rep.get('cancelled', '-')}: {agree})",
-             f"  units: returned {u['returned']} · resold {u['resold']} · sold at end {rep.get('units_sold', '-')} "
+             f"  units: returned {u['returned']} · resold {u['resold']} · sold beyond stock "
+             f"{'-' if u.get('beyond_stock') is None else u['beyond_stock']} · sold at end {rep.get('units_sold', '-')} "
              f"(placed {u['placed']} − released {u['released']} = {u['sold_at_end_expected']})"]
     if f["webhooks"]:
         la = f["latency"]["all"]
