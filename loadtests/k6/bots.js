@@ -4,7 +4,7 @@
 //
 // - The crowd: SHOPPERS shoppers, one session each, each from an address of its own
 //   (synthetic, in CLIENT_IP_HEADER: 10.x.y.z, CROWD_PER_NETWORK of them per /24, as
-//   neighbours on one street), arriving as a launch does (lib/shopper.js
+//   neighbours on one street), arriving as a launch does (lib/common.js
 //   launchScenario: PREQUEUE_SHARE before the start, most in the spike after it).
 // - The farm: FARM_ADDRESSES addresses (198.18.k.7, each in a /24 of its own, so only
 //   the per-address counts ever rise) with FARM_SESSIONS_PER_ADDRESS sessions each,
@@ -26,9 +26,9 @@
 // STRICT_LATENCY (0), and lib/shopper.js's THINK_MS, ABANDON_SHARE, DECLINE_SHARE.
 import exec from 'k6/execution';
 
-import { envFloat, envInt, envSeconds, startSaleIn, summaryOutputs, SUMMARY_TREND_STATS } from './lib/common.js';
+import { envFloat, envInt, envSeconds, launchScenario, startSaleIn, summaryOutputs, SUMMARY_TREND_STATS } from './lib/common.js';
 import { botJourney } from './lib/farm.js';
-import { STEPS, actFrom, latencyLimits, launchScenario, shopperJourney, shopperThresholds } from './lib/shopper.js';
+import { STEPS, actFrom, latencyLimits, shopperJourney, shopperThresholds } from './lib/shopper.js';
 
 const SHOPPERS = envInt('SHOPPERS', 1000);
 const DURATION_SECS = envSeconds('DURATION', 120);

@@ -8,11 +8,12 @@
 // Env: SHOPPERS (1000), DURATION (total bound, 180s), PREQUEUE_SECS (10: setup moves
 // the sale's start this far ahead, so the first arrivals pre-queue), PREQUEUE_SHARE
 // (0.1), SPIKE_SECS (5), SPIKE_SHARE (0.7), TAIL_SECS (20), THINK_MS (500),
-// ABANDON_SHARE (0.05), DECLINE_SHARE (0.05), STRICT_LATENCY (1: latency thresholds
-// on), LAT_<STEP>=p95,p99 (ms). Without MERCHANT_TOKEN the sale must already be
+// ABANDON_SHARE (0.05), DECLINE_SHARE (0.05), CANCEL_SHARE (0: buyers who cancel),
+// CANCEL_THINK_MS (1000), STRICT_LATENCY (1: latency thresholds on),
+// LAT_<STEP>=p95,p99 (ms). Without MERCHANT_TOKEN the sale must already be
 // scheduled to start PREQUEUE_SECS after k6 starts its scenarios.
-import { envFloat, envInt, envSeconds, startSaleIn, summaryOutputs, SUMMARY_TREND_STATS } from './lib/common.js';
-import { STEPS, latencyLimits, launchScenario, shopperJourney, shopperThresholds } from './lib/shopper.js';
+import { envFloat, envInt, envSeconds, launchScenario, startSaleIn, summaryOutputs, SUMMARY_TREND_STATS } from './lib/common.js';
+import { STEPS, latencyLimits, shopperJourney, shopperThresholds } from './lib/shopper.js';
 
 export const SHOPPERS = envInt('SHOPPERS', 1000);
 export const DURATION_SECS = envSeconds('DURATION', 180);

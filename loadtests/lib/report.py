@@ -21,13 +21,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # importing lib/*.py leaves no __pycache__ in the tree
 import bots  # noqa: E402
 import crowd  # noqa: E402
+import order_life  # noqa: E402
 import variants  # noqa: E402
 from charts import (  # noqa: E402
     console_markers, fmt_num, get, load_json, load_stats, ms, parse_time, svg_chart,
 )
 from slowdown import slowdown_lines, slowdown_section  # noqa: E402
 
-STEPS = ["session", "challenge", "join", "poll", "reserve", "checkout", "confirmation",
+STEPS = ["session", "challenge", "join", "poll", "reserve", "checkout", "confirmation", "cancel",
          "admin_create", "admin_edit", "admin_read", "admin_watch", "ops"]
 def step_rows(summary):
     metrics = (summary or {}).get("metrics", {})
@@ -107,8 +108,9 @@ def text_summary(folder, meta, sums, checks, variant_table=()):
             if not c["passed"]:
                 lines.append(f"  FAIL {c['name']}: {c['detail']} ({c['offender_count']} offenders)")
     lines.extend(variants.text(variant_table))
+    lines.extend(order_life.summary_lines(folder))
     if meta.get("k6_orders") is not None and checks:
-        pg = checks[0][0]["orders"]
+        pg = order_life.placed(folder, checks[0][0]["orders"])
         k6o = meta["k6_orders"]
         note = "" if pg == k6o else ("  <-- orders confirmed to shoppers but missing in Postgres"
                                      if pg < k6o else "  (orders committed whose 201 the shopper never saw)")
@@ -119,7 +121,7 @@ def text_summary(folder, meta, sums, checks, variant_table=()):
         lines.append(f"[{label}]")
         keys = ["shoppers_arrived", "shoppers_admitted", "holds_placed", "orders_placed",
                 "confirmations_sent", "confirmations_late", "shoppers_sold_out", "holds_abandoned",
-                "payments_declined", "shoppers_gave_up", "shoppers_shed_out", "no_answer",
+                "payments_declined", "cancels_ok", "cancels_not_cancellable", "cancel_errors", "shoppers_gave_up", "shoppers_shed_out", "no_answer",
                 "shoppers_expired", "shoppers_closed"]
         present = [f"{k.replace('shoppers_', '')}={c[k]}" for k in keys if k in c]
         if present:
@@ -278,6 +280,7 @@ per-shopper limit {get(sale, 'per_user_limit', default='-')} · sale <code>{html
     left = variants.available_series(sale, stats, parse_time)
     if left:
         parts.append('<div class="chart">' + svg_chart("Free units per variant", [(n, pts, False) for n, pts in left]) + "</div>")
+    parts.append(order_life.html_section(folder))
     parts.append(slowdown_section(folder, stats, sale))
     chaos_path = os.path.join(folder, "chaos.txt")
     if os.path.isfile(chaos_path):

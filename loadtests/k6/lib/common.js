@@ -105,3 +105,37 @@ export function summaryOutputs(data, steps) {
     stdout: textSummary(data, steps),
   };
 }
+
+/**
+ * The arrival of a launch as a `ramping-arrival-rate` scenario: a share of the shoppers
+ * arrives during the `prequeueSecs` before the start and pre-queues, most arrive in the
+ * first `spikeSecs` after it, the rest trickle in over `tailSecs`. The stages integrate
+ * to about `shoppers` arrivals. Every shopper is a VU for its whole journey (it waits in
+ * line), so all VUs are allocated up front.
+ */
+export function launchScenario({ shoppers, prequeueSecs, spikeSecs, tailSecs, prequeueShare, spikeShare, durationSecs, exec }) {
+  const tailShare = Math.max(0, 1 - prequeueShare - spikeShare);
+  const r1 = (shoppers * prequeueShare) / prequeueSecs;
+  const rt = (2 * shoppers * tailShare) / tailSecs;
+  const r2 = Math.max(1, (shoppers * spikeShare - (r1 + rt) / 2) / spikeSecs);
+  const round = (x) => Math.max(0, Math.round(x));
+  const stages = [
+    { duration: `${prequeueSecs}s`, target: round(r1) },
+    { duration: '1s', target: round(r2) },
+    { duration: `${Math.max(spikeSecs - 1, 1)}s`, target: round(r2) },
+    { duration: '1s', target: round(rt) },
+    { duration: `${tailSecs}s`, target: 0 },
+  ];
+  const arrivalSecs = prequeueSecs + 1 + Math.max(spikeSecs - 1, 1) + 1 + tailSecs;
+  return {
+    executor: 'ramping-arrival-rate',
+    exec,
+    startRate: round(r1),
+    timeUnit: '1s',
+    preAllocatedVUs: shoppers,
+    maxVUs: shoppers,
+    stages,
+    gracefulStop: `${Math.max(durationSecs - arrivalSecs, 10)}s`,
+    tags: { scenario_kind: 'shoppers' },
+  };
+}

@@ -1,7 +1,9 @@
 // The shopper of a launch rehearsal, as API.md describes the flow: session → join the
 // line → poll at `poll_after_ms` until admitted → reserve one unit → think → pay
 // (mostly tok_ok; some declined first, then a new key; some abandon the hold) → read
-// the order until its confirmation is sent.
+// the order until its confirmation is sent. CANCEL_SHARE (0) of the buyers instead
+// cancel the order after a short think (CANCEL_THINK_MS, 1000): one POST cancel with an
+// Idempotency-Key, sent again once with the same key after a 5xx or no answer.
 //
 // Every request carries a `step` tag (session, join, poll, reserve, checkout,
 // confirmation) and a fixed `name`, so per-step latency is `http_req_duration{step:…}`
@@ -80,6 +82,10 @@ const paymentsDeclined = new Counter('payments_declined');
 export const ordersPlaced = new Counter('orders_placed');
 /** Orders placed by shoppers whose ticket was drawn (taken before the start). */
 export const prequeueOrders = new Counter('prequeue_orders');
+/** Cancels answered `200` (the order cancelled), `409 not_cancellable`, or anything else. */
+const cancelsOk = new Counter('cancels_ok');
+const cancelsRefused = new Counter('cancels_not_cancellable');
+const cancelErrors = new Counter('cancel_errors');
 const confirmationsSent = new Counter('confirmations_sent');
 const confirmationsLate = new Counter('confirmations_late');
 const timeToAdmission = new Trend('time_to_admission', true);
@@ -88,7 +94,7 @@ const timeToConfirmation = new Trend('time_to_confirmation', true);
 
 /** The steps of a shopper, in order. */
 export const STEPS = ['session', 'challenge', 'join', 'poll', 'reserve', 'checkout', 'confirmation'];
-const ADMITTED_STEPS = new Set(['reserve', 'checkout', 'confirmation']);
+const ADMITTED_STEPS = new Set(['reserve', 'checkout', 'confirmation', 'cancel']);
 
 const NAMES = {
   session: 'POST /v1/sessions',
@@ -98,6 +104,7 @@ const NAMES = {
   reserve: 'POST /v1/sales/{id}/reservations',
   checkout: 'POST /v1/reservations/{id}/checkout',
   confirmation: 'GET /v1/orders/{id}',
+  cancel: 'POST /v1/orders/{id}/cancel',
 };
 
 const THINK_MS = envInt('THINK_MS', 500);
@@ -106,6 +113,8 @@ const ABANDON_SHARE = envFloat('ABANDON_SHARE', 0.05);
 const VARIANT_IDS = (__ENV.VARIANT_IDS || '').split(',').filter(Boolean);
 const VARIANT_SKEW = envFloat('VARIANT_SKEW', 1.2);
 const DECLINE_SHARE = envFloat('DECLINE_SHARE', 0.05);
+const CANCEL_SHARE = envFloat('CANCEL_SHARE', 0);
+const CANCEL_THINK_MS = envInt('CANCEL_THINK_MS', 1000);
 const CONFIRM_TIMEOUT_MS = envInt('CONFIRM_TIMEOUT_MS', 30000);
 const MAX_ATTEMPTS = envInt('MAX_ATTEMPTS', 10);
 const MAX_BACKOFF_SECS = envInt('MAX_BACKOFF_SECS', 16);
@@ -280,6 +289,7 @@ export function shopperJourney(deadline) {
   if (line.prequeued) prequeueOrders.add(1);
   const placed = Date.now();
   timeToOrder.add(placed - arrived);
+  if (Math.random() < CANCEL_SHARE) return cancelOrder(journey, auth, order);
 
   // 7. Read the order until the confirmation is sent (bounded).
   while (Date.now() - placed < CONFIRM_TIMEOUT_MS) {
@@ -295,6 +305,28 @@ export function shopperJourney(deadline) {
   }
   confirmationsLate.add(1);
   return 'confirmation_late';
+}
+
+/**
+ * A buyer who changes their mind: a short think, then POST cancel with a fresh
+ * Idempotency-Key, sent again once with the same key after a 5xx or no answer.
+ * `200` and `409 not_cancellable` are answers; anything else is an error.
+ */
+function cancelOrder(journey, auth, order) {
+  sleep((CANCEL_THINK_MS * (0.5 + Math.random())) / 1000);
+  const headers = { ...auth, 'Idempotency-Key': newKey() };
+  let res;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    [res] = send(journey, 'cancel', 'POST', `/v1/orders/${order.order_id}/cancel`, null, headers);
+    if (res.status === 0) noAnswer.add(1, { step: 'cancel' });
+    if (res.status !== 0 && res.status < 500) break;
+  }
+  const refused = res.status === 409 && problemCode(res) === 'not_cancellable';
+  const good = res.status === 200 || refused;
+  (res.status === 200 ? cancelsOk : refused ? cancelsRefused : cancelErrors).add(1);
+  record('cancel', good);
+  check(res, { 'cancel: expected answer': () => good });
+  return res.status === 200 ? 'cancelled' : good ? 'bought' : 'error';
 }
 
 /** The most times a CHAOS=1 shopper rejoins a line that lost its ticket. */
@@ -510,40 +542,6 @@ function checkout(journey, auth, path, card, ok) {
   }
 }
 
-/**
- * The arrival of a launch as a `ramping-arrival-rate` scenario: a share of the shoppers
- * arrives during the `prequeueSecs` before the start and pre-queues, most arrive in the
- * first `spikeSecs` after it, the rest trickle in over `tailSecs`. The stages integrate
- * to about `shoppers` arrivals. Every shopper is a VU for its whole journey (it waits in
- * line), so all VUs are allocated up front.
- */
-export function launchScenario({ shoppers, prequeueSecs, spikeSecs, tailSecs, prequeueShare, spikeShare, durationSecs, exec }) {
-  const tailShare = Math.max(0, 1 - prequeueShare - spikeShare);
-  const r1 = (shoppers * prequeueShare) / prequeueSecs;
-  const rt = (2 * shoppers * tailShare) / tailSecs;
-  const r2 = Math.max(1, (shoppers * spikeShare - (r1 + rt) / 2) / spikeSecs);
-  const round = (x) => Math.max(0, Math.round(x));
-  const stages = [
-    { duration: `${prequeueSecs}s`, target: round(r1) },
-    { duration: '1s', target: round(r2) },
-    { duration: `${Math.max(spikeSecs - 1, 1)}s`, target: round(r2) },
-    { duration: '1s', target: round(rt) },
-    { duration: `${tailSecs}s`, target: 0 },
-  ];
-  const arrivalSecs = prequeueSecs + 1 + Math.max(spikeSecs - 1, 1) + 1 + tailSecs;
-  return {
-    executor: 'ramping-arrival-rate',
-    exec,
-    startRate: round(r1),
-    timeUnit: '1s',
-    preAllocatedVUs: shoppers,
-    maxVUs: shoppers,
-    stages,
-    gracefulStop: `${Math.max(durationSecs - arrivalSecs, 10)}s`,
-    tags: { scenario_kind: 'shoppers' },
-  };
-}
-
 /** Thresholds on the shopper metrics; latency limits only when `strict`. */
 export function shopperThresholds(strict, latency) {
   const t = {
@@ -557,6 +555,10 @@ export function shopperThresholds(strict, latency) {
     // only for thresholds).
     t[`http_reqs{step:${step}}`] = ['count>=0'];
     t[`shed_responses{step:${step}}`] = ['count>=0'];
+  }
+  if (CANCEL_SHARE > 0) {
+    t['http_req_duration{step:cancel}'] = ['max>=0'];
+    t['http_reqs{step:cancel}'] = ['count>=0'];
   }
   return t;
 }
