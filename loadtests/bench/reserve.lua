@@ -1,7 +1,9 @@
 -- wrk script: POST /v1/sales/<sale>/reservations, each request as the next admitted
 -- shopper from the file named by env SHOPPERS ("<shopper token> <admission token>"
--- per line), so every request is a real hold, not a per-shopper-limit refusal.
+-- per line), so every request is a real hold, not a per-shopper-limit refusal. The body
+-- is env BODY (default `{"quantity":1}`; the cart row sends `{"lines":[...]}`).
 local shoppers = {}
+local body = os.getenv("BODY") or '{"quantity":1}'
 local next_shopper = 0
 
 function init(args)
@@ -20,7 +22,7 @@ function request()
     ["Authorization"] = "Bearer " .. s[1],
     ["X-Admission-Token"] = s[2],
     ["Content-Type"] = "application/json",
-  }, '{"quantity":1}')
+  }, body)
 end
 
 function done(summary, latency, requests)
