@@ -391,7 +391,7 @@ impl Queue {
     /// The beacon the draw uses: `Some(None)` without one (none named, or missed),
     /// `None` while it waits for the named round.
     async fn draw_beacon(&self, sale: SaleId) -> Result<Option<Option<Beacon>>> {
-        match self.sale(sale).await?.draw_beacon {
+        match self.sale(sale).await?.draw_beacon.clone() {
             None => Ok(Some(None)),
             Some(named) => {
                 let now = self.sales().now();
@@ -403,7 +403,7 @@ impl Queue {
     /// The draw as published.
     pub async fn draw_info(&self, sale: SaleId) -> Result<DrawInfo> {
         let mut info = self.draw_info_seed(sale).await?;
-        if let Some(named) = self.sale(sale).await?.draw_beacon {
+        if let Some(named) = self.sale(sale).await?.draw_beacon.clone() {
             let (plan, beacon) = self.beacons.plan(sale, &named).await?;
             if beacon.is_some() {
                 info.algorithm = ALGORITHM_WITH_BEACON;

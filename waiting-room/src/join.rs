@@ -2,12 +2,14 @@
 //! that hands out the place (or says what the line needs first: its marks, its seed,
 //! the draw, a higher ceiling), retried until it settles.
 
+use std::sync::Arc;
+
 use crate::codes::Pass;
 use crate::draw::address_group;
 use crate::queue::{Queue, Ticket};
 use crate::{Error, Result};
 use reservations::ids::{SaleId, ShopperId};
-use reservations::sales::{Sale, SaleState};
+use reservations::sales::{Access, Sale, SaleState};
 
 impl Queue {
     /// The sale, if a join may enter its line now (API.md v1.1: "joining a paused,
@@ -15,7 +17,7 @@ impl Queue {
     /// proof of work, so nobody solves a challenge for a closed sale. Sold out is the
     /// controller's verdict in the line's meta (one HGET): no free units and no holds
     /// that could come back.
-    pub async fn check_open(&self, sale_id: SaleId) -> Result<Sale> {
+    pub async fn check_open(&self, sale_id: SaleId) -> Result<Arc<Sale>> {
         let sale = self.sale(sale_id).await?;
         if sale.state != SaleState::Active || self.sales().now() >= sale.ends_at {
             return Err(Error::SaleClosed);
@@ -62,6 +64,21 @@ impl Queue {
         address: Option<std::net::IpAddr>,
     ) -> Result<(Ticket, bool)> {
         let sale = self.check_open(sale_id).await?;
+        self.join_open(shopper, &sale, place_token, access_code, address)
+            .await
+    }
+
+    /// [`Queue::join_coded`] of a sale [`Queue::check_open`] just let through (the join
+    /// handler asks before the proof of work, and need not ask twice).
+    pub async fn join_open(
+        &self,
+        shopper: ShopperId,
+        sale: &Sale,
+        place_token: Option<&str>,
+        access_code: Option<&str>,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<(Ticket, bool)> {
+        let sale_id = sale.id;
         let group = address.map_or(0, |ip| address_group(&self.group_key, sale_id, ip));
         let now = self.sales().now();
         if let Some(place) = self.stated(shopper, sale_id, place_token) {
@@ -69,12 +86,18 @@ impl Queue {
                 return Ok((self.ticket(shopper, sale_id).await?, false));
             }
         }
-        let holds_ticket: bool = redis::cmd("HEXISTS")
-            .arg(&self.keys(sale_id).0[1])
-            .arg(shopper.to_string())
-            .query_async(&mut self.connection())
-            .await?;
-        let priority = if holds_ticket {
+        // A public sale's join without a code is never a priority one: no need to ask
+        // whether the shopper holds a ticket (one round trip less on the common join).
+        let public = sale.access == Access::Public && access_code.is_none();
+        let holds_ticket = !public && {
+            let holds: bool = redis::cmd("HEXISTS")
+                .arg(&self.keys(sale_id).0[1])
+                .arg(shopper.to_string())
+                .query_async(&mut self.connection())
+                .await?;
+            holds
+        };
+        let priority = if public || holds_ticket {
             false
         } else {
             let pass = self
@@ -89,16 +112,16 @@ impl Queue {
         let mut prequeue_until = sale.starts_at.timestamp_millis();
         loop {
             let reply: Vec<String> = self
-                .invoke(sale_id, &self.scripts.join)
-                .arg(shopper.to_string())
-                .arg(uuid::Uuid::new_v4().to_string())
-                .arg(now.timestamp_millis())
-                .arg(prequeue_until)
-                .arg(self.cap)
-                .arg(self.floor(sale_id).seq)
-                .arg(i64::from(priority))
-                .arg(group)
-                .invoke_async(&mut self.connection())
+                .evalsha(sale_id, &self.scripts.join, &[], |call| {
+                    call.arg(shopper.to_string())
+                        .arg(uuid::Uuid::new_v4().to_string())
+                        .arg(now.timestamp_millis())
+                        .arg(prequeue_until)
+                        .arg(self.cap)
+                        .arg(self.floor(sale_id).seq)
+                        .arg(i64::from(priority))
+                        .arg(group);
+                })
                 .await?;
             match reply.first().map(String::as_str) {
                 Some("needs_draw") => {
@@ -138,14 +161,19 @@ impl Queue {
                 Some("full") => return Err(Error::QueueFull),
                 Some(outcome) => {
                     let created = outcome == "created";
-                    if created {
-                        let _: i64 = redis::cmd("SADD")
-                            .arg(self.lines_key())
-                            .arg(sale_id.to_string())
-                            .query_async(&mut self.connection())
-                            .await?;
-                    }
-                    let ticket = self.ticket(shopper, sale_id).await?;
+                    // The line's registration and the ticket's read go out together on
+                    // the multiplexed connection (one wait, not two).
+                    let register = async {
+                        if created {
+                            let _: i64 = redis::cmd("SADD")
+                                .arg(self.lines_key())
+                                .arg(sale_id.to_string())
+                                .query_async(&mut self.connection())
+                                .await?;
+                        }
+                        Ok::<_, Error>(())
+                    };
+                    let ((), ticket) = tokio::try_join!(register, self.ticket(shopper, sale_id))?;
                     if created {
                         // What this shopper was told at join, for the report.
                         self.count_join(sale_id, &ticket).await?;

@@ -108,17 +108,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let path = parts.uri.path().to_owned();
-        let not_found = || {
-            let code = if path.starts_with("/v1/reservations") {
-                "reservation_not_found"
-            } else if path.starts_with("/v1/orders") {
-                "order_not_found"
-            } else {
-                "sale_not_found"
-            };
-            ApiError::client(StatusCode::NOT_FOUND, code, "no such id")
+        // The code is chosen up front (a static string: no copy of the path per request).
+        let path = parts.uri.path();
+        let code = if path.starts_with("/v1/reservations") {
+            "reservation_not_found"
+        } else if path.starts_with("/v1/orders") {
+            "order_not_found"
+        } else {
+            "sale_not_found"
         };
+        let not_found = || ApiError::client(StatusCode::NOT_FOUND, code, "no such id");
         match axum::extract::Path::<Uuid>::from_request_parts(parts, state).await {
             Ok(path) => Ok(IdPath(path.0)),
             Err(PathRejection::FailedToDeserializePathParams(_)) => Err(not_found()),
@@ -221,6 +220,21 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         Ok(IdempotencyKey(Some(
             String::from_utf8_lossy(bytes).into_owned(),
         )))
+    }
+}
+
+/// The `X-Admission-Token` header, when present: the reserve handler reads the one
+/// header it needs instead of a copy of the whole map (axum's `HeaderMap` extractor
+/// clones it on every request).
+pub struct AdmissionToken(pub Option<axum::http::HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdmissionToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(AdmissionToken(
+            parts.headers.get("x-admission-token").cloned(),
+        ))
     }
 }
 

@@ -36,7 +36,7 @@ use crate::http::extract::{ClientCapped, IdPath, Shopper};
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::{SaleId, ShopperId};
-use reservations::sales::{SaleState, MAX_PROOF_DIFFICULTY_BITS};
+use reservations::sales::{Sale, SaleState, MAX_PROOF_DIFFICULTY_BITS};
 use waiting_room::signer::HmacSigner;
 
 /// The header a join carries its proof in.
@@ -129,10 +129,10 @@ impl FromRequestParts<AppState> for ClientAddress {
 pub async fn guard(
     state: &AppState,
     shopper: ShopperId,
-    sale: SaleId,
+    record: &Sale,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    let record = state.queue.sale(sale).await?;
+    let sale = record.id;
     let now = state.sales.now();
     if record.admission.proof_bits(state.door.default_bits) == 0
         || record.state == SaleState::Ended

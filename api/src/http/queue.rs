@@ -104,13 +104,13 @@ async fn join(
 ) -> Result<(StatusCode, axum::Json<Ticket>), ApiError> {
     state.queue_limiter.check(shopper.0)?;
     let body = join_body(&headers, &body)?;
-    state.queue.check_open(SaleId(sale)).await?;
-    proof::guard(&state, shopper, SaleId(sale), &headers).await?;
+    let record = state.queue.check_open(SaleId(sale)).await?;
+    proof::guard(&state, shopper, &record, &headers).await?;
     let (ticket, created) = state
         .queue
-        .join_coded(
+        .join_open(
             shopper,
-            SaleId(sale),
+            &record,
             place_token(&headers),
             body.access_code.as_deref(),
             address,

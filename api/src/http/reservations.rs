@@ -2,14 +2,16 @@
 //! token for this shopper and sale.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::http::extract::{AppJson, ClientCapped, IdPath, IdempotencyKey, Shopper};
+use crate::http::extract::{
+    AdmissionToken, AppJson, ClientCapped, IdPath, IdempotencyKey, Shopper,
+};
 use crate::http::shed::{self, Priority};
 use crate::http::AppState;
 use reservations::ids::{ReservationId, SaleId};
@@ -57,12 +59,10 @@ async fn reserve(
     Shopper(shopper): Shopper,
     IdPath(sale): IdPath,
     IdempotencyKey(key): IdempotencyKey,
-    headers: HeaderMap,
+    AdmissionToken(admission): AdmissionToken,
     AppJson(body): AppJson<ReserveBody>,
 ) -> Result<(StatusCode, axum::Json<Reservation>), ApiError> {
-    let token = headers
-        .get("x-admission-token")
-        .and_then(|v| v.to_str().ok());
+    let token = admission.as_ref().and_then(|v| v.to_str().ok());
     state.admission.check(token, shopper.0, sale)?;
     let ask = match (body.quantity, body.lines) {
         (Some(quantity), None) => Ok(Quantity::parse(quantity)?),

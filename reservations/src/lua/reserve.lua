@@ -16,11 +16,13 @@
 --                           (as far as this stripe knows)
 --   {'sold_out', free}      fewer free units than requested in this stripe
 --   {'variant_required'}    the sale has several variants: a cart (reserve_cart) names them
-if redis.call('EXISTS', K_META) == 0 then return {'no_state'} end
 local now, id, shopper, qty, key =
   tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local m = redis.call('HMGET', K_META, 'state', 'starts_ms', 'ends_ms', 'limit', 'ttl_ms',
   'stripes', 'variants')
+-- `state` is written with the rest of meta by load, in one script, and no script writes
+-- meta without it: no `state`, no meta (one call less than an EXISTS first).
+if not m[1] then return {'no_state'} end
 local stripes = tonumber(m[6]) or 1
 if stripes ~= tonumber(ARGV[6]) then return {'stripes', stripes} end
 if m[7] then return {'variant_required'} end
@@ -44,16 +46,18 @@ end
 local limit = tonumber(m[4])
 local have = tonumber(redis.call('HGET', K_USERS, shopper)) or 0
 if have + qty > limit then return {'limit', limit} end
-local free = redis.call('LLEN', K_FREE)
-if free < qty then
+-- Pop first and put back when short (the list as it was): the hold path costs one
+-- call, not an LLEN and then the pop.
+local units = redis.call('LPOP', K_FREE, qty) or {}
+if #units < qty then
+  for i = #units, 1, -1 do redis.call('LPUSH', K_FREE, units[i]) end
   -- Told sold out, the shopper has had their turn: the waiting room counts them as
   -- shown up, not as a buyer still to come, so units that return later (expired or
   -- released holds) are offered to the line instead of waiting for them.
   if ARGV[7] == '1' then redis.call('SADD', K_RESERVED, shopper) end
-  return {'sold_out', free}
+  return {'sold_out', #units}
 end
 
-local units = redis.call('LPOP', K_FREE, qty)
 for i, unit in ipairs(units) do units[i] = tonumber(unit) end
 local deadline = now + tonumber(m[5])
 save_hold(id, {o = shopper, q = qty, u = units, d = deadline, s = 'held', c = now, k = key})

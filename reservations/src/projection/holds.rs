@@ -317,15 +317,15 @@ impl Projection {
         };
         let reply = self
             .stripe_keys(stripe)
-            .invoke(&self.scripts.reserve)
-            .arg(now_ms)
-            .arg(id.to_string())
-            .arg(shopper.to_string())
-            .arg(quantity)
-            .arg(key)
-            .arg(self.stripes)
-            .arg(if home { "1" } else { "0" })
-            .invoke_async(&mut self.conn.clone())
+            .evalsha(&self.scripts.reserve, &mut self.conn.clone(), |call| {
+                call.arg(now_ms)
+                    .arg(id.to_string())
+                    .arg(shopper.to_string())
+                    .arg(quantity)
+                    .arg(key)
+                    .arg(self.stripes)
+                    .arg(if home { "1" } else { "0" });
+            })
             .await?;
         Ok(Reply::Outcome(match ReserveReply::parse(reply)? {
             ReserveReply::Held { id, deadline_ms } => ReserveOutcome::Held {
