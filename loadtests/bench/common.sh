@@ -91,6 +91,17 @@ create_live_sale() {
     sed -E 's/^\{"id":"([^"]+)".*/\1/'
 }
 
+# wait_loaded <port> <meta key>: waits (30 s at most) until the sale's state is in Redis,
+# so that a raw EVALSHA baseline never measures the script's fast "no_state" answer.
+wait_loaded() {
+  local i
+  for i in $(seq 300); do
+    [ -z "$(redis-cli -p "$1" hget "$2" state)" ] || return 0
+    sleep 0.1
+  done
+  echo "  (the sale behind $2 never appeared in Redis)" >&2
+}
+
 # node_of <key>: the port of the Redis that holds <key> (on a cluster, the master that
 # owns its slot, from CLUSTER KEYSLOT and CLUSTER NODES).
 node_of() {
