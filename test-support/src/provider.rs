@@ -72,6 +72,17 @@ impl TestProvider {
             .expect("the test provider authorizes")
     }
 
+    /// From now on every POST's answer is lost after the work is done (reads still
+    /// answer); returns the settings before, to restore with `set_settings`.
+    pub fn lose_every_answer(&self) -> Settings {
+        let before = self.simulator.settings();
+        self.simulator.set_settings(Settings {
+            lost_answer_rate: 1.0,
+            ..before
+        });
+        before
+    }
+
     /// How many of the ledger's payments are in `status` (`requires_capture`,
     /// `succeeded`, `canceled`, `requires_payment_method`).
     pub fn count(&self, status: &str) -> usize {

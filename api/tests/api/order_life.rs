@@ -337,13 +337,7 @@ async fn close_with_the_release_answer_lost(captured: bool) {
         let reference = reservations::payment::PaymentRef(payment.id.clone());
         app.provider.gateway.capture(&reference).await.unwrap();
     }
-    let healthy = app.provider.simulator.settings();
-    app.provider
-        .simulator
-        .set_settings(payment_simulator::Settings {
-            lost_answer_rate: 1.0,
-            ..healthy
-        });
+    let healthy = app.provider.lose_every_answer();
 
     // Act: the shopper cancels (the release's answer is lost); the provider is healthy
     // again; the completer runs twice.

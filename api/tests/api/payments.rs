@@ -327,13 +327,7 @@ async fn an_attempt_captured_without_an_order_is_refunded_by_the_completer_once(
     app.provider.gateway.capture(&payment).await.unwrap();
 
     // Act: the completer refunds it but the refund's answer is lost; it runs again.
-    let healthy = app.provider.simulator.settings();
-    app.provider
-        .simulator
-        .set_settings(payment_simulator::Settings {
-            lost_answer_rate: 1.0,
-            ..healthy
-        });
+    let healthy = app.provider.lose_every_answer();
     let due = || {
         sqlx::query("update payment_attempts set next_check_at = now() where id = $1")
             .bind(attempt)
