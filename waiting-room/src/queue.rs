@@ -254,9 +254,7 @@ impl Queue {
     }
 
     /// Runs `script` by EVALSHA with the line's five keys and `more_keys`, then the
-    /// arguments `args` adds (loading the script once when Redis does not know it):
-    /// the call [`Queue::invoke`] makes, written straight into one command instead of
-    /// copied through a `ScriptInvocation` (profiled: allocations on every join and poll).
+    /// arguments `args` adds ([`reservations::redis_conn::evalsha`]).
     pub(crate) async fn evalsha<T: redis::FromRedisValue>(
         &self,
         sale: SaleId,
@@ -264,19 +262,13 @@ impl Queue {
         more_keys: &[&str],
         args: impl FnOnce(&mut redis::Cmd),
     ) -> redis::RedisResult<T> {
-        let keys = self.keys(sale).0;
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(keys.len() + more_keys.len());
-        cmd.arg(&keys[..]).arg(more_keys);
-        args(&mut cmd);
-        let mut conn = self.connection();
-        match cmd.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                script.prepare_invoke().load_async(&mut conn).await?;
-                cmd.query_async(&mut conn).await
-            }
-            answer => answer,
-        }
+        let line = self.keys(sale).0;
+        let keys: Vec<&str> = line
+            .iter()
+            .map(String::as_str)
+            .chain(more_keys.iter().copied())
+            .collect();
+        reservations::redis_conn::evalsha(&mut self.connection(), script, &keys, args).await
     }
 
     /// The key of the set of sales that have a line (the controllers visit them).

@@ -155,31 +155,20 @@ impl SaleKeys {
     }
 
     /// Runs `script` by EVALSHA with the eight keys (and the variants' free lists),
-    /// then the arguments `args` adds, loading the script once when Redis does not
-    /// know it. The same call as [`Self::invoke`], written straight into one command:
-    /// a `ScriptInvocation` copies every key and argument into a buffer of its own and
-    /// then again into the command (profiled: a share of the reserve path's
-    /// allocations).
+    /// then the arguments `args` adds ([`crate::redis_conn::evalsha`]).
     pub(crate) async fn evalsha<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         conn: &mut impl redis::aio::ConnectionLike,
         args: impl FnOnce(&mut redis::Cmd),
     ) -> redis::RedisResult<T> {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash())
-            .arg(self.keys.len() + self.variant_free.len());
-        for key in self.keys.iter().chain(&self.variant_free) {
-            cmd.arg(key);
-        }
-        args(&mut cmd);
-        match cmd.query_async(conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                script.prepare_invoke().load_async(conn).await?;
-                cmd.query_async(conn).await
-            }
-            answer => answer,
-        }
+        let keys: Vec<&str> = self
+            .keys
+            .iter()
+            .chain(&self.variant_free)
+            .map(String::as_str)
+            .collect();
+        crate::redis_conn::evalsha(conn, script, &keys, args).await
     }
 
     /// The hash of the stripe's meta (state, times, counters).
