@@ -332,13 +332,34 @@ async fn enforce_timeout(State(limit): State<Duration>, req: Request, next: Next
 /// Records request latency by route and status.
 async fn record_metrics(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
+    let method = metric_method(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     latency_histogram(route, method, response.status().as_u16())
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The request's method as a label: one of the standard methods, else `OTHER`, so a
+/// client inventing methods (HTTP allows any token) cannot add series without end.
+fn metric_method(method: &Method) -> Method {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if STANDARD.contains(method) {
+        method.clone()
+    } else {
+        Method::from_bytes(b"OTHER").expect("a method token")
+    }
 }
 
 /// The latency histograms by route, then by (method, status): each handle is looked up

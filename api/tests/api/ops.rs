@@ -81,6 +81,36 @@ async fn metrics_exposes_request_latency_after_a_request() {
     assert!(text.contains(r#"route="/healthz""#), "{text}");
 }
 
+#[tokio::test]
+async fn invented_methods_share_one_metrics_label_instead_of_adding_series() {
+    // Arrange: a client sends 20 requests, each with a method of its own invention.
+    let app = spawn_app().await;
+    for k in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{k}").as_bytes()).unwrap();
+        let _ = app
+            .client
+            .request(method, app.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // Act
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert: none of the invented methods is a label; they count under OTHER.
+    assert!(!text.contains("INVENTED"), "{text}");
+    assert!(text.contains(r#"method="OTHER""#), "{text}");
+}
+
 /// Every route of the routers in `api/src/http/*.rs`, as OpenAPI names them.
 const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/sessions"),
