@@ -3,25 +3,36 @@
 //! the draw, a higher ceiling), retried until it settles.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::codes::Pass;
 use crate::draw::address_group;
-use crate::queue::{Queue, Ticket};
+use crate::queue::{LineView, Queue, StoredTicket, Ticket};
 use crate::{Error, Result};
 use reservations::ids::{SaleId, ShopperId};
 use reservations::sales::{Access, Sale, SaleState};
 
+/// How often a process re-adds a sale with joins to the set of lines.
+const LINE_REGISTRATION: Duration = Duration::from_secs(1);
+
 impl Queue {
-    /// The sale, if a join may enter its line now (API.md v1.1: "joining a paused,
-    /// ended or sold-out sale answers `409 sale_closed`"). The handler asks before the
-    /// proof of work, so nobody solves a challenge for a closed sale. Sold out is the
-    /// controller's verdict in the line's meta (one HGET): no free units and no holds
-    /// that could come back.
-    pub async fn check_open(&self, sale_id: SaleId) -> Result<Arc<Sale>> {
+    /// The sale, if its definition lets a join in now: active and not ended (from the
+    /// cached sale; no Redis call). The join script refuses a sold-out line itself.
+    pub async fn open_sale(&self, sale_id: SaleId) -> Result<Arc<Sale>> {
         let sale = self.sale(sale_id).await?;
         if sale.state != SaleState::Active || self.sales().now() >= sale.ends_at {
             return Err(Error::SaleClosed);
         }
+        Ok(sale)
+    }
+
+    /// The sale, if a join may enter its line now (API.md v1.1: "joining a paused,
+    /// ended or sold-out sale answers `409 sale_closed`"): [`Queue::open_sale`], and
+    /// not sold out. Asked before a proof of work is asked or checked, so nobody
+    /// solves a challenge for a closed sale. Sold out is the controller's verdict in
+    /// the line's meta (one HGET): no free units and no holds that could come back.
+    pub async fn check_open(&self, sale_id: SaleId) -> Result<Arc<Sale>> {
+        let sale = self.open_sale(sale_id).await?;
         let sold_out: Option<i64> = redis::cmd("HGET")
             .arg(&self.keys(sale_id).0[0])
             .arg("sold_out")
@@ -63,13 +74,13 @@ impl Queue {
         access_code: Option<&str>,
         address: Option<std::net::IpAddr>,
     ) -> Result<(Ticket, bool)> {
-        let sale = self.check_open(sale_id).await?;
+        let sale = self.open_sale(sale_id).await?;
         self.join_open(shopper, &sale, place_token, access_code, address)
             .await
     }
 
-    /// [`Queue::join_coded`] of a sale [`Queue::check_open`] just let through (the join
-    /// handler asks before the proof of work, and need not ask twice).
+    /// [`Queue::join_coded`] of a sale [`Queue::open_sale`] (or `check_open`) just let
+    /// through (the join handler asks before the proof of work, and need not ask twice).
     pub async fn join_open(
         &self,
         shopper: ShopperId,
@@ -111,8 +122,11 @@ impl Queue {
         // While the draw waits for its beacon round the pre-queue stays open (`beacon`).
         let mut prequeue_until = sale.starts_at.timestamp_millis();
         loop {
+            // What this process had seen before the script (see `ticket_with`).
+            let seen_before = self.floor(sale_id).serving;
+            let report = self.waits_key(sale_id);
             let reply: Vec<String> = self
-                .evalsha(sale_id, &self.scripts.join, &[], |call| {
+                .evalsha(sale_id, &self.scripts.join, &[&report], |call| {
                     call.arg(shopper.to_string())
                         .arg(uuid::Uuid::new_v4().to_string())
                         .arg(now.timestamp_millis())
@@ -159,33 +173,62 @@ impl Queue {
                     continue;
                 }
                 Some("full") => return Err(Error::QueueFull),
-                Some(outcome) => {
-                    let created = outcome == "created";
-                    // The line's registration and the ticket's read go out together on
-                    // the multiplexed connection (one wait, not two).
-                    let register = async {
-                        if created {
-                            let _: i64 = redis::cmd("SADD")
-                                .arg(self.lines_key())
-                                .arg(sale_id.to_string())
-                                .query_async(&mut self.connection())
-                                .await?;
-                        }
-                        Ok::<_, Error>(())
+                Some("sold_out") => return Err(Error::SaleClosed),
+                Some("existing") => return Ok((self.ticket(shopper, sale_id).await?, false)),
+                Some("created") => {
+                    self.register_line(sale_id).await?;
+                    let [_, raw, serving, rate] = <[String; 4]>::try_from(reply).map_err(|_| {
+                        anyhow::anyhow!("join script: a created ticket without the line")
+                    })?;
+                    let stored = StoredTicket::parse(&raw)?;
+                    let serving: i64 = serving.parse().unwrap_or(0);
+                    // A place the serving position already passed is admitted: the
+                    // ticket script stamps when; so does a Redis that admits fewer than
+                    // this process saw (an older copy: `ticket_with` heals it).
+                    let ticket = if serving < seen_before
+                        || (stored.position > 0 && stored.position <= serving)
+                    {
+                        self.ticket(shopper, sale_id).await?
+                    } else {
+                        let line = LineView {
+                            serving,
+                            sold_out: false,
+                            rate: rate.parse().unwrap_or(0.0),
+                        };
+                        self.render(shopper, sale_id, now, stored, line).await?
                     };
-                    let ((), ticket) = tokio::try_join!(register, self.ticket(shopper, sale_id))?;
-                    if created {
-                        // What this shopper was told at join, for the report.
-                        self.count_join(sale_id, &ticket).await?;
-                    }
-                    return Ok((ticket, created));
+                    return Ok((ticket, true));
                 }
-                None => {
+                _ => {
                     return Err(Error::Internal(anyhow::anyhow!(
-                        "join script answered nothing"
+                        "join script answered {:?}",
+                        reply.first()
                     )))
                 }
             }
         }
+    }
+
+    /// Adds the sale to the set of lines the controllers visit, at most once a second
+    /// per process (a Redis that lost the set has it back within a second of a join).
+    async fn register_line(&self, sale_id: SaleId) -> Result<()> {
+        let due = {
+            let mut registered = self.registered.lock().expect("registered lock");
+            let due = registered
+                .get(&sale_id)
+                .is_none_or(|at| at.elapsed() >= LINE_REGISTRATION);
+            if due {
+                registered.insert(sale_id, Instant::now());
+            }
+            due
+        };
+        if due {
+            let _: i64 = redis::cmd("SADD")
+                .arg(self.lines_key())
+                .arg(sale_id.to_string())
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        Ok(())
     }
 }

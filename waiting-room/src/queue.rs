@@ -92,16 +92,30 @@ pub struct Ticket {
     pub message: Option<String>,
 }
 
+/// A ticket as the line stores it (common.lua, `tickets`).
 #[derive(Debug, Deserialize)]
-struct StoredTicket {
+pub(crate) struct StoredTicket {
     #[serde(rename = "i")]
     id: String,
     #[serde(rename = "p")]
-    position: i64,
+    pub(crate) position: i64,
     #[serde(rename = "j", default)]
     joined_ms: i64,
     #[serde(rename = "a", default)]
     admitted_ms: Option<i64>,
+}
+
+impl StoredTicket {
+    pub(crate) fn parse(raw: &str) -> Result<Self> {
+        Ok(serde_json::from_str(raw).map_err(|e| anyhow::anyhow!("ticket record: {e}"))?)
+    }
+}
+
+/// What a ticket is rendered against: the line as the script that read the ticket saw it.
+pub(crate) struct LineView {
+    pub(crate) serving: i64,
+    pub(crate) sold_out: bool,
+    pub(crate) rate: f64,
 }
 
 /// The line's counters (stats, controller).
@@ -170,6 +184,8 @@ pub struct Queue {
     pub(crate) drawing: Arc<tokio::sync::Mutex<()>>,
     /// The published draw of each drawn sale, rendered once (`draw`).
     pub(crate) drawn_bodies: Arc<Mutex<HashMap<SaleId, Arc<str>>>>,
+    /// When this process last added each sale to the set of lines (`join`).
+    pub(crate) registered: Arc<Mutex<HashMap<SaleId, Instant>>>,
 }
 
 impl Queue {
@@ -221,6 +237,7 @@ impl Queue {
             group_key,
             drawing: Arc::new(tokio::sync::Mutex::new(())),
             drawn_bodies: Arc::new(Mutex::new(HashMap::new())),
+            registered: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -369,10 +386,32 @@ impl Queue {
             }
             break (now, raw, serving, sold_out, rate);
         };
-        let stored: StoredTicket =
-            serde_json::from_str(&raw).map_err(|e| anyhow::anyhow!("ticket record: {e}"))?;
-        self.see(sale_id, stored.position, serving);
+        let stored = StoredTicket::parse(&raw)?;
         let rate: f64 = rate.parse().unwrap_or(0.0);
+        let line = LineView {
+            serving,
+            sold_out: sold_out == "1",
+            rate,
+        };
+        self.render(shopper, sale_id, now, stored, line).await
+    }
+
+    /// The ticket a shopper is shown, from their stored ticket and the line's serving
+    /// position, sold-out verdict and rate read with it (the join and ticket scripts).
+    pub(crate) async fn render(
+        &self,
+        shopper: ShopperId,
+        sale_id: SaleId,
+        now: DateTime<Utc>,
+        stored: StoredTicket,
+        line: LineView,
+    ) -> Result<Ticket> {
+        let LineView {
+            serving,
+            sold_out,
+            rate,
+        } = line;
+        self.see(sale_id, stored.position, serving);
         let sale = self.sale(sale_id).await?;
         let place_token = self.places.sign(&Place {
             shopper: shopper.0,
@@ -398,7 +437,7 @@ impl Queue {
         let closed = sale.state != SaleState::Active || now >= sale.ends_at;
         ticket.state = if closed {
             TicketState::Closed
-        } else if sold_out == "1" {
+        } else if sold_out {
             TicketState::SoldOut
         } else if stored.position == 0 {
             // Poll around the start, when the draw places the ticket.

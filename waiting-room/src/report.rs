@@ -4,9 +4,10 @@
 //!
 //! # Decisions
 //!
-//! - **O(1) per shopper on the hot path.** A join that creates a ticket adds one to
-//!   `joined` (and `prequeued`) and to the bucket of the `estimated_wait_seconds` its
-//!   ticket states, in one pipelined `HINCRBY` round trip; the ticket script adds one
+//! - **O(1) per shopper on the hot path.** The join script, when it creates a ticket,
+//!   adds one to `joined` (and `prequeued`) and to the bucket of the
+//!   `estimated_wait_seconds` the ticket states (no round trip of its own: the
+//!   estimate is computed there as `render` computes it); the ticket script adds one
 //!   to the bucket of the actual wait (admission time minus join time) in the same
 //!   call that stamps the ticket's admission time, so each shopper is counted once.
 //!   Nothing is scanned per shopper, at join, poll or report time.
@@ -35,8 +36,8 @@ use reservations::ids::SaleId;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WaitHistogram(pub BTreeMap<i64, i64>);
 
-/// The bucket of a wait of `seconds` (see the module's decisions; the ticket script
-/// computes the same for actual waits).
+/// The bucket of a wait of `seconds` (see the module's decisions; the scripts compute
+/// the same with common.lua's `wait_bucket`).
 pub fn bucket_of(seconds: f64) -> i64 {
     if seconds < 1.0 || !seconds.is_finite() {
         0
@@ -134,27 +135,6 @@ impl Queue {
     pub(crate) fn waits_key(&self, sale: SaleId) -> String {
         let [meta, ..] = self.keys(sale).0;
         format!("{}:waits", meta.trim_end_matches(":meta"))
-    }
-
-    /// Counts a ticket created now: one more joined (pre-queued when it has no
-    /// position), and its stated wait in the estimated histogram.
-    pub(crate) async fn count_join(&self, sale: SaleId, ticket: &crate::Ticket) -> Result<()> {
-        let key = self.waits_key(sale);
-        let mut pipe = redis::pipe();
-        pipe.cmd("HINCRBY").arg(&key).arg("joined").arg(1).ignore();
-        if ticket.position.is_none() {
-            pipe.cmd("HINCRBY")
-                .arg(&key)
-                .arg("prequeued")
-                .arg(1)
-                .ignore();
-        }
-        if let Some(wait) = ticket.estimated_wait_seconds {
-            let field = format!("e:{}", bucket_of(wait as f64));
-            pipe.cmd("HINCRBY").arg(&key).arg(field).arg(1).ignore();
-        }
-        let () = pipe.query_async(&mut self.connection()).await?;
-        Ok(())
     }
 
     /// The line's report figures, from Redis while it has them (kept in Postgres on

@@ -140,6 +140,9 @@ pub async fn guard(
     {
         return Ok(());
     }
+    // A sold-out sale answers 409 sale_closed before any proof is asked (the join
+    // script refuses it too, where no proof is asked).
+    state.queue.check_open(sale).await?;
     let refusal = match headers.get(&PROOF_HEADER) {
         None => Refusal::Required,
         Some(value) => match value.to_str() {

@@ -104,7 +104,7 @@ async fn join(
 ) -> Result<(StatusCode, axum::Json<Ticket>), ApiError> {
     state.queue_limiter.check(shopper.0)?;
     let body = join_body(&headers, &body)?;
-    let record = state.queue.check_open(SaleId(sale)).await?;
+    let record = state.queue.open_sale(SaleId(sale)).await?;
     proof::guard(&state, shopper, &record, &headers).await?;
     let (ticket, created) = state
         .queue

@@ -28,3 +28,12 @@ local K_META, K_TICKETS, K_PRE, K_OWNERS, K_LOG = KEYS[1], KEYS[2], KEYS[3], KEY
 local function meta_int(field)
   return tonumber(redis.call('HGET', K_META, field)) or 0
 end
+
+-- The report's wait bucket of `seconds` (report.rs `bucket_of`): quarter octaves, 0
+-- under one second.
+local function wait_bucket(seconds)
+  if seconds < 1 then return 0 end
+  -- The nudge keeps exact powers of two in their bucket (log(8) / log(2) is a hair
+  -- under 3 in some libms, where Rust's log2 is exact).
+  return math.floor(4 * math.log(seconds) / math.log(2) + 1e-9) + 1
+end

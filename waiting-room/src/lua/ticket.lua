@@ -38,12 +38,9 @@ if ticket.p > 0 and ticket.p <= serving and ticket.a == nil then
   local stated = ARGV[3] == ticket.i and tonumber(ARGV[4])
   ticket.a = math.min(now, admitted_at(ticket.p) or now, stated or now)
   -- The report's actual-wait histogram (KEYS[6], see report.rs): counted once, here,
-  -- where the admission time is stamped; quarter-octave buckets, 0 under one second.
+  -- where the admission time is stamped.
   if (ticket.j or 0) > 0 and KEYS[6] then
-    local wait = (ticket.a - ticket.j) / 1000
-    local bucket = 0
-    if wait >= 1 then bucket = math.floor(4 * math.log(wait) / math.log(2)) + 1 end
-    redis.call('HINCRBY', KEYS[6], 'a:' .. bucket, 1)
+    redis.call('HINCRBY', KEYS[6], 'a:' .. wait_bucket((ticket.a - ticket.j) / 1000), 1)
   end
   raw = cjson.encode(ticket)
   redis.call('HSET', K_TICKETS, ARGV[1], raw)
