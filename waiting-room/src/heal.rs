@@ -37,7 +37,8 @@
 //!
 //! A join is one script, a poll one script and one HMAC signature (two with a
 //! statement to check); Postgres is read only when a script says the line needs it.
-//! Postgres is written once per [`CEILING_BLOCK`] joins (the ceiling), once per sale
+//! Postgres is written once per [`CEILING_BLOCK`] joins (the ceiling, raised in the
+//! background half a block before joins reach it), once per sale
 //! per controller tick (the marks) and once per draw. The price of the ceiling: while
 //! Postgres is down, joins still get places up to the recorded ceiling, then fail
 //! until it is back.
@@ -52,6 +53,8 @@
 //!   admits through them like no-shows.
 //! - A pre-queued shopper lost before the draw who comes back only after it is not in
 //!   the published draw, and joins the back of the line.
+
+use std::sync::atomic::Ordering;
 
 use redis::Script;
 
@@ -105,6 +108,25 @@ impl Queue {
         let floor = floors.entry(sale).or_default();
         floor.seq = floor.seq.max(seq);
         floor.serving = floor.serving.max(serving);
+    }
+
+    /// Raises the line's ceiling a block further in the background once a join's
+    /// `position` comes within half a block of it, one raise at a time per process:
+    /// joins at speed do not all stop at the ceiling to wait for Postgres (a join that
+    /// reaches it anyway raises it itself, as before).
+    pub(crate) fn raise_ahead(&self, sale: SaleId, position: i64, ceiling: i64) {
+        if ceiling - position > CEILING_BLOCK / 2 || self.raising_ahead.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let queue = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = queue.heal(sale, false, Some(ceiling)).await {
+                tracing::warn!(sale_id = %sale, error = %e,
+                    "raising the line's ceiling ahead failed; the join that reaches it raises it");
+            }
+            queue.raising_ahead.store(false, Ordering::Release);
+        });
     }
 
     /// Brings the line up to Postgres' marks; with `raise_from`, first raises the

@@ -119,6 +119,7 @@ impl Queue {
         };
         // The position of the last ceiling this join waited for another join to raise.
         let mut waited_for: Option<i64> = None;
+        let mut waited_for_marks = false;
         // While the draw waits for its beacon round the pre-queue stays open (`beacon`).
         let mut prequeue_until = sale.starts_at.timestamp_millis();
         loop {
@@ -145,6 +146,14 @@ impl Queue {
                     continue;
                 }
                 Some("needs_marks") => {
+                    // Joins that find the line unmarked together (a new sale's first
+                    // second) wait for the heal under way and try again, instead of
+                    // each reading Postgres in turn; the second time, they heal.
+                    if !waited_for_marks {
+                        waited_for_marks = true;
+                        drop(self.raising.lock().await);
+                        continue;
+                    }
                     self.heal(sale_id, false, None).await?;
                     continue;
                 }
@@ -177,11 +186,13 @@ impl Queue {
                 Some("existing") => return Ok((self.ticket(shopper, sale_id).await?, false)),
                 Some("created") => {
                     self.register_line(sale_id).await?;
-                    let [_, raw, serving, rate] = <[String; 4]>::try_from(reply).map_err(|_| {
-                        anyhow::anyhow!("join script: a created ticket without the line")
-                    })?;
+                    let [_, raw, serving, rate, ceiling] =
+                        <[String; 5]>::try_from(reply).map_err(|_| {
+                            anyhow::anyhow!("join script: a created ticket without the line")
+                        })?;
                     let stored = StoredTicket::parse(&raw)?;
                     let serving: i64 = serving.parse().unwrap_or(0);
+                    self.raise_ahead(sale_id, stored.position, ceiling.parse().unwrap_or(0));
                     // A place the serving position already passed is admitted: the
                     // ticket script stamps when; so does a Redis that admits fewer than
                     // this process saw (an older copy: `ticket_with` heals it).

@@ -173,6 +173,8 @@ pub struct Queue {
     pub(crate) floors: Arc<Mutex<HashMap<SaleId, Floor>>>,
     /// One raise of a ceiling (or heal) at a time in this process.
     pub(crate) raising: Arc<tokio::sync::Mutex<()>>,
+    /// A raise of a ceiling ahead of the joins is under way (`heal`, `raise_ahead`).
+    pub(crate) raising_ahead: Arc<std::sync::atomic::AtomicBool>,
     /// The draw's beacon rounds (see `beacon`).
     pub(crate) beacons: Arc<Beacons>,
     /// The sales' access codes (`codes`).
@@ -232,6 +234,7 @@ impl Queue {
             heal_scripts: Arc::new(HealScripts::new()),
             floors: Arc::new(Mutex::new(HashMap::new())),
             raising: Arc::new(tokio::sync::Mutex::new(())),
+            raising_ahead: Arc::default(),
             beacons,
             codes,
             group_key,

@@ -201,7 +201,7 @@ async fn a_slow_provider_with_capacity_to_spare_does_not_cut_admission() {
             slow_seen |= s["signals"]["checkout_p95_ms"].as_f64().unwrap() > 300.0;
             assert_ne!(
                 s["admission"]["last_change_reason"], "checkout_p95 above target",
-                "the provider's latency is not ours to cut"
+                "the provider's latency is not ours to cut {s}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -8,8 +8,8 @@
 --       7 priority (1: the shopper used a priority access code, drawn ahead of the
 --       public pre-queue; after the draw they queue in arrival order like everyone),
 --       8 the join's address group (0: not known; see draw.rs, `address_group`).
--- Returns {'existing', ticket json}, {'created', ticket json, serving, rate} (what the
---         caller renders the new ticket from), {'sold_out'} (the controller's verdict:
+-- Returns {'existing', ticket json}, {'created', ticket json, serving, rate, ceiling}
+--         (what the caller renders the new ticket from, and raises the ceiling by), {'sold_out'} (the controller's verdict:
 --         nothing left to wait for), {'full'},
 --         {'needs_draw'} (the sale started; the caller runs the draw and retries),
 --         {'needs_marks'} (the line is not marked from Postgres: new, or lost),
@@ -62,4 +62,4 @@ local json = cjson.encode(ticket)
 redis.call('HSET', K_TICKETS, shopper, json)
 redis.call('HSET', K_OWNERS, id, shopper)
 redis.call('HINCRBY', K_REPORT, 'joined', 1)
-return {'created', json, tostring(serving), rate}
+return {'created', json, tostring(serving), rate, tostring(ceiling)}
