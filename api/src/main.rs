@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// mimalloc, not glibc's malloc: the hot paths allocate ~90 (reserve) to ~200 (join)
+/// times a request, and glibc's allocator was a fifth of their CPU under load
+/// (`loadtests/bench/PROFILE.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = flashsale::cli::Cli::parse();
