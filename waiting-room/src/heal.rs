@@ -38,7 +38,7 @@
 //! A join is one script, a poll one script and one HMAC signature (two with a
 //! statement to check); Postgres is read only when a script says the line needs it.
 //! Postgres is written once per [`CEILING_BLOCK`] joins (the ceiling, raised in the
-//! background half a block before joins reach it), once per sale
+//! background a block before joins reach it), once per sale
 //! per controller tick (the marks) and once per draw. The price of the ceiling: while
 //! Postgres is down, joins still get places up to the recorded ceiling, then fail
 //! until it is back.
@@ -49,8 +49,9 @@
 //!   be handed out again, by a process that had not handed out those positions itself
 //!   (with one process the join itself notices, so never). The window is one
 //!   controller tick at most.
-//! - After a loss the line has up to [`CEILING_BLOCK`] empty places; the controller
-//!   admits through them like no-shows.
+//! - After a loss the line has up to two [`CEILING_BLOCK`]s of empty places (the
+//!   ceiling runs up to two blocks ahead while the line fills); the controller admits
+//!   through them like no-shows.
 //! - A pre-queued shopper lost before the draw who comes back only after it is not in
 //!   the published draw, and joins the back of the line.
 
@@ -111,12 +112,12 @@ impl Queue {
     }
 
     /// Raises the line's ceiling a block further in the background once a join's
-    /// `position` comes within half a block of it, one raise at a time per process:
-    /// joins at speed do not all stop at the ceiling to wait for Postgres (a join that
-    /// reaches it anyway raises it itself, as before).
+    /// `position` comes within a block of it, one raise at a time per process: joins
+    /// at speed do not all stop at the ceiling to wait for Postgres (a join that
+    /// reaches it anyway raises it itself, as before). The ceiling stays one to two
+    /// blocks ahead of the line while it fills.
     pub(crate) fn raise_ahead(&self, sale: SaleId, position: i64, ceiling: i64) {
-        if ceiling - position > CEILING_BLOCK / 2 || self.raising_ahead.swap(true, Ordering::AcqRel)
-        {
+        if ceiling - position > CEILING_BLOCK || self.raising_ahead.swap(true, Ordering::AcqRel) {
             return;
         }
         let queue = self.clone();

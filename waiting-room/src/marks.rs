@@ -9,8 +9,9 @@ use crate::Result;
 use reservations::ids::SaleId;
 
 /// How many positions one raise of the ceiling covers: one Postgres write per this
-/// many joins, and at most this many empty places after a loss (the controller admits
-/// through them like no-shows).
+/// many joins, and at most twice this many empty places after a loss (the ceiling is
+/// raised a block ahead of the joins; the controller admits through them like
+/// no-shows).
 pub const CEILING_BLOCK: i64 = 256;
 
 /// A sale's marks as recorded.
