@@ -151,6 +151,14 @@ impl LineState {
     }
 }
 
+/// A sale definition as the queue caches it (`Queue::sale`).
+struct CachedSale {
+    at: Instant,
+    sale: Arc<Sale>,
+    /// A request is reading it again from Postgres.
+    refreshing: bool,
+}
+
 /// The key names of a sale's line.
 pub(crate) struct LineKeys(pub(crate) [String; 5]);
 
@@ -166,7 +174,7 @@ pub struct Queue {
     tokens: Arc<AdmissionTokens>,
     window: Duration,
     pub(crate) cap: i64,
-    cache: Arc<Mutex<HashMap<SaleId, (Instant, Arc<Sale>)>>>,
+    cache: Arc<Mutex<HashMap<SaleId, CachedSale>>>,
     pub(crate) marks: LineMarks,
     places: Arc<PlaceStatements>,
     pub(crate) heal_scripts: Arc<HealScripts>,
@@ -317,19 +325,43 @@ impl Queue {
     }
 
     /// The sale, from a one-second cache; shared, so a join (which reads it up to four
-    /// times) copies no strings.
+    /// times) copies no strings. When the copy is a second old, one request reads
+    /// Postgres while the others keep it (up to a second more), instead of every
+    /// request in flight reading it at once.
     pub async fn sale(&self, id: SaleId) -> Result<Arc<Sale>> {
-        if let Some((at, sale)) = self.cache.lock().expect("cache lock").get(&id) {
-            if at.elapsed() < SALE_CACHE_TTL {
-                return Ok(sale.clone());
+        {
+            let mut cache = self.cache.lock().expect("cache lock");
+            if let Some(entry) = cache.get_mut(&id) {
+                let age = entry.at.elapsed();
+                if age < SALE_CACHE_TTL || (entry.refreshing && age < 2 * SALE_CACHE_TTL) {
+                    return Ok(entry.sale.clone());
+                }
+                // This request refreshes it (again, if a refresh went quiet).
+                entry.refreshing = true;
             }
         }
-        let sale = Arc::new(self.sales.sale(id).await?);
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .insert(id, (Instant::now(), sale.clone()));
-        Ok(sale)
+        let read = self.sales.sale(id).await;
+        let mut cache = self.cache.lock().expect("cache lock");
+        match read {
+            Ok(sale) => {
+                let sale = Arc::new(sale);
+                cache.insert(
+                    id,
+                    CachedSale {
+                        at: Instant::now(),
+                        sale: sale.clone(),
+                        refreshing: false,
+                    },
+                );
+                Ok(sale)
+            }
+            Err(e) => {
+                if let Some(entry) = cache.get_mut(&id) {
+                    entry.refreshing = false;
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// The shopper's ticket, with an admission token when admitted.
